@@ -1,0 +1,664 @@
+//! Typed settings, valid by construction (step 2 of loading).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Uri};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_saphyr::Spanned;
+
+use super::raw::{self, LogFormat, RawConfig, Role};
+use super::secret::{Secret, SecretRef};
+use super::{ConfigError, Ctx};
+use crate::policy::{Access, Policy, Rule};
+
+/// Everything the gateway needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listeners: Vec<ListenerSettings>,
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    pub limits: Limits,
+    pub logging: LoggingSettings,
+    pub auth: AuthSettings,
+    pub sessions: SessionSettings,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub address: SocketAddr,
+    /// `None` is a plain-HTTP listener (behind a TLS-terminating load balancer).
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TlsSettings {
+    /// A certificate chain and key from PEM files.
+    Files {
+        chain: Vec<CertificateDer<'static>>,
+        key: Arc<PrivateKeyDer<'static>>,
+    },
+    /// A development CA and leaf made at start (rcgen).
+    Development {
+        write_ca_to: Option<PathBuf>,
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: u32,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `http://` or `https://` with an authority and no path.
+    pub url: Uri,
+    /// Extra roots for an `https://` upstream; system roots when `None`.
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub service_account: Option<ServiceAccount>,
+    pub token_verification: Option<UpstreamTokens>,
+    pub session_refresh_margin: Duration,
+    pub replay_buffer_bytes: u64,
+    pub login_backoff_max: Duration,
+}
+
+/// Credentials of the upstream admin account the gateway logs in with.
+#[derive(Debug, Clone)]
+pub struct ServiceAccount {
+    pub username: String,
+    pub password: Secret,
+    pub fingerprint: Option<String>,
+}
+
+/// How upstream-minted agent and temp tokens are verified.
+#[derive(Clone)]
+pub struct UpstreamTokens {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+    pub leeway: Duration,
+}
+
+impl std::fmt::Debug for UpstreamTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTokens")
+            .field("algorithm", &self.algorithm)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Sum of name and value lengths of the request headers (as upstream counts them).
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub issuer: String,
+    /// Verification keys; the signing key is among them.
+    pub keys: Vec<GatewayKey>,
+    pub signing_kid: String,
+    pub users: Vec<UserSettings>,
+    pub login: LoginSettings,
+}
+
+/// A gateway token key with its `kid`.
+#[derive(Clone)]
+pub struct GatewayKey {
+    pub kid: String,
+    pub algorithm: Algorithm,
+    /// `None` for verification-only keys (kept during a rotation).
+    pub encoding: Option<EncodingKey>,
+    pub decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for GatewayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("can_sign", &self.encoding.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UserSettings {
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    pub max_failures_per_ip: u32,
+    pub max_failures_per_user: u32,
+    pub failure_window: Duration,
+    pub lockout: Duration,
+    pub attempts_per_minute_per_ip: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub max_per_user: u32,
+    pub capacity: u64,
+}
+
+const DEFAULT_DEV_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
+
+fn dur(v: Option<raw::DurationValue>, default: Duration) -> Duration {
+    v.map_or(default, |d| d.0)
+}
+
+pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigError> {
+    if raw.listeners.is_empty() {
+        return Err(ctx.err(
+            serde_saphyr::Location::UNKNOWN,
+            "listeners",
+            "at least one listener is required",
+            Some("add `- address: 127.0.0.1:8443` with a `tls:` block"),
+        ));
+    }
+    let mut listeners = Vec::with_capacity(raw.listeners.len());
+    for (i, l) in raw.listeners.iter().enumerate() {
+        listeners.push(listener(l, &format!("listeners[{i}]"), ctx)?);
+    }
+    for (i, l) in listeners.iter().enumerate() {
+        if listeners[..i].iter().any(|o| o.address == l.address) {
+            return Err(ctx.err(
+                raw.listeners[i].referenced,
+                format!("listeners[{i}].address"),
+                format!("address {} is used by an earlier listener", l.address),
+                None,
+            ));
+        }
+    }
+
+    let server = ServerSettings {
+        handshake_timeout: dur(raw.server.handshake_timeout, Duration::from_secs(10)),
+        header_read_timeout: dur(raw.server.header_read_timeout, Duration::from_secs(30)),
+        max_connections: raw.server.max_connections.unwrap_or(10_000),
+        drain_timeout: dur(raw.server.drain_timeout, Duration::from_secs(30)),
+    };
+    if server.max_connections == 0 {
+        return Err(ctx.err(
+            serde_saphyr::Location::UNKNOWN,
+            "server.max_connections",
+            "must be at least 1",
+            None,
+        ));
+    }
+
+    let upstream = upstream(&raw.upstream, ctx)?;
+    let limits = Limits {
+        max_header_bytes: raw.limits.max_header_bytes.map_or(7680, |b| b.0 as usize),
+        max_uri_bytes: raw.limits.max_uri_bytes.map_or(8192, |b| b.0 as usize),
+        max_body_bytes: raw.limits.max_body_bytes.map_or(8 << 20, |b| b.0),
+    };
+    let logging = LoggingSettings {
+        format: raw.logging.format.unwrap_or_default(),
+        level: raw.logging.level.clone().unwrap_or_else(|| "info".into()),
+    };
+    let auth = auth(raw.auth.as_ref(), ctx)?;
+    let sessions = SessionSettings {
+        idle_timeout: dur(raw.sessions.idle_timeout, Duration::from_secs(60 * 60)),
+        absolute_timeout: dur(raw.sessions.absolute_timeout, Duration::from_secs(12 * 3600)),
+        max_per_user: raw.sessions.max_per_user.unwrap_or(5).max(1),
+        capacity: raw.sessions.capacity.unwrap_or(100_000).max(1),
+    };
+    if sessions.absolute_timeout < sessions.idle_timeout {
+        return Err(ctx.err(
+            serde_saphyr::Location::UNKNOWN,
+            "sessions.absolute_timeout",
+            "must not be shorter than sessions.idle_timeout",
+            None,
+        ));
+    }
+    let policy = policy(&raw.routes, ctx)?;
+    Ok(Settings {
+        listeners,
+        server,
+        upstream,
+        limits,
+        logging,
+        auth,
+        sessions,
+        policy,
+    })
+}
+
+fn listener(
+    l: &Spanned<raw::RawListener>,
+    path: &str,
+    ctx: &Ctx<'_>,
+) -> Result<ListenerSettings, ConfigError> {
+    let tls = match (&l.value.tls, l.value.plain_http) {
+        (Some(_), true) => {
+            return Err(ctx.err(
+                l.referenced,
+                path,
+                "a listener has either `tls` or `plain_http: true`, not both",
+                None,
+            ))
+        }
+        (None, false) => {
+            return Err(ctx.err(
+                l.referenced,
+                path,
+                "listener has no `tls` block",
+                Some("add `tls:` with `cert_file`/`key_file` (or `development: {}`), or set `plain_http: true` behind a TLS load balancer"),
+            ))
+        }
+        (None, true) => None,
+        (Some(tls), false) => Some(tls_settings(tls, &format!("{path}.tls"), ctx)?),
+    };
+    Ok(ListenerSettings {
+        address: l.value.address,
+        tls,
+    })
+}
+
+fn tls_settings(
+    tls: &Spanned<raw::RawTls>,
+    path: &str,
+    ctx: &Ctx<'_>,
+) -> Result<TlsSettings, ConfigError> {
+    let t = &tls.value;
+    match (&t.cert_file, &t.key_file, &t.development) {
+        (Some(cert), Some(key), None) => {
+            let cert_path = ctx.resolve(cert);
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    ctx.err(
+                        tls.referenced,
+                        format!("{path}.cert_file"),
+                        format!("cannot read certificates from `{}`: {e}", cert_path.display()),
+                        Some("a PEM file with the leaf certificate first, then intermediates"),
+                    )
+                })?;
+            if chain.is_empty() {
+                return Err(ctx.err(
+                    tls.referenced,
+                    format!("{path}.cert_file"),
+                    format!("`{}` holds no certificate", cert_path.display()),
+                    None,
+                ));
+            }
+            let key_path = ctx.resolve(key);
+            let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+                ctx.err(
+                    tls.referenced,
+                    format!("{path}.key_file"),
+                    format!("cannot read a private key from `{}`: {e}", key_path.display()),
+                    Some("a PEM file with one PKCS#8, PKCS#1 or SEC1 private key"),
+                )
+            })?;
+            Ok(TlsSettings::Files {
+                chain,
+                key: Arc::new(key),
+            })
+        }
+        (None, None, Some(dev)) => Ok(TlsSettings::Development {
+            write_ca_to: dev.write_ca_to.as_deref().map(|p| ctx.resolve(p)),
+            names: dev.names.clone().unwrap_or_else(|| {
+                DEFAULT_DEV_NAMES.iter().map(|s| (*s).to_owned()).collect()
+            }),
+        }),
+        _ => Err(ctx.err(
+            tls.referenced,
+            path,
+            "give `cert_file` and `key_file`, or `development`",
+            Some("`development: {write_ca_to: target/dev-ca.pem}` makes a self-signed CA at start"),
+        )),
+    }
+}
+
+fn upstream(u: &Spanned<raw::RawUpstream>, ctx: &Ctx<'_>) -> Result<UpstreamSettings, ConfigError> {
+    let raw = &u.value;
+    let url_err = |msg: String| {
+        ctx.err(
+            raw.url.referenced,
+            "upstream.url",
+            msg,
+            Some("for example `http://127.0.0.1:8001`"),
+        )
+    };
+    let url: Uri = raw
+        .url
+        .value
+        .parse()
+        .map_err(|e| url_err(format!("`{}` is not a URL: {e}", raw.url.value)))?;
+    match url.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(url_err("the scheme must be `http` or `https`".into())),
+    }
+    if url.authority().is_none() {
+        return Err(url_err("the URL has no host".into()));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(url_err(
+            "the URL must not have a path: ARCP and its clients live at `/` (contract §5)".into(),
+        ));
+    }
+    let ca = match &raw.ca_file {
+        None => None,
+        Some(file) => {
+            let p = ctx.resolve(file);
+            let certs = CertificateDer::pem_file_iter(&p)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    ctx.err(
+                        u.referenced,
+                        "upstream.ca_file",
+                        format!("cannot read CA certificates from `{}`: {e}", p.display()),
+                        None,
+                    )
+                })?;
+            Some(certs)
+        }
+    };
+    let service_account = match &raw.service_account {
+        None => None,
+        Some(sa) => {
+            let secret = SecretRef::from_pair(
+                "password",
+                sa.value.password_env.as_ref(),
+                sa.value.password_file.as_ref(),
+            )
+            .and_then(|r| r.resolve())
+            .map_err(|m| ctx.err(sa.referenced, "upstream.service_account", m, None))?;
+            Some(ServiceAccount {
+                username: sa.value.username.clone(),
+                password: secret,
+                fingerprint: sa.value.fingerprint.clone(),
+            })
+        }
+    };
+    let token_verification = match &raw.token_verification {
+        None => None,
+        Some(tv) => {
+            let path = "upstream.token_verification";
+            let algorithm = match tv.value.algorithm.value.as_str() {
+                "HS256" => Algorithm::HS256,
+                "HS384" => Algorithm::HS384,
+                "HS512" => Algorithm::HS512,
+                other => {
+                    return Err(ctx.err(
+                        tv.value.algorithm.referenced,
+                        format!("{path}.algorithm"),
+                        format!("unsupported algorithm `{other}`"),
+                        Some("ARCP signs agent tokens with JWT_ALGORITHM: HS256, HS384 or HS512"),
+                    ))
+                }
+            };
+            let secret = SecretRef::from_pair(
+                "secret",
+                tv.value.secret_env.as_ref(),
+                tv.value.secret_file.as_ref(),
+            )
+            .and_then(|r| r.resolve())
+            .map_err(|m| ctx.err(tv.referenced, path, m, None))?;
+            Some(UpstreamTokens {
+                algorithm,
+                key: DecodingKey::from_secret(secret.expose().as_bytes()),
+                leeway: dur(tv.value.leeway, Duration::from_secs(60)).min(Duration::from_secs(60)),
+            })
+        }
+    };
+    Ok(UpstreamSettings {
+        url,
+        ca,
+        connect_timeout: dur(raw.connect_timeout, Duration::from_secs(5)),
+        response_timeout: dur(raw.response_timeout, Duration::from_secs(60)),
+        pool_idle_timeout: dur(raw.pool_idle_timeout, Duration::from_secs(90)),
+        pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
+        service_account,
+        token_verification,
+        session_refresh_margin: dur(raw.session_refresh_margin, Duration::from_secs(120)),
+        replay_buffer_bytes: raw.replay_buffer_bytes.map_or(64 << 10, |b| b.0),
+        login_backoff_max: dur(raw.login_backoff_max, Duration::from_secs(60)),
+    })
+}
+
+fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings, ConfigError> {
+    let login_defaults = |l: &raw::RawLogin| LoginSettings {
+        max_failures_per_ip: l.max_failures_per_ip.unwrap_or(5).max(1),
+        max_failures_per_user: l.max_failures_per_user.unwrap_or(20).max(1),
+        failure_window: dur(l.failure_window, Duration::from_secs(15 * 60)),
+        lockout: dur(l.lockout, Duration::from_secs(5 * 60)),
+        attempts_per_minute_per_ip: l.attempts_per_minute_per_ip.unwrap_or(30).max(1),
+    };
+    let Some(a) = a else {
+        // No `auth` block: nobody can log in. An ephemeral key keeps the types simple;
+        // it never signs anything because there are no users.
+        let secret: [u8; 32] = rand::random();
+        return Ok(AuthSettings {
+            issuer: "arcp-gateway".into(),
+            keys: vec![GatewayKey {
+                kid: "ephemeral".into(),
+                algorithm: Algorithm::HS256,
+                encoding: Some(EncodingKey::from_secret(&secret)),
+                decoding: DecodingKey::from_secret(&secret),
+            }],
+            signing_kid: "ephemeral".into(),
+            users: Vec::new(),
+            login: login_defaults(&raw::RawLogin::default()),
+        });
+    };
+    let raw = &a.value;
+    let mut keys = Vec::with_capacity(raw.keys.len());
+    for (i, k) in raw.keys.iter().enumerate() {
+        let path = format!("auth.keys[{i}]");
+        if keys.iter().any(|o: &GatewayKey| o.kid == k.value.kid) {
+            return Err(ctx.err(k.referenced, format!("{path}.kid"), format!("duplicate kid `{}`", k.value.kid), None));
+        }
+        keys.push(gateway_key(k, &path, ctx)?);
+    }
+    let signing = keys.iter().find(|k| k.kid == raw.signing_key.value);
+    match signing {
+        None => {
+            return Err(ctx.err(
+                raw.signing_key.referenced,
+                "auth.signing_key",
+                format!("no key with kid `{}` in auth.keys", raw.signing_key.value),
+                None,
+            ))
+        }
+        Some(k) if k.encoding.is_none() => {
+            return Err(ctx.err(
+                raw.signing_key.referenced,
+                "auth.signing_key",
+                format!("key `{}` is verification-only and cannot sign", k.kid),
+                Some("give the key a secret or a private_key_file"),
+            ))
+        }
+        Some(_) => {}
+    }
+    let mut users = Vec::with_capacity(raw.users.len());
+    for (i, u) in raw.users.iter().enumerate() {
+        let path = format!("auth.users[{i}]");
+        if users.iter().any(|o: &UserSettings| o.name == u.value.name) {
+            return Err(ctx.err(u.referenced, format!("{path}.name"), format!("duplicate user `{}`", u.value.name), None));
+        }
+        if u.value.name.is_empty() || u.value.name.len() > 255 {
+            return Err(ctx.err(u.referenced, format!("{path}.name"), "a user name has 1 to 255 characters", None));
+        }
+        let hash = &u.value.password_hash;
+        crate::auth::credentials::check_phc(&hash.value).map_err(|m| {
+            ctx.err(
+                hash.referenced,
+                format!("{path}.password_hash"),
+                m,
+                Some("make one with `arcp-gateway hash-password`"),
+            )
+        })?;
+        users.push(UserSettings {
+            name: u.value.name.clone(),
+            password_hash: hash.value.clone(),
+            role: u.value.role,
+        });
+    }
+    Ok(AuthSettings {
+        issuer: raw.issuer.clone().unwrap_or_else(|| "arcp-gateway".into()),
+        keys,
+        signing_kid: raw.signing_key.value.clone(),
+        users,
+        login: login_defaults(&raw.login),
+    })
+}
+
+fn gateway_key(k: &Spanned<raw::RawKey>, path: &str, ctx: &Ctx<'_>) -> Result<GatewayKey, ConfigError> {
+    let raw = &k.value;
+    let at = k.referenced;
+    let read = |file: &str, what: &str| {
+        let p = ctx.resolve(file);
+        std::fs::read(&p).map_err(|e| {
+            ctx.err(at, format!("{path}.{what}"), format!("cannot read `{}`: {e}", p.display()), None)
+        })
+    };
+    match raw.algorithm.value.as_str() {
+        "HS256" => {
+            if raw.private_key_file.is_some() || raw.public_key_file.is_some() {
+                return Err(ctx.err(at, path, "an HS256 key has a secret, not key files", None));
+            }
+            let secret = SecretRef::from_pair("secret", raw.secret_env.as_ref(), raw.secret_file.as_ref())
+                .and_then(|r| r.resolve())
+                .map_err(|m| ctx.err(at, path, m, None))?;
+            if secret.expose().len() < 32 {
+                return Err(ctx.err(
+                    at,
+                    path,
+                    "an HS256 secret needs at least 32 bytes",
+                    Some("generate one with `openssl rand -base64 48`"),
+                ));
+            }
+            Ok(GatewayKey {
+                kid: raw.kid.clone(),
+                algorithm: Algorithm::HS256,
+                encoding: Some(EncodingKey::from_secret(secret.expose().as_bytes())),
+                decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            })
+        }
+        "EdDSA" => {
+            if raw.secret_env.is_some() || raw.secret_file.is_some() {
+                return Err(ctx.err(at, path, "an EdDSA key uses key files, not a secret", None));
+            }
+            let public = match &raw.public_key_file {
+                Some(f) => read(f, "public_key_file")?,
+                None => {
+                    return Err(ctx.err(
+                        at,
+                        path,
+                        "an EdDSA key needs `public_key_file` (and `private_key_file` to sign)",
+                        None,
+                    ))
+                }
+            };
+            let decoding = DecodingKey::from_ed_pem(&public).map_err(|e| {
+                ctx.err(at, format!("{path}.public_key_file"), format!("not an Ed25519 public key in PEM: {e}"), None)
+            })?;
+            let encoding = match &raw.private_key_file {
+                None => None,
+                Some(f) => Some(EncodingKey::from_ed_pem(&read(f, "private_key_file")?).map_err(|e| {
+                    ctx.err(at, format!("{path}.private_key_file"), format!("not an Ed25519 private key in PKCS#8 PEM: {e}"), None)
+                })?),
+            };
+            Ok(GatewayKey {
+                kid: raw.kid.clone(),
+                algorithm: Algorithm::EdDSA,
+                encoding,
+                decoding,
+            })
+        }
+        other => Err(ctx.err(
+            raw.algorithm.referenced,
+            format!("{path}.algorithm"),
+            format!("unsupported algorithm `{other}`"),
+            Some("use `HS256` (default, fastest) or `EdDSA`"),
+        )),
+    }
+}
+
+/// Rules of a routes file (the shipped profile has this shape).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesFile {
+    rules: Vec<Spanned<raw::RawRule>>,
+}
+
+fn rules(raw: &[Spanned<raw::RawRule>], prefix: &str, ctx: &Ctx<'_>) -> Result<Vec<Rule>, ConfigError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("{prefix}[{i}]");
+        let mut methods = Vec::with_capacity(r.value.methods.len());
+        for (j, m) in r.value.methods.iter().enumerate() {
+            let method = Method::from_bytes(m.value.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                ctx.err(m.referenced, format!("{path}.methods[{j}]"), format!("`{}` is not an HTTP method", m.value), None)
+            })?;
+            methods.push(method);
+        }
+        let rule = Rule::new(
+            r.value.name.clone(),
+            &r.value.path.value,
+            methods,
+            r.value.access,
+            r.value.require_pin,
+        )
+        .map_err(|m| ctx.err(r.value.path.referenced, format!("{path}.path"), m, None))?;
+        out.push(rule);
+    }
+    Ok(out)
+}
+
+fn policy(raw: &raw::RawRoutes, ctx: &Ctx<'_>) -> Result<Policy, ConfigError> {
+    let mut all = rules(&raw.rules, "routes.rules", ctx)?;
+    let profile = raw.profile.as_ref().map_or("arcp", |p| p.value.as_str());
+    match profile {
+        "arcp" => {
+            let file: RoutesFile = super::parse_yaml(super::ARCP_PROFILE, "config/routes/arcp.yaml")?;
+            let profile_ctx = Ctx {
+                file: "config/routes/arcp.yaml",
+                base: ctx.base,
+            };
+            all.extend(rules(&file.rules, "rules", &profile_ctx)?);
+        }
+        "none" => {}
+        other => {
+            let at = raw.profile.as_ref().map_or(serde_saphyr::Location::UNKNOWN, |p| p.referenced);
+            return Err(ctx.err(
+                at,
+                "routes.profile",
+                format!("unknown profile `{other}`"),
+                Some("use `arcp` (the built-in ARCP 2.1.2 table) or `none`"),
+            ));
+        }
+    }
+    Ok(Policy::new(all, raw.default_access.unwrap_or(Access::Admin)))
+}

@@ -1,0 +1,118 @@
+//! `arcp-gateway` command line: run, check-config, hash-password.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "arcp-gateway", version, about = "TLS authentication gateway for ARCP servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// YAML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate configuration files; prints each error with file:line:column and exits 1.
+    CheckConfig {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Read a password from standard input and print its argon2id PHC hash.
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("arcp-gateway: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::CheckConfig { files } => check_config(&files),
+        Command::HashPassword => match hash_password() {
+            Ok(phc) => {
+                println!("{phc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("arcp-gateway: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run(config: PathBuf) -> anyhow::Result<()> {
+    let settings = arcp_gateway::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    arcp_gateway::observability::init(&settings.logging);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let gateway = arcp_gateway::Gateway::bind(settings)
+            .await
+            .context("cannot start the gateway")?;
+        for addr in gateway.local_addrs() {
+            tracing::info!(%addr, "listening");
+        }
+        gateway.serve(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        // Without a SIGTERM handler, Ctrl-C still works.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn check_config(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        match arcp_gateway::config::load(file) {
+            Ok(_) => println!("{}: ok", file.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn hash_password() -> anyhow::Result<String> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the password from standard input")?;
+    let password = input.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("empty password on standard input");
+    }
+    arcp_gateway::auth::credentials::hash_password(password).map_err(|e| anyhow::anyhow!(e))
+}

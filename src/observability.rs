@@ -1,0 +1,83 @@
+//! Logs: setup, the per-request access event, and error chains.
+//!
+//! What is never logged: `Authorization`, cookies, fingerprints, PINs, passwords, and query
+//! strings (the dashboard puts its token in `?token=`). The access event carries the path
+//! only; headers are never logged at all.
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::config::{LogFormat, LoggingSettings};
+
+/// Installs the global subscriber (once, from `main`). `RUST_LOG` overrides the level.
+pub fn init(settings: &LoggingSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    // A second init (tests) is harmless and ignored.
+    let _ = match settings.format {
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true).with_current_span(false))
+            .try_init(),
+        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+    };
+}
+
+/// One access-log event per request.
+pub struct AccessLog<'a> {
+    pub method: &'a Method,
+    /// The request path without its query.
+    pub path: &'a str,
+    pub route: Option<&'a str>,
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub duration: Duration,
+    pub request_id: &'a str,
+    pub user: Option<&'a str>,
+    pub peer: SocketAddr,
+}
+
+pub fn access_log(a: &AccessLog<'_>) {
+    tracing::info!(
+        target: "arcp_gateway::access",
+        method = %a.method,
+        path = a.path,
+        route = a.route.unwrap_or("-"),
+        status = a.status,
+        upstream_status = a.upstream_status,
+        duration_ms = a.duration.as_secs_f64() * 1000.0,
+        request_id = a.request_id,
+        user = a.user,
+        peer = %a.peer.ip(),
+        "request"
+    );
+}
+
+/// Logs an error with its whole source chain, once, at a level fitting its status.
+pub fn log_error(err: &(dyn StdError + 'static), request_id: &str, status: StatusCode) {
+    let chain = error_chain(err);
+    if status.is_server_error() {
+        tracing::warn!(request_id, status = status.as_u16(), error = %chain, "request failed");
+    } else {
+        tracing::debug!(request_id, status = status.as_u16(), error = %chain, "request refused");
+    }
+}
+
+/// `outer: middle: root`.
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,242 @@
+//! Stage 1, framing: request id, size limits and path normalisation.
+//!
+//! Everything here is decided from the request head alone, before any routing, so an
+//! oversized or ambiguous request never reaches the upstream.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use http::header::CONTENT_LENGTH;
+use http::HeaderMap;
+use hyper::body::Incoming;
+
+use crate::config::Limits;
+use crate::proxy::headers::{header_bytes, X_REQUEST_ID};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("request target of {len} bytes exceeds {max}")]
+    UriTooLong { len: usize, max: usize },
+    #[error("request headers of {size} bytes exceed {max}")]
+    HeadersTooLarge { size: usize, max: usize },
+    #[error("declared body of {declared} bytes exceeds {max}")]
+    BodyTooLarge { declared: u64, max: u64 },
+    #[error("invalid Content-Length")]
+    BadContentLength,
+    #[error("ambiguous request path: {0}")]
+    AmbiguousPath(&'static str),
+}
+
+/// A request id: the client's `X-Request-ID` if it is short and plain, else `req_<hex>`.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+        {
+            // Checked ASCII above.
+            return String::from_utf8_lossy(b).into_owned();
+        }
+    }
+    let bytes: [u8; 12] = rand::random();
+    let mut id = String::with_capacity(4 + 24);
+    id.push_str("req_");
+    for b in bytes {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
+}
+
+/// Checks the limits on a request head.
+pub fn check_limits(req: &http::Request<Incoming>, limits: &Limits) -> Result<(), FrameError> {
+    let uri_len = req
+        .uri()
+        .path_and_query()
+        .map_or(1, |pq| pq.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return Err(FrameError::UriTooLong {
+            len: uri_len,
+            max: limits.max_uri_bytes,
+        });
+    }
+    let size = header_bytes(req.headers());
+    if size > limits.max_header_bytes {
+        return Err(FrameError::HeadersTooLarge {
+            size,
+            max: limits.max_header_bytes,
+        });
+    }
+    if let Some(v) = req.headers().get(CONTENT_LENGTH) {
+        let declared: u64 = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or(FrameError::BadContentLength)?;
+        if declared > limits.max_body_bytes {
+            return Err(FrameError::BodyTooLarge {
+                declared,
+                max: limits.max_body_bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Normalises a request path for matching and forwarding (RFC 3986 §6.2.2).
+///
+/// * Percent-encoded unreserved characters are decoded; other escapes are upper-cased.
+/// * Empty segments (`//`) collapse.
+/// * Ambiguous forms are refused instead of guessed: encoded `.`, `/` or `\`, a literal
+///   `\`, NUL (raw or encoded), double encoding (`%25`), and any `.` or `..` segment.
+pub fn normalise_path(raw: &str) -> Result<Cow<'_, str>, FrameError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(FrameError::AmbiguousPath("the path must start with `/`"));
+    }
+    let mut clean = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let (hi, lo) = match (bytes.get(i + 1), bytes.get(i + 2)) {
+                    (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => (*h, *l),
+                    _ => return Err(FrameError::AmbiguousPath("malformed percent-encoding")),
+                };
+                let value = hex(hi) << 4 | hex(lo);
+                match value {
+                    b'.' => return Err(FrameError::AmbiguousPath("encoded `.`")),
+                    b'/' => return Err(FrameError::AmbiguousPath("encoded `/`")),
+                    b'\\' => return Err(FrameError::AmbiguousPath("encoded `\\`")),
+                    0 => return Err(FrameError::AmbiguousPath("encoded NUL")),
+                    b'%' => return Err(FrameError::AmbiguousPath("double percent-encoding")),
+                    _ => {}
+                }
+                if is_unreserved(value) || hi.is_ascii_lowercase() || lo.is_ascii_lowercase() {
+                    clean = false;
+                }
+                i += 3;
+            }
+            b'\\' => return Err(FrameError::AmbiguousPath("`\\` in the path")),
+            0 => return Err(FrameError::AmbiguousPath("NUL in the path")),
+            b'/' => {
+                if bytes.get(i + 1) == Some(&b'/') {
+                    clean = false;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    for segment in raw.split('/') {
+        if segment == "." || segment == ".." {
+            return Err(FrameError::AmbiguousPath("dot segment"));
+        }
+    }
+    if clean {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let value = hex(bytes[i + 1]) << 4 | hex(bytes[i + 2]);
+                if is_unreserved(value) {
+                    out.push(value as char);
+                } else {
+                    out.push('%');
+                    out.push(bytes[i + 1].to_ascii_uppercase() as char);
+                    out.push(bytes[i + 2].to_ascii_uppercase() as char);
+                }
+                i += 3;
+            }
+            b'/' => {
+                if !out.ends_with('/') {
+                    out.push('/');
+                }
+                i += 1;
+            }
+            _ => {
+                // Non-`%` bytes are copied whole characters at a time.
+                let start = i;
+                while i < bytes.len() && bytes[i] != b'%' && bytes[i] != b'/' {
+                    i += 1;
+                }
+                out.push_str(&raw[start..i]);
+            }
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+fn hex(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => c - b'A' + 10,
+    }
+}
+
+/// RFC 3986 §2.3 unreserved characters (without `.`, which is refused when encoded).
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_table() {
+        let ok = [
+            ("/", "/"),
+            ("/agents", "/agents"),
+            ("/agents/", "/agents/"),
+            ("//agents//stats", "/agents/stats"),
+            ("/agent%73/stats", "/agents/stats"),
+            ("/a%2a", "/a%2A"),
+            ("/public/agent/x%20y", "/public/agent/x%20y"),
+            ("/static/js/dashboard.js", "/static/js/dashboard.js"),
+            ("/a.b/c..d", "/a.b/c..d"),
+        ];
+        for (input, want) in ok {
+            assert_eq!(normalise_path(input).unwrap(), want, "{input}");
+        }
+        let bad = [
+            "agents",
+            "/static/../agents/stats",
+            "/static/./x",
+            "/static/..",
+            "/%2e%2e/agents",
+            "/static/%2E%2E/agents",
+            "/a%2fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a\\b",
+            "/a%00",
+            "/a%252e",
+            "/a%zz",
+            "/a%2",
+        ];
+        for input in bad {
+            assert!(normalise_path(input).is_err(), "{input} should be refused");
+        }
+    }
+
+    #[test]
+    fn unchanged_paths_are_not_copied() {
+        assert!(matches!(normalise_path("/agents/stats").unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn request_ids() {
+        let mut h = HeaderMap::new();
+        let generated = request_id(&h);
+        assert!(generated.starts_with("req_") && generated.len() == 28, "{generated}");
+        h.insert(&X_REQUEST_ID, "client-abc_1".parse().unwrap());
+        assert_eq!(request_id(&h), "client-abc_1");
+        h.insert(&X_REQUEST_ID, "evil\"id <script>".parse().unwrap());
+        assert!(request_id(&h).starts_with("req_"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Route policy: which credential each request needs.
+//!
+//! A pure, synchronous lookup from (method, normalised path) to a [`Route`]. Rules are
+//! checked in order, the first match wins; paths no rule matches get the configured default
+//! (`admin`, so a new upstream route is never accidentally public). The built-in ARCP profile
+//! (`config/routes/arcp.yaml`) covers every route of ARCP 2.1.2.
+//!
+//! Patterns are matched segment by segment: a literal segment matches itself, `*` matches
+//! exactly one non-empty segment, and a trailing `**` matches one or more segments.
+
+use std::sync::Arc;
+
+use http::Method;
+use serde::Deserialize;
+
+/// The credential a route demands (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Forwarded without credentials: `Authorization` and the fingerprint are stripped.
+    Public,
+    /// Answered by the gateway itself (login, logout, PIN, session status, token refresh).
+    Gateway,
+    /// A gateway session bound to its fingerprint; forwarded with the brokered upstream
+    /// admin credentials.
+    Admin,
+    /// A verified upstream agent (or temp) token, forwarded unchanged, or an admin session.
+    Agent,
+    /// A verified upstream agent or temp token only; gateway sessions are refused (used for
+    /// upstream's public token oracle, which must never see a gateway token).
+    AgentOnly,
+    /// A verified upstream temp token (`token_type: temp`).
+    Temp,
+    /// Upstream's own non-JWT credential (e.g. the metrics scrape token), forwarded as is.
+    Passthrough,
+    /// Refused at the gateway.
+    Deny,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Gateway => "gateway",
+            Access::Admin => "admin",
+            Access::Agent => "agent",
+            Access::AgentOnly => "agent_only",
+            Access::Temp => "temp",
+            Access::Passthrough => "passthrough",
+            Access::Deny => "deny",
+        }
+    }
+}
+
+/// What the policy decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+    /// Rule name for logs (`default` when no rule matched).
+    pub name: &'a str,
+    pub access: Access,
+    /// The gateway demands a verified `X-Session-Pin` (admin sessions only).
+    pub require_pin: bool,
+}
+
+/// One rule of the table.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pattern: Pattern,
+    /// Empty means every method.
+    methods: Vec<Method>,
+    pub access: Access,
+    pub require_pin: bool,
+}
+
+impl Rule {
+    /// Builds a rule; fails with a message when the pattern is malformed.
+    pub fn new(
+        name: Option<String>,
+        path: &str,
+        methods: Vec<Method>,
+        access: Access,
+        require_pin: bool,
+    ) -> Result<Rule, String> {
+        let pattern = Pattern::parse(path)?;
+        if require_pin && access != Access::Admin && access != Access::Agent {
+            return Err(format!(
+                "`require_pin` needs an admin session; access `{}` has none",
+                access.as_str()
+            ));
+        }
+        Ok(Rule {
+            name: name.unwrap_or_else(|| path.to_owned()),
+            pattern,
+            methods,
+            access,
+            require_pin,
+        })
+    }
+
+    fn matches(&self, method: &Method, segments: &[&str]) -> bool {
+        (self.methods.is_empty() || self.methods.contains(method)) && self.pattern.matches(segments)
+    }
+}
+
+/// The ordered rule table. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Arc<[Rule]>,
+    default_access: Access,
+}
+
+impl Policy {
+    pub fn new(rules: Vec<Rule>, default_access: Access) -> Self {
+        Policy {
+            rules: rules.into(),
+            default_access,
+        }
+    }
+
+    /// Looks up the route of an already normalised path.
+    pub fn route(&self, method: &Method, path: &str) -> Route<'_> {
+        let mut buf = [""; 16];
+        let mut n = 0;
+        let mut overflow = Vec::new();
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            if n < buf.len() {
+                buf[n] = seg;
+                n += 1;
+            } else {
+                if overflow.is_empty() {
+                    overflow.extend_from_slice(&buf);
+                }
+                overflow.push(seg);
+            }
+        }
+        let segments: &[&str] = if overflow.is_empty() {
+            &buf[..n]
+        } else {
+            &overflow
+        };
+        for rule in self.rules.iter() {
+            if rule.matches(method, segments) {
+                return Route {
+                    name: &rule.name,
+                    access: rule.access,
+                    require_pin: rule.require_pin,
+                };
+            }
+        }
+        Route {
+            name: "default",
+            access: self.default_access,
+            require_pin: false,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Literal(String),
+    One,
+    Rest,
+}
+
+#[derive(Debug, Clone)]
+struct Pattern(Vec<Seg>);
+
+impl Pattern {
+    fn parse(path: &str) -> Result<Pattern, String> {
+        if !path.starts_with('/') {
+            return Err(format!("path pattern `{path}` must start with `/`"));
+        }
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut segs = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            segs.push(match *part {
+                "*" => Seg::One,
+                "**" if i + 1 == parts.len() => Seg::Rest,
+                "**" => return Err(format!("`**` may only end a pattern (in `{path}`)")),
+                p if p.contains('*') => {
+                    return Err(format!(
+                        "`*` must be a whole segment (in `{path}`); write `/a/*/b`"
+                    ))
+                }
+                p => Seg::Literal(p.to_owned()),
+            });
+        }
+        Ok(Pattern(segs))
+    }
+
+    fn matches(&self, segments: &[&str]) -> bool {
+        let mut i = 0;
+        for seg in &self.0 {
+            match seg {
+                Seg::Rest => return segments.len() > i,
+                Seg::One => {
+                    if i >= segments.len() {
+                        return false;
+                    }
+                }
+                Seg::Literal(lit) => {
+                    if segments.get(i) != Some(&lit.as_str()) {
+                        return false;
+                    }
+                }
+            }
+            i += 1;
+        }
+        i == segments.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(path: &str, methods: &[Method], access: Access) -> Rule {
+        Rule::new(None, path, methods.to_vec(), access, false).unwrap()
+    }
+
+    #[test]
+    fn first_match_wins_and_default_applies() {
+        let policy = Policy::new(
+            vec![
+                rule("/health", &[], Access::Public),
+                rule("/health/**", &[], Access::Admin),
+                rule("/agents/*", &[Method::GET], Access::Agent),
+                rule("/static/**", &[], Access::Public),
+            ],
+            Access::Admin,
+        );
+        assert_eq!(policy.route(&Method::GET, "/health").access, Access::Public);
+        assert_eq!(policy.route(&Method::GET, "/health/redis").access, Access::Admin);
+        assert_eq!(policy.route(&Method::GET, "/agents/a1").access, Access::Agent);
+        assert_eq!(policy.route(&Method::POST, "/agents/a1").name, "default");
+        assert_eq!(policy.route(&Method::GET, "/static/js/x.js").access, Access::Public);
+        assert_eq!(policy.route(&Method::GET, "/static").access, Access::Admin);
+        assert_eq!(policy.route(&Method::GET, "/nope").access, Access::Admin);
+    }
+
+    #[test]
+    fn long_paths_still_match() {
+        let policy = Policy::new(vec![rule("/static/**", &[], Access::Public)], Access::Deny);
+        let long = format!("/static{}", "/a".repeat(40));
+        assert_eq!(policy.route(&Method::GET, &long).access, Access::Public);
+    }
+
+    #[test]
+    fn malformed_patterns_are_rejected() {
+        assert!(Pattern::parse("agents").is_err());
+        assert!(Pattern::parse("/a/**/b").is_err());
+        assert!(Pattern::parse("/a/b*").is_err());
+        assert!(Rule::new(None, "/x", vec![], Access::Public, true).is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! Forwarding one admitted request and streaming the answer back.
+
+use std::net::SocketAddr;
+
+use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Request, Response, Version};
+
+use super::headers::{
+    set_forwarded, strip_hop_by_hop, strip_spoofable, X_CLIENT_FINGERPRINT, X_REQUEST_ID,
+    X_SESSION_PIN,
+};
+use crate::body::Body;
+use crate::upstream::{UpstreamClient, UpstreamError};
+
+/// What happens to the client's credentials on the way up.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// Public routes: `Authorization` and `X-Client-Fingerprint` removed.
+    Strip,
+    /// Verified upstream tokens and upstream's own credentials: forwarded unchanged.
+    Keep,
+    /// Admin sessions: replaced by the brokered upstream login.
+    Swap {
+        authorization: HeaderValue,
+        fingerprint: HeaderValue,
+    },
+}
+
+/// Facts about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Builds the upstream request: hygiene, forwarded facts, credentials.
+pub fn upstream_request(
+    upstream: &UpstreamClient,
+    conn: &ConnInfo,
+    mut parts: Parts,
+    body: Body,
+    path_and_query: PathAndQuery,
+    credentials: &Credentials,
+    request_id: &str,
+) -> Request<Body> {
+    let host = parts
+        .headers
+        .get(HOST)
+        .cloned()
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    strip_spoofable(headers);
+    // The PIN is checked by the gateway; upstream never needs it.
+    headers.remove(&X_SESSION_PIN);
+    match credentials {
+        Credentials::Strip => {
+            headers.remove(AUTHORIZATION);
+            headers.remove(&X_CLIENT_FINGERPRINT);
+        }
+        Credentials::Keep => {}
+        Credentials::Swap {
+            authorization,
+            fingerprint,
+        } => {
+            headers.insert(AUTHORIZATION, authorization.clone());
+            headers.insert(X_CLIENT_FINGERPRINT.clone(), fingerprint.clone());
+        }
+    }
+    let proto = if conn.tls { "https" } else { "http" };
+    set_forwarded(headers, conn.peer.ip(), proto, host.as_ref());
+    if let Some(host) = host {
+        // Kept as the client sent it: upstream's DPoP `htu` and TrustedHost depend on it.
+        headers.insert(HOST, host);
+    }
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID.clone(), id);
+    }
+    parts.uri = upstream.uri_for(path_and_query);
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, body)
+}
+
+/// Sends the request and returns the upstream response with hop-by-hop fields removed.
+pub async fn forward(
+    upstream: &UpstreamClient,
+    req: Request<Body>,
+) -> Result<Response<Body>, UpstreamError> {
+    let response = upstream.send(req).await?;
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::incoming(body)))
+}

@@ -1,0 +1,5 @@
+//! The upstream side: the pooled HTTP client and the brokered upstream admin session.
+
+pub mod client;
+
+pub use client::{UpstreamClient, UpstreamError};
