@@ -72,22 +72,20 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
-            Body::Limited { inner, remaining } => {
-                match Pin::new(inner).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            let len = data.len() as u64;
-                            if len > *remaining {
-                                *remaining = 0;
-                                return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                            }
-                            *remaining -= len;
+            Body::Limited { inner, remaining } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        let len = data.len() as u64;
+                        if len > *remaining {
+                            *remaining = 0;
+                            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                         }
-                        Poll::Ready(Some(Ok(frame)))
+                        *remaining -= len;
                     }
-                    other => other.map_err(Into::into),
+                    Poll::Ready(Some(Ok(frame)))
                 }
-            }
+                other => other.map_err(Into::into),
+            },
         }
     }
 
@@ -102,9 +100,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Empty => SizeHint::with_exact(0),
-            Body::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(inner) | Body::Limited { inner, .. } => inner.size_hint(),
         }
     }

@@ -42,7 +42,9 @@ impl Clock {
 /// The current UTC time as RFC 3339 with microseconds and a `Z`, as ARCP writes it.
 pub fn rfc3339_now() -> String {
     let now = OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.microsecond() * 1000).unwrap_or(now);
+    let now = now
+        .replace_nanosecond(now.microsecond() * 1000)
+        .unwrap_or(now);
     now.format(&Rfc3339).unwrap_or_default()
 }
 

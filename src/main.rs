@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "arcp-gateway", version, about = "TLS authentication gateway for ARCP servers")]
+#[command(
+    name = "arcp-gateway",
+    version,
+    about = "TLS authentication gateway for ARCP servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

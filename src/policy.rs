@@ -235,10 +235,19 @@ mod tests {
             Access::Admin,
         );
         assert_eq!(policy.route(&Method::GET, "/health").access, Access::Public);
-        assert_eq!(policy.route(&Method::GET, "/health/redis").access, Access::Admin);
-        assert_eq!(policy.route(&Method::GET, "/agents/a1").access, Access::Agent);
+        assert_eq!(
+            policy.route(&Method::GET, "/health/redis").access,
+            Access::Admin
+        );
+        assert_eq!(
+            policy.route(&Method::GET, "/agents/a1").access,
+            Access::Agent
+        );
         assert_eq!(policy.route(&Method::POST, "/agents/a1").name, "default");
-        assert_eq!(policy.route(&Method::GET, "/static/js/x.js").access, Access::Public);
+        assert_eq!(
+            policy.route(&Method::GET, "/static/js/x.js").access,
+            Access::Public
+        );
         assert_eq!(policy.route(&Method::GET, "/static").access, Access::Admin);
         assert_eq!(policy.route(&Method::GET, "/nope").access, Access::Admin);
     }

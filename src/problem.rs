@@ -355,7 +355,8 @@ mod tests {
 
     #[test]
     fn field_order_is_fixed() {
-        let p = Problem::new(ProblemKind::SessionExpired, "x").with_extension("session_timeout", 60);
+        let p =
+            Problem::new(ProblemKind::SessionExpired, "x").with_extension("session_timeout", 60);
         let json = p.to_json("/agents", "req_1", "2026-01-01T00:00:00Z");
         assert_eq!(
             keys(&json),

@@ -56,12 +56,13 @@ impl Gateway {
         let state = State::new(&settings)?;
         let mut bound = Vec::with_capacity(settings.listeners.len());
         for l in &settings.listeners {
-            let listener = TcpListener::bind(l.address)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: l.address,
-                    source,
-                })?;
+            let listener =
+                TcpListener::bind(l.address)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        addr: l.address,
+                        source,
+                    })?;
             let tls = match &l.tls {
                 Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t)?)),
                 None => {
@@ -131,7 +132,10 @@ impl Gateway {
         let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         match tokio::time::timeout(drain, graceful.shutdown()).await {
             Ok(()) => tracing::info!("shutdown: all connections closed"),
-            Err(_) => tracing::warn!(?drain, "shutdown: drain deadline passed; closing remaining connections"),
+            Err(_) => tracing::warn!(
+                ?drain,
+                "shutdown: drain deadline passed; closing remaining connections"
+            ),
         }
     }
 }
@@ -178,7 +182,16 @@ async fn accept_loop(bound: Bound, ctx: AcceptCtx, mut stop: watch::Receiver<boo
         let handshake_timeout = ctx.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, peer, tls, handshake_timeout, state, builder, watcher).await;
+            serve_connection(
+                stream,
+                peer,
+                tls,
+                handshake_timeout,
+                state,
+                builder,
+                watcher,
+            )
+            .await;
         });
     }
     // Dropping the listener closes the port: new connections are refused from here on.
@@ -203,17 +216,18 @@ async fn serve_connection(
     });
     let result = match tls {
         Some(acceptor) => {
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             watcher.watch(conn).await
         }

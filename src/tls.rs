@@ -147,7 +147,10 @@ mod tests {
         let pki = generate_dev_pki(&["localhost".into(), "127.0.0.1".into()]).unwrap();
         assert!(pki.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         let config = build(pki.chain, pki.key).unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 
     #[test]

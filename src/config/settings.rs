@@ -228,7 +228,10 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
     let auth = auth(raw.auth.as_ref(), ctx)?;
     let sessions = SessionSettings {
         idle_timeout: dur(raw.sessions.idle_timeout, Duration::from_secs(60 * 60)),
-        absolute_timeout: dur(raw.sessions.absolute_timeout, Duration::from_secs(12 * 3600)),
+        absolute_timeout: dur(
+            raw.sessions.absolute_timeout,
+            Duration::from_secs(12 * 3600),
+        ),
         max_per_user: raw.sessions.max_per_user.unwrap_or(5).max(1),
         capacity: raw.sessions.capacity.unwrap_or(100_000).max(1),
     };
@@ -299,7 +302,10 @@ fn tls_settings(
                     ctx.err(
                         tls.referenced,
                         format!("{path}.cert_file"),
-                        format!("cannot read certificates from `{}`: {e}", cert_path.display()),
+                        format!(
+                            "cannot read certificates from `{}`: {e}",
+                            cert_path.display()
+                        ),
                         Some("a PEM file with the leaf certificate first, then intermediates"),
                     )
                 })?;
@@ -316,7 +322,10 @@ fn tls_settings(
                 ctx.err(
                     tls.referenced,
                     format!("{path}.key_file"),
-                    format!("cannot read a private key from `{}`: {e}", key_path.display()),
+                    format!(
+                        "cannot read a private key from `{}`: {e}",
+                        key_path.display()
+                    ),
                     Some("a PEM file with one PKCS#8, PKCS#1 or SEC1 private key"),
                 )
             })?;
@@ -327,9 +336,10 @@ fn tls_settings(
         }
         (None, None, Some(dev)) => Ok(TlsSettings::Development {
             write_ca_to: dev.write_ca_to.as_deref().map(|p| ctx.resolve(p)),
-            names: dev.names.clone().unwrap_or_else(|| {
-                DEFAULT_DEV_NAMES.iter().map(|s| (*s).to_owned()).collect()
-            }),
+            names: dev
+                .names
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DEV_NAMES.iter().map(|s| (*s).to_owned()).collect()),
         }),
         _ => Err(ctx.err(
             tls.referenced,
@@ -477,7 +487,12 @@ fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings
     for (i, k) in raw.keys.iter().enumerate() {
         let path = format!("auth.keys[{i}]");
         if keys.iter().any(|o: &GatewayKey| o.kid == k.value.kid) {
-            return Err(ctx.err(k.referenced, format!("{path}.kid"), format!("duplicate kid `{}`", k.value.kid), None));
+            return Err(ctx.err(
+                k.referenced,
+                format!("{path}.kid"),
+                format!("duplicate kid `{}`", k.value.kid),
+                None,
+            ));
         }
         keys.push(gateway_key(k, &path, ctx)?);
     }
@@ -505,10 +520,20 @@ fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings
     for (i, u) in raw.users.iter().enumerate() {
         let path = format!("auth.users[{i}]");
         if users.iter().any(|o: &UserSettings| o.name == u.value.name) {
-            return Err(ctx.err(u.referenced, format!("{path}.name"), format!("duplicate user `{}`", u.value.name), None));
+            return Err(ctx.err(
+                u.referenced,
+                format!("{path}.name"),
+                format!("duplicate user `{}`", u.value.name),
+                None,
+            ));
         }
         if u.value.name.is_empty() || u.value.name.len() > 255 {
-            return Err(ctx.err(u.referenced, format!("{path}.name"), "a user name has 1 to 255 characters", None));
+            return Err(ctx.err(
+                u.referenced,
+                format!("{path}.name"),
+                "a user name has 1 to 255 characters",
+                None,
+            ));
         }
         let hash = &u.value.password_hash;
         crate::auth::credentials::check_phc(&hash.value).map_err(|m| {
@@ -534,13 +559,22 @@ fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings
     })
 }
 
-fn gateway_key(k: &Spanned<raw::RawKey>, path: &str, ctx: &Ctx<'_>) -> Result<GatewayKey, ConfigError> {
+fn gateway_key(
+    k: &Spanned<raw::RawKey>,
+    path: &str,
+    ctx: &Ctx<'_>,
+) -> Result<GatewayKey, ConfigError> {
     let raw = &k.value;
     let at = k.referenced;
     let read = |file: &str, what: &str| {
         let p = ctx.resolve(file);
         std::fs::read(&p).map_err(|e| {
-            ctx.err(at, format!("{path}.{what}"), format!("cannot read `{}`: {e}", p.display()), None)
+            ctx.err(
+                at,
+                format!("{path}.{what}"),
+                format!("cannot read `{}`: {e}", p.display()),
+                None,
+            )
         })
     };
     match raw.algorithm.value.as_str() {
@@ -548,9 +582,10 @@ fn gateway_key(k: &Spanned<raw::RawKey>, path: &str, ctx: &Ctx<'_>) -> Result<Ga
             if raw.private_key_file.is_some() || raw.public_key_file.is_some() {
                 return Err(ctx.err(at, path, "an HS256 key has a secret, not key files", None));
             }
-            let secret = SecretRef::from_pair("secret", raw.secret_env.as_ref(), raw.secret_file.as_ref())
-                .and_then(|r| r.resolve())
-                .map_err(|m| ctx.err(at, path, m, None))?;
+            let secret =
+                SecretRef::from_pair("secret", raw.secret_env.as_ref(), raw.secret_file.as_ref())
+                    .and_then(|r| r.resolve())
+                    .map_err(|m| ctx.err(at, path, m, None))?;
             if secret.expose().len() < 32 {
                 return Err(ctx.err(
                     at,
@@ -582,13 +617,25 @@ fn gateway_key(k: &Spanned<raw::RawKey>, path: &str, ctx: &Ctx<'_>) -> Result<Ga
                 }
             };
             let decoding = DecodingKey::from_ed_pem(&public).map_err(|e| {
-                ctx.err(at, format!("{path}.public_key_file"), format!("not an Ed25519 public key in PEM: {e}"), None)
+                ctx.err(
+                    at,
+                    format!("{path}.public_key_file"),
+                    format!("not an Ed25519 public key in PEM: {e}"),
+                    None,
+                )
             })?;
             let encoding = match &raw.private_key_file {
                 None => None,
-                Some(f) => Some(EncodingKey::from_ed_pem(&read(f, "private_key_file")?).map_err(|e| {
-                    ctx.err(at, format!("{path}.private_key_file"), format!("not an Ed25519 private key in PKCS#8 PEM: {e}"), None)
-                })?),
+                Some(f) => Some(
+                    EncodingKey::from_ed_pem(&read(f, "private_key_file")?).map_err(|e| {
+                        ctx.err(
+                            at,
+                            format!("{path}.private_key_file"),
+                            format!("not an Ed25519 private key in PKCS#8 PEM: {e}"),
+                            None,
+                        )
+                    })?,
+                ),
             };
             Ok(GatewayKey {
                 kid: raw.kid.clone(),
@@ -613,15 +660,25 @@ struct RoutesFile {
     rules: Vec<Spanned<raw::RawRule>>,
 }
 
-fn rules(raw: &[Spanned<raw::RawRule>], prefix: &str, ctx: &Ctx<'_>) -> Result<Vec<Rule>, ConfigError> {
+fn rules(
+    raw: &[Spanned<raw::RawRule>],
+    prefix: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<Rule>, ConfigError> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let path = format!("{prefix}[{i}]");
         let mut methods = Vec::with_capacity(r.value.methods.len());
         for (j, m) in r.value.methods.iter().enumerate() {
-            let method = Method::from_bytes(m.value.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                ctx.err(m.referenced, format!("{path}.methods[{j}]"), format!("`{}` is not an HTTP method", m.value), None)
-            })?;
+            let method =
+                Method::from_bytes(m.value.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                    ctx.err(
+                        m.referenced,
+                        format!("{path}.methods[{j}]"),
+                        format!("`{}` is not an HTTP method", m.value),
+                        None,
+                    )
+                })?;
             methods.push(method);
         }
         let rule = Rule::new(
@@ -642,7 +699,8 @@ fn policy(raw: &raw::RawRoutes, ctx: &Ctx<'_>) -> Result<Policy, ConfigError> {
     let profile = raw.profile.as_ref().map_or("arcp", |p| p.value.as_str());
     match profile {
         "arcp" => {
-            let file: RoutesFile = super::parse_yaml(super::ARCP_PROFILE, "config/routes/arcp.yaml")?;
+            let file: RoutesFile =
+                super::parse_yaml(super::ARCP_PROFILE, "config/routes/arcp.yaml")?;
             let profile_ctx = Ctx {
                 file: "config/routes/arcp.yaml",
                 base: ctx.base,
@@ -651,7 +709,10 @@ fn policy(raw: &raw::RawRoutes, ctx: &Ctx<'_>) -> Result<Policy, ConfigError> {
         }
         "none" => {}
         other => {
-            let at = raw.profile.as_ref().map_or(serde_saphyr::Location::UNKNOWN, |p| p.referenced);
+            let at = raw
+                .profile
+                .as_ref()
+                .map_or(serde_saphyr::Location::UNKNOWN, |p| p.referenced);
             return Err(ctx.err(
                 at,
                 "routes.profile",
@@ -660,5 +721,8 @@ fn policy(raw: &raw::RawRoutes, ctx: &Ctx<'_>) -> Result<Policy, ConfigError> {
             ));
         }
     }
-    Ok(Policy::new(all, raw.default_access.unwrap_or(Access::Admin)))
+    Ok(Policy::new(
+        all,
+        raw.default_access.unwrap_or(Access::Admin),
+    ))
 }

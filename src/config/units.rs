@@ -4,8 +4,7 @@ use std::time::Duration;
 
 /// Parses a duration such as `30s`, `5m`, `1h 30m` or `250ms` (humantime syntax).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e})"))
+    humantime::parse_duration(text.trim()).map_err(|e| format!("`{text}` is not a duration ({e})"))
 }
 
 /// Parses a byte size: a plain integer, or a number with `B`, `KiB`, `MiB`, `GiB`

@@ -33,7 +33,8 @@ pub fn request_id(headers: &HeaderMap) -> String {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
         {
             // Checked ASCII above.
             return String::from_utf8_lossy(b).into_owned();
@@ -50,10 +51,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
 
 /// Checks the limits on a request head.
 pub fn check_limits(req: &http::Request<Incoming>, limits: &Limits) -> Result<(), FrameError> {
-    let uri_len = req
-        .uri()
-        .path_and_query()
-        .map_or(1, |pq| pq.as_str().len());
+    let uri_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
     if uri_len > limits.max_uri_bytes {
         return Err(FrameError::UriTooLong {
             len: uri_len,
@@ -100,7 +98,9 @@ pub fn normalise_path(raw: &str) -> Result<Cow<'_, str>, FrameError> {
         match bytes[i] {
             b'%' => {
                 let (hi, lo) = match (bytes.get(i + 1), bytes.get(i + 2)) {
-                    (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => (*h, *l),
+                    (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                        (*h, *l)
+                    }
                     _ => return Err(FrameError::AmbiguousPath("malformed percent-encoding")),
                 };
                 let value = hex(hi) << 4 | hex(lo);
@@ -226,14 +226,20 @@ mod tests {
 
     #[test]
     fn unchanged_paths_are_not_copied() {
-        assert!(matches!(normalise_path("/agents/stats").unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            normalise_path("/agents/stats").unwrap(),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
     fn request_ids() {
         let mut h = HeaderMap::new();
         let generated = request_id(&h);
-        assert!(generated.starts_with("req_") && generated.len() == 28, "{generated}");
+        assert!(
+            generated.starts_with("req_") && generated.len() == 28,
+            "{generated}"
+        );
         h.insert(&X_REQUEST_ID, "client-abc_1".parse().unwrap());
         assert_eq!(request_id(&h), "client-abc_1");
         h.insert(&X_REQUEST_ID, "evil\"id <script>".parse().unwrap());

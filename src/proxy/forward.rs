@@ -45,16 +45,12 @@ pub fn upstream_request(
     credentials: &Credentials,
     request_id: &str,
 ) -> Request<Body> {
-    let host = parts
-        .headers
-        .get(HOST)
-        .cloned()
-        .or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+    let host = parts.headers.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     strip_spoofable(headers);

@@ -121,15 +121,38 @@ mod tests {
     #[test]
     fn hop_by_hop_table() {
         let cases: &[(&[(&str, &str)], &[&str], &[&str])] = &[
-            (&[("connection", "close"), ("accept", "*/*")], &["accept"], &["connection"]),
             (
-                &[("connection", "x-secret, keep-alive"), ("x-secret", "1"), ("keep-alive", "5")],
+                &[("connection", "close"), ("accept", "*/*")],
+                &["accept"],
+                &["connection"],
+            ),
+            (
+                &[
+                    ("connection", "x-secret, keep-alive"),
+                    ("x-secret", "1"),
+                    ("keep-alive", "5"),
+                ],
                 &[],
                 &["x-secret", "keep-alive", "connection"],
             ),
-            (&[("te", "trailers"), ("trailer", "x"), ("upgrade", "h2c")], &[], &["te", "trailer", "upgrade"]),
-            (&[("proxy-authorization", "Basic x"), ("authorization", "Bearer y")], &["authorization"], &["proxy-authorization"]),
-            (&[("transfer-encoding", "chunked"), ("content-type", "a/b")], &["content-type"], &["transfer-encoding"]),
+            (
+                &[("te", "trailers"), ("trailer", "x"), ("upgrade", "h2c")],
+                &[],
+                &["te", "trailer", "upgrade"],
+            ),
+            (
+                &[
+                    ("proxy-authorization", "Basic x"),
+                    ("authorization", "Bearer y"),
+                ],
+                &["authorization"],
+                &["proxy-authorization"],
+            ),
+            (
+                &[("transfer-encoding", "chunked"), ("content-type", "a/b")],
+                &["content-type"],
+                &["transfer-encoding"],
+            ),
         ];
         for (input, kept, gone) in cases {
             let mut h = map(input);
@@ -163,7 +186,10 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "gw.example");
-        for gone in ["x-forwarded-port", "forwarded", "x-real-ip"].iter().chain(CLIENT_CERT_HEADERS.iter()) {
+        for gone in ["x-forwarded-port", "forwarded", "x-real-ip"]
+            .iter()
+            .chain(CLIENT_CERT_HEADERS.iter())
+        {
             assert!(!h.contains_key(*gone), "{gone}");
         }
     }
@@ -178,7 +204,17 @@ mod tests {
     /// Property: whatever names a client lists, no hop-by-hop field survives.
     #[test]
     fn no_hop_by_hop_field_survives() {
-        let names = ["a", "b", "x-y", "keep-alive", "te", "upgrade", "trailer", "proxy-connection", "c-d"];
+        let names = [
+            "a",
+            "b",
+            "x-y",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "trailer",
+            "proxy-connection",
+            "c-d",
+        ];
         for mask in 0u32..(1 << names.len()) {
             let mut h = HeaderMap::new();
             let mut listed = Vec::new();
@@ -188,10 +224,16 @@ mod tests {
                     listed.push(*n);
                 }
             }
-            h.insert(CONNECTION, HeaderValue::from_str(&listed.join(", ")).unwrap());
+            h.insert(
+                CONNECTION,
+                HeaderValue::from_str(&listed.join(", ")).unwrap(),
+            );
             strip_hop_by_hop(&mut h);
             for n in HOP_BY_HOP.iter().chain(listed.iter()) {
-                assert!(!h.contains_key(*n), "{n} survived with Connection: {listed:?}");
+                assert!(
+                    !h.contains_key(*n),
+                    "{n} survived with Connection: {listed:?}"
+                );
             }
         }
     }
