@@ -22,7 +22,9 @@ pub mod pipeline;
 pub mod policy;
 pub mod problem;
 pub mod proxy;
+pub mod ratelimit;
 pub mod server;
+pub mod session;
 pub mod tls;
 pub mod upstream;
 

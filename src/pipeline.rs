@@ -9,25 +9,34 @@
 //! [`handle`] never fails: it wraps [`handle_inner`], which uses `?`, logs the error chain
 //! once with the request id and renders the problem document.
 
+pub mod admit;
+pub mod answer;
 pub mod frame;
+mod problems;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::HeaderValue;
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH};
+use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::auth::Auth;
 use crate::body::Body;
-use crate::config::{Limits, Settings};
+use crate::clock::Clock;
+use crate::config::{Limits, SessionSettings, Settings};
 use crate::observability::{self, AccessLog};
 use crate::policy::{Access, Policy};
-use crate::problem::{Problem, ProblemKind};
 use crate::proxy::headers::X_REQUEST_ID;
 use crate::proxy::{self, ConnInfo, Credentials};
-use crate::upstream::{UpstreamClient, UpstreamError};
+use crate::upstream::{Broker, BrokerError, UpstreamClient, UpstreamError};
+use admit::{AdminPrincipal, AdmitError, Principal};
+use answer::{Answer, AnswerError};
 use frame::FrameError;
 
 /// Handles shared by every request, built once from the settings.
@@ -35,15 +44,24 @@ use frame::FrameError;
 pub struct State {
     pub policy: Policy,
     pub limits: Limits,
+    pub sessions: SessionSettings,
     pub upstream: UpstreamClient,
+    pub broker: Broker,
+    pub auth: Auth,
+    pub replay_buffer_bytes: u64,
 }
 
 impl State {
-    pub fn new(settings: &Settings) -> Result<Arc<State>, UpstreamError> {
+    pub fn new(settings: &Settings, clock: Clock) -> Result<Arc<State>, UpstreamError> {
+        let upstream = UpstreamClient::new(&settings.upstream)?;
         Ok(Arc::new(State {
             policy: settings.policy.clone(),
             limits: settings.limits,
-            upstream: UpstreamClient::new(&settings.upstream)?,
+            sessions: settings.sessions.clone(),
+            broker: Broker::new(upstream.clone(), &settings.upstream),
+            upstream,
+            auth: Auth::new(settings, clock),
+            replay_buffer_bytes: settings.upstream.replay_buffer_bytes,
         }))
     }
 }
@@ -53,70 +71,16 @@ impl State {
 pub enum GatewayError {
     #[error("request framing")]
     Frame(#[from] FrameError),
-    #[error("route is denied by policy")]
-    Denied,
+    #[error("admission")]
+    Admit(#[from] AdmitError),
+    #[error("gateway endpoint")]
+    Answer(#[from] AnswerError),
     #[error("upstream")]
     Upstream(#[from] UpstreamError),
-    #[error("route needs credentials the gateway cannot check yet")]
-    Unsupported,
-}
-
-impl GatewayError {
-    /// The public face of each error; the only place errors become problems.
-    pub fn problem(&self) -> Problem {
-        match self {
-            GatewayError::Frame(FrameError::UriTooLong { len, max }) => Problem::new(
-                ProblemKind::RequestError,
-                format!("Request target of {len} bytes exceeds maximum limit of {max} bytes"),
-            )
-            .with_status(StatusCode::URI_TOO_LONG)
-            .with_title("URI Too Long")
-            .with_extension("uri_length", *len)
-            .with_extension("max_uri_length", *max),
-            GatewayError::Frame(FrameError::HeadersTooLarge { size, max }) => Problem::new(
-                ProblemKind::HeadersTooLarge,
-                format!("Request headers size {size} bytes exceeds maximum limit of {max} bytes"),
-            )
-            .with_extension("header_size", *size)
-            .with_extension("max_header_size", *max),
-            GatewayError::Frame(FrameError::BodyTooLarge { declared, max }) => Problem::new(
-                ProblemKind::RequestTooLarge,
-                format!("Request body of {declared} bytes exceeds maximum limit of {max} bytes"),
-            )
-            .with_extension("content_length", *declared)
-            .with_extension("max_size", *max),
-            GatewayError::Frame(FrameError::BadContentLength) => {
-                Problem::new(ProblemKind::RequestError, "Invalid Content-Length header")
-            }
-            GatewayError::Frame(FrameError::AmbiguousPath(why)) => Problem::new(
-                ProblemKind::RequestError,
-                format!("Ambiguous request path rejected: {why}"),
-            ),
-            GatewayError::Denied => Problem::new(
-                ProblemKind::Forbidden,
-                "Access to this endpoint is not allowed through the gateway",
-            ),
-            GatewayError::Upstream(UpstreamError::Timeout(t)) => Problem::new(
-                ProblemKind::ConnectionTimeout,
-                "The upstream service did not respond in time",
-            )
-            .with_extension("timeout_seconds", t.as_secs_f64()),
-            GatewayError::Upstream(UpstreamError::BodyTooLarge(_)) => Problem::new(
-                ProblemKind::RequestTooLarge,
-                "Request body exceeds the maximum size",
-            ),
-            GatewayError::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Tls(_)) => {
-                Problem::new(
-                    ProblemKind::EndpointUnreachable,
-                    "The upstream service is unreachable",
-                )
-            }
-            GatewayError::Unsupported => Problem::new(
-                ProblemKind::AuthenticationFailed,
-                "Authentication required for admin endpoint",
-            ),
-        }
-    }
+    #[error("upstream admin session")]
+    Broker(#[from] BrokerError),
+    #[error("upstream refused the brokered session for a request whose body cannot be replayed")]
+    ReplayImpossible,
 }
 
 /// Mutable facts gathered for the access log.
@@ -137,7 +101,7 @@ pub async fn handle(state: Arc<State>, conn: ConnInfo, req: Request<Incoming>) -
     let mut response = match handle_inner(&state, &conn, req, &request_id, &mut trace).await {
         Ok(response) => response,
         Err(err) => {
-            let problem = err.problem();
+            let problem = err.problem(&state.sessions);
             observability::log_error(&err, &request_id, problem.status());
             problem.into_response(&raw_path, &request_id)
         }
@@ -175,35 +139,163 @@ async fn handle_inner(
     let route = state.policy.route(req.method(), &path);
     trace.route = Some(route.name.to_owned());
 
-    // 3. admit
-    let credentials = match route.access {
-        Access::Public => Credentials::Strip,
-        Access::Passthrough => Credentials::Keep,
-        Access::Deny => return Err(GatewayError::Denied),
-        _ => return Err(GatewayError::Unsupported),
+    // 3. admit, 4a. answer
+    let (principal, req) = if route.access == Access::Gateway {
+        match answer::answer(&state.auth, route.name, conn, req, trace).await? {
+            Answer::Respond(response) => return Ok(response),
+            Answer::Forward(principal, req) => (principal, req),
+        }
+    } else {
+        let principal = admit::admit(&state.auth, &route, req.headers(), req.uri().query()).await?;
+        (principal, req)
     };
+    trace.user = principal.user();
 
-    // 4. forward
+    // 4b. forward
     let (parts, body) = req.into_parts();
-    let body = Body::limited(body, state.limits.max_body_bytes);
-    let upstream_req = proxy::upstream_request(
-        &state.upstream,
-        conn,
-        parts,
-        body,
-        path_and_query,
-        &credentials,
-        request_id,
-    );
-    let response = proxy::forward(&state.upstream, upstream_req).await?;
+    let response = match principal {
+        Principal::Admin(admin) => {
+            forward_admin(state, conn, parts, body, path_and_query, &admin, request_id).await?
+        }
+        Principal::Anonymous => {
+            let body = Body::limited(body, state.limits.max_body_bytes);
+            let req = proxy::upstream_request(
+                &state.upstream,
+                conn,
+                parts,
+                body,
+                path_and_query,
+                &Credentials::Strip,
+                request_id,
+            );
+            proxy::forward(&state.upstream, req).await?
+        }
+        Principal::Passthrough | Principal::Agent(_) => {
+            let body = Body::limited(body, state.limits.max_body_bytes);
+            let req = proxy::upstream_request(
+                &state.upstream,
+                conn,
+                parts,
+                body,
+                path_and_query,
+                &Credentials::Keep,
+                request_id,
+            );
+            proxy::forward(&state.upstream, req).await?
+        }
+    };
     trace.upstream_status = Some(response.status().as_u16());
     Ok(response)
 }
 
-fn path_and_query(path: &Cow<'_, str>, query: Option<&str>) -> PathAndQuery {
+/// Forwards an admin request with the brokered credentials. If upstream refuses them
+/// (its session was dropped), logs in again once and replays the request, whose body was
+/// buffered when it fits `replay_buffer_bytes`; a larger body cannot be replayed and the
+/// client gets a 503 with `Retry-After`.
+async fn forward_admin(
+    state: &State,
+    conn: &ConnInfo,
+    parts: Parts,
+    body: Incoming,
+    path_and_query: PathAndQuery,
+    _admin: &AdminPrincipal,
+    request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let creds = state.broker.credentials().await?;
+    let swap = |c: &crate::upstream::UpstreamCredentials| Credentials::Swap {
+        authorization: c.authorization.clone(),
+        fingerprint: c.fingerprint.clone(),
+    };
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let replayable =
+        body.is_end_stream() || declared.is_some_and(|n| n <= state.replay_buffer_bytes);
+    if !replayable {
+        let body = Body::limited(body, state.limits.max_body_bytes);
+        let req = proxy::upstream_request(
+            &state.upstream,
+            conn,
+            parts,
+            body,
+            path_and_query,
+            &swap(&creds),
+            request_id,
+        );
+        let response = proxy::forward(&state.upstream, req).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // Renew in the background; this request's body is gone.
+            let broker = state.broker.clone();
+            tokio::spawn(async move {
+                let _ = broker.relogin(creds.generation).await;
+            });
+            return Err(GatewayError::ReplayImpossible);
+        }
+        return Ok(response);
+    }
+
+    let bytes = read_replayable(body, state.replay_buffer_bytes).await?;
+    let first = proxy::upstream_request(
+        &state.upstream,
+        conn,
+        clone_parts(&parts),
+        Body::full(bytes.clone()),
+        path_and_query.clone(),
+        &swap(&creds),
+        request_id,
+    );
+    let response = proxy::forward(&state.upstream, first).await?;
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return Ok(response);
+    }
+    tracing::info!(
+        request_id,
+        "upstream refused the brokered session; logging in again and replaying"
+    );
+    let creds = state.broker.relogin(creds.generation).await?;
+    let again = proxy::upstream_request(
+        &state.upstream,
+        conn,
+        parts,
+        Body::full(bytes),
+        path_and_query,
+        &swap(&creds),
+        request_id,
+    );
+    Ok(proxy::forward(&state.upstream, again).await?)
+}
+
+async fn read_replayable(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
+    Limited::new(body, limit as usize)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| {
+            GatewayError::Frame(FrameError::BodyTooLarge {
+                declared: limit + 1,
+                max: limit,
+            })
+        })
+}
+
+fn clone_parts(parts: &Parts) -> Parts {
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version);
+    if let Some(headers) = builder.headers_mut() {
+        *headers = parts.headers.clone();
+    }
+    let (parts, ()) = builder.body(()).unwrap_or_default().into_parts();
+    parts
+}
+
+fn path_and_query(path: &str, query: Option<&str>) -> PathAndQuery {
     let text = match query {
         Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
+        None => path.to_owned(),
     };
     // The path was validated by `normalise_path` and the query came from a parsed URI.
     PathAndQuery::try_from(text).unwrap_or_else(|_| PathAndQuery::from_static("/"))

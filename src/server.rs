@@ -53,7 +53,7 @@ pub struct Gateway {
 impl Gateway {
     /// Opens every listener and builds the shared handles.
     pub async fn bind(settings: Settings) -> Result<Gateway, ServerError> {
-        let state = State::new(&settings)?;
+        let state = State::new(&settings, crate::clock::Clock::system())?;
         let mut bound = Vec::with_capacity(settings.listeners.len());
         for l in &settings.listeners {
             let listener =
@@ -122,7 +122,9 @@ impl Gateway {
             loops.push(tokio::spawn(accept_loop(b, ctx, stop_rx.clone())));
         }
 
+        let refresher = self.state.broker.spawn_refresher();
         shutdown.await;
+        refresher.abort();
         tracing::info!("shutdown: no longer accepting; draining in-flight requests");
         let _ = stop_tx.send(true);
         for l in loops {

@@ -3,3 +3,6 @@
 pub mod client;
 
 pub use client::{UpstreamClient, UpstreamError};
+pub mod broker;
+
+pub use broker::{Broker, BrokerError, UpstreamCredentials};

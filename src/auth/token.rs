@@ -1,0 +1,265 @@
+//! Tokens: the gateway's own admin tokens, and upstream-minted agent/temp tokens.
+//!
+//! * Gateway tokens (RFC 7519 JWT) carry a `kid` naming one of the configured keys; the
+//!   algorithm is pinned per key, the issuer is pinned, `exp` is the session's absolute cap.
+//!   `alg: none` cannot even be parsed, and an HS token cannot verify against an EdDSA key
+//!   (or the reverse) because each key accepts exactly its own algorithm.
+//! * Upstream tokens have no `kid` (ARCP signs with `JWT_SECRET`). They are verified with
+//!   that secret exactly as strictly as ARCP will (HS256/384/512, `exp` required, `iat`/`nbf`
+//!   not in the future, string `sub`/`jti`), because ARCP wipes every session of a token's
+//!   `sub` when it receives one it cannot verify (contract §8.1).
+//! * A token is classified by its header `kid`, never by trying keys until one fits.
+//!
+//! Times are checked against the injected [`Clock`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock::Clock;
+use crate::config::{AuthSettings, UpstreamTokens};
+use crate::session::SessionId;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("token is not a well-formed JWT")]
+    Malformed,
+    #[error("token names an unknown key")]
+    UnknownKid,
+    #[error("token signature or claims are invalid")]
+    Invalid,
+    /// Signature valid, `exp` passed. For gateway tokens `sid` says which session.
+    #[error("token has expired")]
+    Expired { sid: Option<SessionId> },
+    #[error("token role `admin` was not issued by this gateway")]
+    ForeignAdmin,
+    #[error("no upstream token verification is configured")]
+    NoUpstreamKey,
+    #[error("cannot sign a token")]
+    Sign,
+}
+
+/// Claims of a gateway admin token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GatewayClaims {
+    pub iss: String,
+    pub sub: String,
+    pub sid: String,
+    pub role: String,
+    pub agent_id: String,
+    pub scopes: Vec<String>,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// What the gateway learned from a verified upstream token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamClaims {
+    pub sub: Option<String>,
+    pub role: String,
+    pub token_type: Option<String>,
+    pub aud: Option<String>,
+    pub temp_registration: bool,
+}
+
+impl UpstreamClaims {
+    pub fn is_temp(&self) -> bool {
+        self.token_type.as_deref() == Some("temp") && self.aud.as_deref() == Some("arcp:validate")
+    }
+}
+
+/// A bearer token, classified by its header.
+pub enum Kind {
+    Gateway,
+    Upstream,
+}
+
+struct Key {
+    algorithm: Algorithm,
+    decoding: DecodingKey,
+}
+
+/// Issues and verifies gateway tokens; verifies upstream tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct Tokens {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    signing_kid: String,
+    signing: Option<(Algorithm, jsonwebtoken::EncodingKey)>,
+    keys: HashMap<String, Key>,
+    upstream: Option<UpstreamTokens>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.inner.issuer)
+            .field("signing_kid", &self.inner.signing_kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tokens {
+    pub fn new(auth: &AuthSettings, upstream: Option<UpstreamTokens>, clock: Clock) -> Self {
+        let keys = auth
+            .keys
+            .iter()
+            .map(|k| {
+                (
+                    k.kid.clone(),
+                    Key {
+                        algorithm: k.algorithm,
+                        decoding: k.decoding.clone(),
+                    },
+                )
+            })
+            .collect();
+        let signing = auth
+            .keys
+            .iter()
+            .find(|k| k.kid == auth.signing_kid)
+            .and_then(|k| k.encoding.clone().map(|e| (k.algorithm, e)));
+        Tokens {
+            inner: Arc::new(Inner {
+                issuer: auth.issuer.clone(),
+                signing_kid: auth.signing_kid.clone(),
+                signing,
+                keys,
+                upstream,
+                clock,
+            }),
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Classifies a token by its header `kid`.
+    pub fn classify(&self, token: &str) -> Result<Kind, TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        match header.kid {
+            Some(kid) if self.inner.keys.contains_key(&kid) => Ok(Kind::Gateway),
+            Some(_) => Err(TokenError::UnknownKid),
+            None => Ok(Kind::Upstream),
+        }
+    }
+
+    /// Signs a token for a session.
+    pub fn issue(&self, user: &str, sid: &SessionId, exp: i64) -> Result<String, TokenError> {
+        let (algorithm, key) = self.inner.signing.as_ref().ok_or(TokenError::Sign)?;
+        let mut header = Header::new(*algorithm);
+        header.kid = Some(self.inner.signing_kid.clone());
+        let claims = GatewayClaims {
+            iss: self.inner.issuer.clone(),
+            sub: user.to_owned(),
+            sid: sid.to_hex(),
+            role: "admin".into(),
+            agent_id: format!("user_{user}"),
+            scopes: vec!["admin".into(), "agent_management".into()],
+            iat: self.inner.clock.now(),
+            exp,
+        };
+        encode(&header, &claims, key).map_err(|_| TokenError::Sign)
+    }
+
+    /// Verifies a gateway token: known `kid`, that key's algorithm, our issuer, `exp`.
+    pub fn verify_gateway(&self, token: &str) -> Result<(GatewayClaims, SessionId), TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let kid = header.kid.ok_or(TokenError::UnknownKid)?;
+        let key = self.inner.keys.get(&kid).ok_or(TokenError::UnknownKid)?;
+        let mut validation = Validation::new(key.algorithm);
+        validation.set_issuer(&[&self.inner.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // `exp` is checked below against the injected clock.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let data = decode::<GatewayClaims>(token, &key.decoding, &validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
+        let sid = SessionId::from_hex(&claims.sid).ok_or(TokenError::Invalid)?;
+        if claims.role != "admin" {
+            return Err(TokenError::Invalid);
+        }
+        if claims.exp <= self.inner.clock.now() {
+            return Err(TokenError::Expired { sid: Some(sid) });
+        }
+        Ok((claims, sid))
+    }
+
+    /// Verifies an upstream-minted token as strictly as ARCP would.
+    pub fn verify_upstream(&self, token: &str) -> Result<UpstreamClaims, TokenError> {
+        let up = self
+            .inner
+            .upstream
+            .as_ref()
+            .ok_or(TokenError::NoUpstreamKey)?;
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.kid.is_some() {
+            return Err(TokenError::UnknownKid);
+        }
+        if !matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        ) {
+            return Err(TokenError::Invalid);
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        let data = decode::<Map<String, Value>>(token, &up.key, &validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
+        let now = self.inner.clock.now();
+        let leeway = up.leeway.as_secs() as i64;
+        let number = |name: &str| {
+            claims
+                .get(name)
+                .map(|v| v.as_f64().ok_or(TokenError::Invalid))
+        };
+        let exp = number("exp").ok_or(TokenError::Invalid)??;
+        if (exp as i64) + leeway <= now {
+            return Err(TokenError::Expired { sid: None });
+        }
+        for future_claim in ["iat", "nbf"] {
+            if let Some(t) = number(future_claim) {
+                if t? as i64 > now + leeway {
+                    return Err(TokenError::Invalid);
+                }
+            }
+        }
+        let string = |name: &str| match claims.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(TokenError::Invalid),
+        };
+        let sub = string("sub")?;
+        string("jti")?;
+        let role = match claims.get("role") {
+            None => "agent".to_owned(),
+            Some(Value::String(r)) => r.to_lowercase(),
+            Some(_) => return Err(TokenError::Invalid),
+        };
+        if role == "admin" {
+            return Err(TokenError::ForeignAdmin);
+        }
+        Ok(UpstreamClaims {
+            sub,
+            role,
+            token_type: string("token_type").ok().flatten(),
+            aud: string("aud").ok().flatten(),
+            temp_registration: claims.get("temp_registration") == Some(&Value::Bool(true)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

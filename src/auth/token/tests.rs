@@ -1,0 +1,170 @@
+use super::*;
+use crate::config::GatewayKey;
+use jsonwebtoken::EncodingKey;
+use std::time::Duration;
+
+const SECRET: &[u8] = b"gateway-test-secret-0123456789abcdef";
+const UPSTREAM: &[u8] = b"test-only-jwt-secret-0123456789abcdef0123";
+
+fn auth() -> AuthSettings {
+    AuthSettings {
+        issuer: "arcp-gateway".into(),
+        keys: vec![GatewayKey {
+            kid: "k1".into(),
+            algorithm: Algorithm::HS256,
+            encoding: Some(EncodingKey::from_secret(SECRET)),
+            decoding: DecodingKey::from_secret(SECRET),
+        }],
+        signing_kid: "k1".into(),
+        users: vec![],
+        login: crate::config::LoginSettings {
+            max_failures_per_ip: 5,
+            max_failures_per_user: 20,
+            failure_window: Duration::from_secs(60),
+            lockout: Duration::from_secs(60),
+            attempts_per_minute_per_ip: 30,
+        },
+    }
+}
+
+fn tokens(clock: Clock) -> Tokens {
+    Tokens::new(
+        &auth(),
+        Some(UpstreamTokens {
+            algorithm: Algorithm::HS256,
+            key: DecodingKey::from_secret(UPSTREAM),
+            leeway: Duration::from_secs(60),
+        }),
+        clock,
+    )
+}
+
+fn sign(header: Header, claims: &Value, secret: &[u8]) -> String {
+    encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+#[test]
+fn issue_and_verify() {
+    let clock = Clock::system();
+    let t = tokens(clock.clone());
+    let sid = SessionId::random();
+    let token = t.issue("ARCP", &sid, clock.now() + 60).unwrap();
+    assert!(matches!(t.classify(&token), Ok(Kind::Gateway)));
+    let (claims, got) = t.verify_gateway(&token).unwrap();
+    assert_eq!(got, sid);
+    assert_eq!(claims.agent_id, "user_ARCP");
+    clock.advance(61);
+    assert_eq!(
+        t.verify_gateway(&token),
+        Err(TokenError::Expired { sid: Some(sid) })
+    );
+}
+
+#[test]
+fn forged_and_confused_gateway_tokens_fail() {
+    let clock = Clock::system();
+    let t = tokens(clock.clone());
+    let sid = SessionId::random();
+    let claims = serde_json::json!({"iss":"arcp-gateway","sub":"ARCP","sid":sid.to_hex(),"role":"admin",
+        "agent_id":"user_ARCP","scopes":[],"iat":clock.now(),"exp":clock.now()+60});
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("k1".into());
+    // wrong secret
+    assert_eq!(
+        t.verify_gateway(&sign(
+            h.clone(),
+            &claims,
+            b"another-secret-0123456789abcdefxx"
+        )),
+        Err(TokenError::Invalid)
+    );
+    // wrong algorithm for the key (HS512 with the right secret)
+    let mut h512 = Header::new(Algorithm::HS512);
+    h512.kid = Some("k1".into());
+    assert_eq!(
+        t.verify_gateway(&sign(h512, &claims, SECRET)),
+        Err(TokenError::Invalid)
+    );
+    // unknown kid
+    let mut hk = h.clone();
+    hk.kid = Some("nope".into());
+    let unknown = sign(hk, &claims, SECRET);
+    assert!(matches!(t.classify(&unknown), Err(TokenError::UnknownKid)));
+    // wrong issuer
+    let mut other = claims.clone();
+    other["iss"] = "someone-else".into();
+    assert_eq!(
+        t.verify_gateway(&sign(h.clone(), &other, SECRET)),
+        Err(TokenError::Invalid)
+    );
+    // alg none
+    let none = format!(
+        "{}.{}.",
+        base64_url(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#),
+        base64_url(claims.to_string().as_bytes())
+    );
+    assert!(t.classify(&none).is_err());
+    assert!(t.verify_gateway(&none).is_err());
+    // the genuine one passes
+    assert!(t.verify_gateway(&sign(h, &claims, SECRET)).is_ok());
+}
+
+fn base64_url(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+#[test]
+fn upstream_tokens_are_verified_like_arcp() {
+    let clock = Clock::system();
+    let t = tokens(clock.clone());
+    let now = clock.now();
+    let agent = serde_json::json!({"sub":"agent-1","agent_id":"agent-1","role":"agent","iat":now,"exp":now+600});
+    let token = sign(Header::new(Algorithm::HS256), &agent, UPSTREAM);
+    assert!(matches!(t.classify(&token), Ok(Kind::Upstream)));
+    let claims = t.verify_upstream(&token).unwrap();
+    assert_eq!(claims.role, "agent");
+    // ARCP accepts HS512 under an HS256 configuration; so does the gateway.
+    assert!(t
+        .verify_upstream(&sign(Header::new(Algorithm::HS512), &agent, UPSTREAM))
+        .is_ok());
+    // bad signature
+    assert_eq!(
+        t.verify_upstream(&sign(Header::new(Algorithm::HS256), &agent, SECRET)),
+        Err(TokenError::Invalid)
+    );
+    // expired beyond leeway; within leeway passes
+    let mut old = agent.clone();
+    old["exp"] = (now - 120).into();
+    assert_eq!(
+        t.verify_upstream(&sign(Header::new(Algorithm::HS256), &old, UPSTREAM)),
+        Err(TokenError::Expired { sid: None })
+    );
+    old["exp"] = (now - 30).into();
+    assert!(t
+        .verify_upstream(&sign(Header::new(Algorithm::HS256), &old, UPSTREAM))
+        .is_ok());
+    // no exp, future iat, non-string sub
+    let mut bad = agent.clone();
+    bad.as_object_mut().unwrap().remove("exp");
+    assert!(t
+        .verify_upstream(&sign(Header::new(Algorithm::HS256), &bad, UPSTREAM))
+        .is_err());
+    let mut bad = agent.clone();
+    bad["iat"] = (now + 3600).into();
+    assert!(t
+        .verify_upstream(&sign(Header::new(Algorithm::HS256), &bad, UPSTREAM))
+        .is_err());
+    let mut bad = agent.clone();
+    bad["sub"] = 5.into();
+    assert!(t
+        .verify_upstream(&sign(Header::new(Algorithm::HS256), &bad, UPSTREAM))
+        .is_err());
+    // an admin token signed with the upstream secret is refused at the edge
+    let mut admin = agent.clone();
+    admin["role"] = "admin".into();
+    assert_eq!(
+        t.verify_upstream(&sign(Header::new(Algorithm::HS256), &admin, UPSTREAM)),
+        Err(TokenError::ForeignAdmin)
+    );
+}

@@ -1,0 +1,345 @@
+//! Stage 4a, answer: the endpoints the gateway owns, with ARCP's response shapes.
+//!
+//! `POST /auth/login` (DESIGN §7) keeps upstream's order of checks: throttling (429),
+//! malformed body (422), agent fields (401), missing fingerprint (400), credentials (401).
+//! The other endpoints act on the caller's gateway session only.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Map, Value};
+
+use super::admit::{admin_session, bearer, register_pin_failure, AdmitError, Principal};
+use super::{ConnInfo, Trace};
+use crate::auth::pin;
+use crate::auth::token::{Kind, TokenError};
+use crate::auth::Auth;
+use crate::body::Body;
+use crate::proxy::headers::X_CLIENT_FINGERPRINT;
+use crate::ratelimit::Throttled;
+use crate::session::Ended;
+
+/// Largest body a gateway endpoint reads.
+const MAX_BODY: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("login throttled")]
+    Throttled(#[source] Throttled),
+    #[error("request body is not valid: {0}")]
+    Invalid(String),
+    #[error("request body too large")]
+    BodyTooLarge,
+    #[error("direct agent login attempted")]
+    AgentLogin,
+    #[error("login without X-Client-Fingerprint")]
+    FingerprintMissing,
+    #[error("invalid admin credentials")]
+    BadCredentials,
+    #[error("neither username/password nor agent fields")]
+    NoCredentials,
+    #[error("not admitted")]
+    Admit(#[from] AdmitError),
+    #[error("PIN already set")]
+    PinAlreadySet,
+    #[error("PIN not set")]
+    PinNotSet,
+    #[error("wrong PIN")]
+    PinIncorrect,
+    #[error("cannot sign or hash")]
+    Internal,
+    #[error("no gateway endpoint named {0}")]
+    Unknown(String),
+}
+
+/// What the answer stage decided.
+pub enum Answer {
+    Respond(Response<Body>),
+    /// `/tokens/refresh` with a verified upstream agent token: forward it.
+    Forward(Principal, Request<Incoming>),
+}
+
+/// Serves the gateway endpoint `name` (the rule name in the route table).
+pub async fn answer(
+    auth: &Auth,
+    name: &str,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    trace: &mut Trace,
+) -> Result<Answer, AnswerError> {
+    let response = match name {
+        "login" => login(auth, conn, req, trace).await?,
+        "logout" => {
+            let admin = admin_session_of(auth, &req).await?;
+            trace.user = Some(admin.session.user.to_string());
+            auth.sessions.end(&admin.session.id, Ended::LoggedOut).await;
+            json_response(
+                StatusCode::OK,
+                &json!({"status":"success","message":"Logged out and session PIN cleared"}),
+            )
+        }
+        "set_pin" => {
+            let admin = admin_session_of(auth, &req).await?;
+            trace.user = Some(admin.session.user.to_string());
+            let pin_value = read_pin(req).await?;
+            pin::validate_new(&pin_value).map_err(|m| AnswerError::Invalid(m.into()))?;
+            if admin.session.pin().hash.is_some() {
+                return Err(AnswerError::PinAlreadySet);
+            }
+            let hash = pin::hash(pin_value).await.ok_or(AnswerError::Internal)?;
+            let stored = admin.session.update_pin(|p| {
+                if p.hash.is_some() {
+                    return false;
+                }
+                p.hash = Some(hash);
+                p.failures = 0;
+                true
+            });
+            if stored != Some(true) {
+                return Err(AnswerError::PinAlreadySet);
+            }
+            json_response(
+                StatusCode::OK,
+                &json!({"status":"success","message":"PIN set for session"}),
+            )
+        }
+        "verify_pin" => {
+            let admin = admin_session_of(auth, &req).await?;
+            trace.user = Some(admin.session.user.to_string());
+            let pin_value = read_pin(req).await?;
+            if pin_value.is_empty() || pin_value.chars().count() > 32 {
+                return Err(AnswerError::Invalid(
+                    "PIN must have 1 to 32 characters".into(),
+                ));
+            }
+            let hash = admin.session.pin().hash.ok_or(AnswerError::PinNotSet)?;
+            if !pin::verify(pin_value, hash).await {
+                register_pin_failure(auth, &admin.session).await;
+                return Err(AnswerError::PinIncorrect);
+            }
+            admin.session.update_pin(|p| p.failures = 0);
+            json_response(
+                StatusCode::OK,
+                &json!({"status":"success","message":"PIN verified"}),
+            )
+        }
+        "pin_status" => {
+            let admin = admin_session_of(auth, &req).await?;
+            trace.user = Some(admin.session.user.to_string());
+            json_response(
+                StatusCode::OK,
+                &json!({"pin_set": admin.session.pin().hash.is_some()}),
+            )
+        }
+        "session_status" => {
+            let admin = admin_session_of(auth, &req).await?;
+            trace.user = Some(admin.session.user.to_string());
+            let s = &admin.session;
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "valid": true,
+                    "user_id": &*s.user,
+                    "role": "admin",
+                    "agent_id": format!("user_{}", s.user),
+                    "expires": s.expires_at,
+                    "is_admin": true,
+                    "session_exists": true,
+                    "pin_set": s.pin().hash.is_some(),
+                }),
+            )
+        }
+        "token_refresh" => {
+            let token = bearer(req.headers()).ok_or(AdmitError::MissingBearer("agent"))?;
+            match auth.tokens.classify(token).map_err(AdmitError::Token)? {
+                Kind::Upstream => {
+                    let claims = auth
+                        .tokens
+                        .verify_upstream(token)
+                        .map_err(AdmitError::Token)?;
+                    return Ok(Answer::Forward(Principal::Agent(claims), req));
+                }
+                Kind::Gateway => {
+                    let admin = admin_session(auth, req.headers(), token).await?;
+                    trace.user = Some(admin.session.user.to_string());
+                    let s = &admin.session;
+                    let token = auth
+                        .tokens
+                        .issue(&s.user, &s.id, s.expires_at)
+                        .map_err(|_| AnswerError::Internal)?;
+                    json_response(
+                        StatusCode::OK,
+                        &json!({"access_token": token, "token_type": "bearer"}),
+                    )
+                }
+            }
+        }
+        other => return Err(AnswerError::Unknown(other.to_owned())),
+    };
+    Ok(Answer::Respond(response))
+}
+
+async fn admin_session_of(
+    auth: &Auth,
+    req: &Request<Incoming>,
+) -> Result<super::admit::AdminPrincipal, AnswerError> {
+    let token = bearer(req.headers()).ok_or(AdmitError::MissingBearer("admin"))?;
+    match auth.tokens.classify(token).map_err(AdmitError::Token)? {
+        Kind::Gateway => Ok(admin_session(auth, req.headers(), token).await?),
+        Kind::Upstream => {
+            let claims = auth
+                .tokens
+                .verify_upstream(token)
+                .map_err(AdmitError::Token)?;
+            Err(AdmitError::AgentOnAdmin { role: claims.role }.into())
+        }
+    }
+}
+
+async fn login(
+    auth: &Auth,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    trace: &mut Trace,
+) -> Result<Response<Body>, AnswerError> {
+    let ip = conn.peer.ip();
+    auth.throttle.check_ip(ip).map_err(AnswerError::Throttled)?;
+    let fingerprint = req
+        .headers()
+        .get(&X_CLIENT_FINGERPRINT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    let fields = match read_object(req).await {
+        Ok(f) => f,
+        Err(e) => {
+            auth.throttle.record_failure(ip, None);
+            return Err(e);
+        }
+    };
+    let text = |name: &str| -> Result<Option<String>, AnswerError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(AnswerError::Invalid(format!("{name} must be a string"))),
+        }
+    };
+    let checked = (|| {
+        let username = text("username")?.map(|u| u.trim().to_owned());
+        let password = text("password")?;
+        if username.as_ref().is_some_and(|u| u.chars().count() > 255) {
+            return Err(AnswerError::Invalid(
+                "username must have at most 255 characters".into(),
+            ));
+        }
+        match &password {
+            Some(p) if p.is_empty() => {
+                return Err(AnswerError::Invalid("password must not be empty".into()))
+            }
+            Some(p) if p.chars().count() > 1024 => {
+                return Err(AnswerError::Invalid(
+                    "password must have at most 1024 characters".into(),
+                ))
+            }
+            _ => {}
+        }
+        Ok((username, password, text("agent_id")?, text("agent_type")?))
+    })();
+    let (username, password, agent_id, agent_type) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            auth.throttle.record_failure(ip, None);
+            return Err(e);
+        }
+    };
+    if agent_id.is_some() && agent_type.is_some() {
+        auth.throttle.record_failure(ip, None);
+        return Err(AnswerError::AgentLogin);
+    }
+    let (Some(username), Some(password)) = (username.filter(|u| !u.is_empty()), password) else {
+        auth.throttle.record_failure(ip, None);
+        return Err(AnswerError::NoCredentials);
+    };
+    auth.throttle
+        .check_user(&username)
+        .map_err(AnswerError::Throttled)?;
+    let Some(fingerprint) = fingerprint else {
+        return Err(AnswerError::FingerprintMissing);
+    };
+    trace.user = Some(username.clone());
+    if !auth.verify_password(&username, &password).await {
+        auth.throttle.record_failure(ip, Some(&username));
+        tracing::info!(user = %username, peer = %ip, "admin login failed");
+        return Err(AnswerError::BadCredentials);
+    }
+    auth.throttle.record_success(ip, &username);
+    let session = auth.sessions.create(&username, &fingerprint).await;
+    let token = auth
+        .tokens
+        .issue(&username, &session.id, session.expires_at)
+        .map_err(|_| AnswerError::Internal)?;
+    let expires_in = (session.expires_at - auth.tokens.clock().now()).max(0);
+    tracing::info!(user = %username, session = ?session.id, "admin login");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": expires_in,
+            "agent_id": format!("user_{username}"),
+        }),
+    ))
+}
+
+async fn read_pin(req: Request<Incoming>) -> Result<String, AnswerError> {
+    let fields = read_object(req).await?;
+    match fields.get("pin") {
+        Some(Value::String(p)) => Ok(p.clone()),
+        _ => Err(AnswerError::Invalid("pin must be a string".into())),
+    }
+}
+
+/// Reads a small JSON object body.
+async fn read_object(req: Request<Incoming>) -> Result<Map<String, Value>, AnswerError> {
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                AnswerError::BodyTooLarge
+            } else {
+                AnswerError::Invalid("cannot read the request body".into())
+            }
+        })?
+        .to_bytes();
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AnswerError::Invalid(
+            "the body must be a JSON object".into(),
+        )),
+        Err(_) => Err(AnswerError::Invalid("the body is not valid JSON".into())),
+    }
+}
+
+/// A JSON response that no cache keeps.
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::full(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+impl From<TokenError> for AnswerError {
+    fn from(e: TokenError) -> Self {
+        AnswerError::Admit(AdmitError::Token(e))
+    }
+}

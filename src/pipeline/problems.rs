@@ -1,0 +1,385 @@
+//! Errors become problem documents here, and only here.
+//!
+//! An exhaustive `match` per error type: adding a variant anywhere fails to compile until it
+//! has a public face. Details are fixed texts (ARCP's where ARCP has one); internal error
+//! text never reaches a client.
+
+use http::StatusCode;
+
+use super::admit::AdmitError;
+use super::answer::AnswerError;
+use super::frame::FrameError;
+use super::GatewayError;
+use crate::auth::token::TokenError;
+use crate::config::SessionSettings;
+use crate::problem::{Problem, ProblemKind};
+use crate::session::Ended;
+use crate::upstream::{BrokerError, UpstreamError};
+
+const INTERNAL: &str = "An unexpected error occurred. Try again later.";
+
+impl GatewayError {
+    /// The public face of each error.
+    pub fn problem(&self, sessions: &SessionSettings) -> Problem {
+        match self {
+            GatewayError::Frame(e) => frame(e),
+            GatewayError::Admit(e) => admit(e, sessions),
+            GatewayError::Answer(e) => answer(e, sessions),
+            GatewayError::Upstream(e) => upstream(e),
+            GatewayError::Broker(e) => broker(e),
+            GatewayError::ReplayImpossible => Problem::new(
+                ProblemKind::EndpointUnreachable,
+                "The upstream session was renewed while this request streamed; retry the request",
+            )
+            .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            .with_retry_after(1),
+        }
+    }
+}
+
+fn frame(e: &FrameError) -> Problem {
+    match e {
+        FrameError::UriTooLong { len, max } => Problem::new(
+            ProblemKind::RequestError,
+            format!("Request target of {len} bytes exceeds maximum limit of {max} bytes"),
+        )
+        .with_status(StatusCode::URI_TOO_LONG)
+        .with_title("URI Too Long")
+        .with_extension("uri_length", *len)
+        .with_extension("max_uri_length", *max),
+        FrameError::HeadersTooLarge { size, max } => Problem::new(
+            ProblemKind::HeadersTooLarge,
+            format!("Request headers size {size} bytes exceeds maximum limit of {max} bytes"),
+        )
+        .with_extension("header_size", *size)
+        .with_extension("max_header_size", *max),
+        FrameError::BodyTooLarge { declared, max } => Problem::new(
+            ProblemKind::RequestTooLarge,
+            format!("Request body of {declared} bytes exceeds maximum limit of {max} bytes"),
+        )
+        .with_extension("content_length", *declared)
+        .with_extension("max_size", *max),
+        FrameError::BadContentLength => {
+            Problem::new(ProblemKind::RequestError, "Invalid Content-Length header")
+        }
+        FrameError::AmbiguousPath(why) => Problem::new(
+            ProblemKind::RequestError,
+            format!("Ambiguous request path rejected: {why}"),
+        ),
+    }
+}
+
+fn token(e: &TokenError) -> Problem {
+    let invalid = Problem::new(ProblemKind::TokenInvalid, "Invalid or expired token");
+    match e {
+        TokenError::Expired { .. } => invalid.with_error_code("TOKEN_EXPIRED"),
+        TokenError::ForeignAdmin => Problem::new(
+            ProblemKind::TokenInvalid,
+            "Admin tokens are issued by the gateway; log in at /auth/login",
+        ),
+        TokenError::Malformed
+        | TokenError::UnknownKid
+        | TokenError::Invalid
+        | TokenError::NoUpstreamKey
+        | TokenError::Sign => invalid,
+    }
+}
+
+fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
+    let session_invalid = |sid: &crate::session::SessionId, detail: &'static str| {
+        Problem::new(ProblemKind::SessionInvalid, detail)
+            .with_extension("session_id", sid.public_ref())
+    };
+    match e {
+        AdmitError::MissingBearer(kind) => Problem::new(
+            ProblemKind::AuthenticationFailed,
+            format!("Authentication required for {kind} endpoint"),
+        ),
+        AdmitError::Token(t) => token(t),
+        AdmitError::SessionExpired => {
+            let idle = sessions.idle_timeout.as_secs();
+            Problem::new(
+                ProblemKind::SessionExpired,
+                format!(
+                    "Admin session has expired after {} minutes of inactivity",
+                    idle.div_ceil(60)
+                ),
+            )
+            .with_extension("session_timeout", idle)
+        }
+        AdmitError::SessionCapReached => {
+            let cap = sessions.absolute_timeout.as_secs();
+            Problem::new(
+                ProblemKind::SessionExpired,
+                format!(
+                    "Admin session has expired after reaching its maximum lifetime of {} minutes",
+                    cap.div_ceil(60)
+                ),
+            )
+            .with_extension("session_timeout", cap)
+        }
+        AdmitError::SessionEnded {
+            sid,
+            why: Ended::LoggedOut,
+        } => session_invalid(sid, "Session has been logged out - please re-authenticate"),
+        AdmitError::SessionEnded {
+            sid,
+            why: Ended::Evicted,
+        } => session_invalid(
+            sid,
+            "Session was ended by a newer login of the same user - please re-authenticate",
+        ),
+        AdmitError::FingerprintMissing { sid } => {
+            session_invalid(sid, "Session fingerprint missing - please re-authenticate")
+        }
+        AdmitError::FingerprintMismatch { sid } => {
+            session_invalid(sid, "Session fingerprint mismatch - please re-authenticate")
+        }
+        AdmitError::AgentOnAdmin { role } => Problem::new(
+            ProblemKind::InsufficientPermissions,
+            format!(
+                "Access denied: {} role cannot access admin endpoint",
+                sanitize_role(role)
+            ),
+        ),
+        AdmitError::GatewayTokenRefused => Problem::new(
+            ProblemKind::InsufficientPermissions,
+            "Access denied: gateway session tokens are not accepted on this endpoint",
+        ),
+        AdmitError::NotTemp => Problem::new(
+            ProblemKind::TokenInvalid,
+            "A temporary registration token is required",
+        )
+        .with_status(StatusCode::FORBIDDEN)
+        .with_title("Invalid token type"),
+        AdmitError::PinRequired => Problem::new(
+            ProblemKind::PinRequired,
+            "X-Session-Pin header is required for this operation",
+        ),
+        AdmitError::PinNotSet => Problem::new(ProblemKind::PinNotSet, "PIN not set for session"),
+        AdmitError::PinIncorrect => Problem::new(ProblemKind::PinIncorrect, "Incorrect PIN"),
+        AdmitError::Denied => Problem::new(
+            ProblemKind::Forbidden,
+            "Access to this endpoint is not allowed through the gateway",
+        ),
+    }
+}
+
+/// Roles come from verified tokens but are still client data: keep them short and plain.
+fn sanitize_role(role: &str) -> String {
+    role.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(32)
+        .collect()
+}
+
+fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
+    match e {
+        AnswerError::Throttled(t) => {
+            let secs = t.retry_after.as_secs().max(1);
+            Problem::new(
+                ProblemKind::RateLimitExceeded,
+                "Too many login attempts; try again later",
+            )
+            .with_extension("attempt_type", "login")
+            .with_extension("retry_after", secs)
+            .with_retry_after(secs)
+        }
+        AnswerError::Invalid(msg) => Problem::new(
+            ProblemKind::ValidationFailed,
+            format!("Input validation failed: {msg}"),
+        )
+        .with_extension("validation_errors", vec![msg.clone()]),
+        AnswerError::BodyTooLarge => Problem::new(
+            ProblemKind::RequestTooLarge,
+            "Request body exceeds the maximum size for this endpoint",
+        ),
+        AnswerError::AgentLogin => Problem::new(
+            ProblemKind::AuthenticationFailed,
+            "Authentication failed: Direct agent login not allowed. Use agent registration flow with valid agent key",
+        ),
+        AnswerError::FingerprintMissing => Problem::new(
+            ProblemKind::RequiredHeaderMissing,
+            "X-Client-Fingerprint header is required",
+        )
+        .with_extension("header", "X-Client-Fingerprint"),
+        AnswerError::BadCredentials => Problem::new(
+            ProblemKind::AuthenticationFailed,
+            "Authentication failed: Invalid admin credentials",
+        ),
+        AnswerError::NoCredentials => Problem::new(
+            ProblemKind::AuthenticationFailed,
+            "Authentication failed: Invalid credentials - provide either agent_id/agent_type or username/password",
+        ),
+        AnswerError::Admit(a) => admit(a, sessions),
+        AnswerError::PinAlreadySet => {
+            Problem::new(ProblemKind::PinAlreadySet, "PIN already set for this session")
+        }
+        AnswerError::PinNotSet => Problem::new(ProblemKind::PinNotSet, "PIN not set for session"),
+        AnswerError::PinIncorrect => Problem::new(ProblemKind::PinIncorrect, "Incorrect PIN"),
+        AnswerError::Internal | AnswerError::Unknown(_) => {
+            Problem::new(ProblemKind::InternalError, INTERNAL)
+        }
+    }
+}
+
+fn upstream(e: &UpstreamError) -> Problem {
+    match e {
+        UpstreamError::Timeout(t) => Problem::new(
+            ProblemKind::ConnectionTimeout,
+            "The upstream service did not respond in time",
+        )
+        .with_extension("timeout_seconds", t.as_secs_f64()),
+        UpstreamError::BodyTooLarge(_) => Problem::new(
+            ProblemKind::RequestTooLarge,
+            "Request body exceeds the maximum size",
+        ),
+        UpstreamError::Unreachable(_) | UpstreamError::Tls(_) => Problem::new(
+            ProblemKind::EndpointUnreachable,
+            "The upstream service is unreachable",
+        ),
+    }
+}
+
+fn broker(e: &BrokerError) -> Problem {
+    let unavailable = |retry: u64| {
+        Problem::new(
+            ProblemKind::EndpointUnreachable,
+            "The upstream admin session is unavailable; retry later",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_retry_after(retry)
+    };
+    match e {
+        BrokerError::NotConfigured => Problem::new(
+            ProblemKind::EndpointUnreachable,
+            "Admin requests cannot be forwarded: no upstream service account is configured",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE),
+        BrokerError::Unavailable { retry_after } => unavailable(retry_after.as_secs().max(1)),
+        BrokerError::Login(_) => unavailable(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SessionId;
+    use std::time::Duration;
+
+    fn sessions() -> SessionSettings {
+        SessionSettings {
+            idle_timeout: Duration::from_secs(3600),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            max_per_user: 5,
+            capacity: 10,
+        }
+    }
+
+    /// Each error maps to the documented type, status and details.
+    #[test]
+    fn mapping_table() {
+        let sid = SessionId::random();
+        let s = sessions();
+        let cases: Vec<(GatewayError, &str, u16)> = vec![
+            (
+                AdmitError::MissingBearer("admin").into(),
+                "authentication-failed",
+                401,
+            ),
+            (
+                AdmitError::Token(TokenError::Invalid).into(),
+                "token-invalid",
+                401,
+            ),
+            (
+                AdmitError::Token(TokenError::Expired { sid: None }).into(),
+                "token-invalid",
+                401,
+            ),
+            (AdmitError::SessionExpired.into(), "session-expired", 401),
+            (AdmitError::SessionCapReached.into(), "session-expired", 401),
+            (
+                AdmitError::SessionEnded {
+                    sid,
+                    why: Ended::LoggedOut,
+                }
+                .into(),
+                "session-invalid",
+                401,
+            ),
+            (
+                AdmitError::FingerprintMismatch { sid }.into(),
+                "session-invalid",
+                401,
+            ),
+            (
+                AdmitError::AgentOnAdmin {
+                    role: "agent".into(),
+                }
+                .into(),
+                "insufficient-permissions",
+                403,
+            ),
+            (AdmitError::PinRequired.into(), "pin-required", 400),
+            (AdmitError::PinNotSet.into(), "pin-not-set", 400),
+            (AdmitError::PinIncorrect.into(), "pin-incorrect", 401),
+            (
+                AnswerError::FingerprintMissing.into(),
+                "required-header-missing",
+                400,
+            ),
+            (
+                AnswerError::BadCredentials.into(),
+                "authentication-failed",
+                401,
+            ),
+            (
+                AnswerError::Invalid("x".into()).into(),
+                "validation-failed",
+                422,
+            ),
+            (AnswerError::PinAlreadySet.into(), "pin-already-set", 400),
+            (
+                BrokerError::NotConfigured.into(),
+                "endpoint-unreachable",
+                503,
+            ),
+            (FrameError::AmbiguousPath("x").into(), "request-error", 400),
+        ];
+        for (err, slug, status) in cases {
+            let p = err.problem(&s);
+            assert_eq!(p.kind().slug(), slug, "{err:?}");
+            assert_eq!(p.status().as_u16(), status, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn seed_shapes() {
+        let s = sessions();
+        let p = GatewayError::from(AdmitError::SessionExpired).problem(&s);
+        assert_eq!(
+            p.detail(),
+            "Admin session has expired after 60 minutes of inactivity"
+        );
+        assert_eq!(
+            p.extension("session_timeout"),
+            Some(&serde_json::json!(3600))
+        );
+        let sid = SessionId::random();
+        let p = GatewayError::from(AdmitError::FingerprintMismatch { sid }).problem(&s);
+        assert_eq!(
+            p.detail(),
+            "Session fingerprint mismatch - please re-authenticate"
+        );
+        assert_eq!(
+            p.extension("session_id"),
+            Some(&serde_json::json!(sid.public_ref()))
+        );
+        let p = GatewayError::from(AnswerError::FingerprintMissing).problem(&s);
+        assert_eq!(
+            p.extension("header"),
+            Some(&serde_json::json!("X-Client-Fingerprint"))
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Admin sessions: a moka cache with time-to-idle expiry, an absolute cap, a capacity bound
+//! and a per-user limit.
+//!
+//! * **Idle expiry** is moka's `time_to_idle`: every admitted request reads the entry, and a
+//!   read is activity.
+//! * **Absolute cap**: a per-entry expiry ([`moka::Expiry`]) at `expires_at`, and the same
+//!   instant is checked against the injected [`Clock`] on every lookup.
+//! * **Per-user limit**: creating a session beyond `max_per_user` ends the user's oldest.
+//! * Sessions ended on purpose (logout, eviction) leave a tombstone, so their tokens get
+//!   `session-invalid`; a session that is simply gone (idle, cap, restart) reads as expired.
+//!
+//! No lock here is held across an `.await`.
+
+pub mod fingerprint;
+pub mod id;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use crate::clock::Clock;
+use crate::config::SessionSettings;
+pub use fingerprint::Fingerprint;
+pub use id::SessionId;
+
+/// One admin session.
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub user: Arc<str>,
+    pub fingerprint: Fingerprint,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; the absolute cap, also the `exp` of every token of this session.
+    pub expires_at: i64,
+    pin: Mutex<PinState>,
+}
+
+/// PIN state of a session (the PIN itself is an argon2id hash).
+#[derive(Debug, Default, Clone)]
+pub struct PinState {
+    pub hash: Option<String>,
+    /// Consecutive wrong PIN attempts.
+    pub failures: u32,
+}
+
+impl Session {
+    /// A copy of the PIN state (the lock is released before returning).
+    pub fn pin(&self) -> PinState {
+        self.pin.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Updates the PIN state under its lock.
+    pub fn update_pin<R>(&self, f: impl FnOnce(&mut PinState) -> R) -> Option<R> {
+        self.pin.lock().ok().map(|mut p| f(&mut p))
+    }
+}
+
+/// Why a session ended on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    LoggedOut,
+    Evicted,
+}
+
+/// Result of looking a session up.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Active(Arc<Session>),
+    /// Logged out or evicted: the token is dead (`session-invalid`).
+    Ended(Ended),
+    /// Idle expiry, absolute cap, or unknown to this store (`session-expired`).
+    Expired,
+}
+
+/// Cheap-to-clone handle on the session store.
+#[derive(Clone)]
+pub struct SessionStore {
+    sessions: Cache<SessionId, Arc<Session>>,
+    tombstones: Cache<SessionId, Ended>,
+    by_user: Arc<Mutex<HashMap<Arc<str>, VecDeque<SessionId>>>>,
+    settings: Arc<SessionSettings>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("sessions", &self.sessions.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+struct AbsoluteCap {
+    clock: Clock,
+}
+
+impl Expiry<SessionId, Arc<Session>> for AbsoluteCap {
+    fn expire_after_create(
+        &self,
+        _key: &SessionId,
+        value: &Arc<Session>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let left = (value.expires_at - self.clock.now()).max(0) as u64;
+        Some(Duration::from_secs(left))
+    }
+}
+
+impl SessionStore {
+    pub fn new(settings: &SessionSettings, clock: Clock) -> Self {
+        let sessions = Cache::builder()
+            .max_capacity(settings.capacity)
+            .time_to_idle(settings.idle_timeout)
+            .expire_after(AbsoluteCap {
+                clock: clock.clone(),
+            })
+            .build();
+        let tombstones = Cache::builder()
+            .max_capacity(settings.capacity)
+            .time_to_live(settings.absolute_timeout)
+            .build();
+        SessionStore {
+            sessions,
+            tombstones,
+            by_user: Arc::new(Mutex::new(HashMap::new())),
+            settings: Arc::new(settings.clone()),
+            clock,
+        }
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// Creates a session for `user` bound to `fingerprint`; ends the user's oldest sessions
+    /// beyond `max_per_user`.
+    pub async fn create(&self, user: &str, fingerprint: &str) -> Arc<Session> {
+        let now = self.clock.now();
+        let session = Arc::new(Session {
+            id: SessionId::random(),
+            user: Arc::from(user),
+            fingerprint: Fingerprint::of(fingerprint),
+            created_at: now,
+            expires_at: now + self.settings.absolute_timeout.as_secs() as i64,
+            pin: Mutex::new(PinState::default()),
+        });
+        self.sessions.insert(session.id, session.clone()).await;
+        let evicted = self.track(&session);
+        for id in evicted {
+            self.end(&id, Ended::Evicted).await;
+        }
+        session
+    }
+
+    /// Records the session under its user and returns the ids that exceed the limit.
+    fn track(&self, session: &Session) -> Vec<SessionId> {
+        let max = self.settings.max_per_user as usize;
+        let Ok(mut by_user) = self.by_user.lock() else {
+            return Vec::new();
+        };
+        // Forget users whose sessions all expired, so the map stays bounded.
+        if by_user.len() > 1024 {
+            by_user.retain(|_, ids| ids.iter().any(|id| self.sessions.contains_key(id)));
+        }
+        let ids = by_user.entry(session.user.clone()).or_default();
+        ids.retain(|id| self.sessions.contains_key(id));
+        ids.push_back(session.id);
+        let mut evicted = Vec::new();
+        while ids.len() > max {
+            if let Some(old) = ids.pop_front() {
+                evicted.push(old);
+            }
+        }
+        evicted
+    }
+
+    /// Looks a session up; a hit counts as activity (resets the idle timer).
+    pub async fn lookup(&self, id: &SessionId) -> Lookup {
+        match self.sessions.get(id).await {
+            Some(session) if session.expires_at > self.clock.now() => Lookup::Active(session),
+            Some(_) => {
+                self.sessions.invalidate(id).await;
+                Lookup::Expired
+            }
+            None => match self.tombstones.get(id).await {
+                Some(ended) => Lookup::Ended(ended),
+                None => Lookup::Expired,
+            },
+        }
+    }
+
+    /// Ends a session on purpose (logout, eviction).
+    pub async fn end(&self, id: &SessionId, why: Ended) {
+        self.tombstones.insert(*id, why).await;
+        self.sessions.invalidate(id).await;
+    }
+
+    /// Number of live sessions (approximate, for metrics and tests).
+    pub fn len(&self) -> u64 {
+        self.sessions.entry_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(idle_ms: u64, max_per_user: u32) -> SessionSettings {
+        SessionSettings {
+            idle_timeout: Duration::from_millis(idle_ms),
+            absolute_timeout: Duration::from_secs(3600),
+            max_per_user,
+            capacity: 1000,
+        }
+    }
+
+    #[tokio::test]
+    async fn create_lookup_logout() {
+        let store = SessionStore::new(&settings(60_000, 5), Clock::system());
+        let s = store.create("ARCP", "fp").await;
+        assert!(matches!(store.lookup(&s.id).await, Lookup::Active(_)));
+        store.end(&s.id, Ended::LoggedOut).await;
+        assert!(matches!(
+            store.lookup(&s.id).await,
+            Lookup::Ended(Ended::LoggedOut)
+        ));
+        assert!(matches!(
+            store.lookup(&SessionId::random()).await,
+            Lookup::Expired
+        ));
+    }
+
+    #[tokio::test]
+    async fn oldest_session_is_evicted_beyond_the_limit() {
+        let store = SessionStore::new(&settings(60_000, 2), Clock::system());
+        let a = store.create("ARCP", "fp").await;
+        let b = store.create("ARCP", "fp").await;
+        let c = store.create("ARCP", "fp").await;
+        let other = store.create("someone", "fp").await;
+        assert!(matches!(
+            store.lookup(&a.id).await,
+            Lookup::Ended(Ended::Evicted)
+        ));
+        for s in [&b, &c, &other] {
+            assert!(matches!(store.lookup(&s.id).await, Lookup::Active(_)));
+        }
+    }
+
+    #[tokio::test]
+    async fn absolute_cap_uses_the_injected_clock() {
+        let clock = Clock::system();
+        let store = SessionStore::new(&settings(60_000, 5), clock.clone());
+        let s = store.create("ARCP", "fp").await;
+        clock.advance(3601);
+        assert!(matches!(store.lookup(&s.id).await, Lookup::Expired));
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_expire_and_activity_keeps_them() {
+        let store = SessionStore::new(&settings(300, 5), Clock::system());
+        let busy = store.create("ARCP", "a").await;
+        let idle = store.create("ARCP", "b").await;
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(matches!(store.lookup(&busy.id).await, Lookup::Active(_)));
+        }
+        assert!(matches!(store.lookup(&idle.id).await, Lookup::Expired));
+    }
+}

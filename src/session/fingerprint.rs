@@ -1,0 +1,42 @@
+//! Client fingerprints: stored hashed, compared in constant time.
+//!
+//! `X-Client-Fingerprint` is a client-chosen string (a uuid4 from `ARCPClient`, an 8-hex
+//! browser hash from the dashboard). The session keeps only its SHA-256, so a memory dump or
+//! a log never shows the value, and comparison does not leak how much of it matched.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn of(value: &str) -> Self {
+        Fingerprint(Sha256::digest(value.as_bytes()).into())
+    }
+
+    /// Constant-time comparison with a presented header value.
+    pub fn matches(&self, presented: &str) -> bool {
+        let other = Self::of(presented);
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprint([hashed])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_the_same_value() {
+        let fp = Fingerprint::of("a61becc3-0ef3-4b85-8829-5e4f0ba0bb8a");
+        assert!(fp.matches("a61becc3-0ef3-4b85-8829-5e4f0ba0bb8a"));
+        assert!(!fp.matches("a61becc3-0ef3-4b85-8829-5e4f0ba0bb8b"));
+        assert!(!fp.matches(""));
+    }
+}
