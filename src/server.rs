@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::clock::Clock;
 use crate::config::{ServerSettings, Settings};
 use crate::pipeline::{self, State};
 use crate::proxy::ConnInfo;
@@ -53,7 +54,13 @@ pub struct Gateway {
 impl Gateway {
     /// Opens every listener and builds the shared handles.
     pub async fn bind(settings: Settings) -> Result<Gateway, ServerError> {
-        let state = State::new(&settings, crate::clock::Clock::system())?;
+        Self::bind_with_clock(settings, Clock::system()).await
+    }
+
+    /// Like [`Gateway::bind`], deciding token and session lifetimes against `clock`
+    /// (tests move it forward instead of sleeping).
+    pub async fn bind_with_clock(settings: Settings, clock: Clock) -> Result<Gateway, ServerError> {
+        let state = State::new(&settings, clock)?;
         let mut bound = Vec::with_capacity(settings.listeners.len());
         for l in &settings.listeners {
             let listener =

@@ -1,1 +1,528 @@
-// tests later
+//! Configuration errors: the broken fixtures of `tests/fixtures/config`, the shipped example
+//! and profile, the `file:line:column: path: message` form, and secrets kept out of errors.
+//!
+//! Each fixture opens with comment lines that say what loading it must report:
+//!
+//! ```text
+//! # expect: LINE:COLUMN: dotted.path: fragment of the message   (COLUMN may be `*`;
+//! #                                                              the path `(document)`)
+//! # hint: fragment of the hint          # contains: another fragment of the message
+//! # absent: text the error must not show
+//! # env: NAME=value                     # unset: NAME
+//! # defect: a known defect of the config code, with `#   ` continuation lines
+//! ```
+//!
+//! The values of `# env:` lines are treated as secrets: no error may show them. A fixture
+//! with a `# defect:` line describes the correct behaviour the code does not have yet; the
+//! ignored test `known_defects_are_fixed` checks those, and the main test fails once such a
+//! fixture passes, so that its `# defect:` line gets removed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use http::Method;
+
+use super::{from_str, load, ConfigError, TlsSettings, ARCP_PROFILE};
+use crate::policy::Access;
+
+/// Serialises the tests of this module that set or remove environment variables.
+static ENV: Mutex<()> = Mutex::new(());
+
+fn env_lock() -> MutexGuard<'static, ()> {
+    ENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture_dir() -> PathBuf {
+    crate_dir().join("tests/fixtures/config")
+}
+
+/// A listener and an upstream: the smallest file that loads.
+const MINIMAL: &str = "\
+listeners:
+  - address: 127.0.0.1:18443
+    tls:
+      development: {}
+upstream:
+  url: http://127.0.0.1:8001
+";
+
+/// What a fixture's header comments expect.
+#[derive(Debug, Default)]
+struct Expectation {
+    line: u64,
+    /// `None` when the fixture says `*`.
+    column: Option<u64>,
+    /// Empty for `(document)`.
+    path: String,
+    message: String,
+    contains: Vec<String>,
+    hint: Option<String>,
+    absent: Vec<String>,
+    env: Vec<(String, String)>,
+    unset: Vec<String>,
+    defect: Option<String>,
+}
+
+fn parse_header(file: &Path, text: &str) -> Expectation {
+    let name = file.display();
+    let mut exp = Expectation::default();
+    let mut saw_expect = false;
+    let mut last = "";
+    for line in text.lines().take_while(|l| l.starts_with('#')) {
+        let body = line.trim_start_matches('#');
+        if let Some(more) = body.strip_prefix("   ") {
+            if last == "defect" {
+                if let Some(d) = exp.defect.as_mut() {
+                    d.push(' ');
+                    d.push_str(more.trim());
+                }
+            }
+            continue;
+        }
+        let Some((key, value)) = body.trim().split_once(": ") else {
+            last = "";
+            continue;
+        };
+        let value = value.trim_end().to_owned();
+        last = match key {
+            "expect" => {
+                let (loc, rest) = value
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("{name}: `# expect:` needs LINE:COLUMN: PATH: MSG"));
+                let (line, column) = loc
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("{name}: `# expect:` needs LINE:COLUMN"));
+                let (path, message) = rest
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("{name}: `# expect:` needs PATH: MESSAGE"));
+                exp.line = line.parse().expect("expect: line number");
+                exp.column = (column != "*").then(|| column.parse().expect("expect: column"));
+                exp.path = if path == "(document)" {
+                    String::new()
+                } else {
+                    path.to_owned()
+                };
+                exp.message = message.to_owned();
+                saw_expect = true;
+                "expect"
+            }
+            "hint" => {
+                exp.hint = Some(value);
+                "hint"
+            }
+            "contains" => {
+                exp.contains.push(value);
+                "contains"
+            }
+            "absent" => {
+                exp.absent.push(value);
+                "absent"
+            }
+            "env" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("{name}: `# env:` needs NAME=value"));
+                exp.env.push((k.to_owned(), v.to_owned()));
+                "env"
+            }
+            "unset" => {
+                exp.unset.push(value);
+                "unset"
+            }
+            "defect" => {
+                exp.defect = Some(value);
+                "defect"
+            }
+            _ => "",
+        };
+    }
+    assert!(saw_expect, "{name}: no `# expect:` line at the top");
+    exp
+}
+
+fn fixtures() -> Vec<(PathBuf, Expectation)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
+        .expect("tests/fixtures/config")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("fixture text");
+            let exp = parse_header(&path, &text);
+            (path, exp)
+        })
+        .collect()
+}
+
+/// Loads a fixture (caller holds the env lock) and lists how the result misses its
+/// expectation; empty when it meets it.
+fn check_fixture(file: &Path, exp: &Expectation) -> Vec<String> {
+    for (k, v) in &exp.env {
+        std::env::set_var(k, v);
+    }
+    for k in &exp.unset {
+        std::env::remove_var(k);
+    }
+    let err = match load(file) {
+        Ok(_) => return vec!["loaded without an error".to_owned()],
+        Err(e) => e,
+    };
+    let mut problems = Vec::new();
+    let got = format!(
+        "got {}:{}: {}: {}",
+        err.line,
+        err.column,
+        if err.path.is_empty() {
+            "(document)"
+        } else {
+            &err.path
+        },
+        err.message
+    );
+    if err.line != exp.line || exp.column.is_some_and(|c| c != err.column) {
+        let column = exp.column.map_or("*".to_owned(), |c| c.to_string());
+        problems.push(format!("location: want {}:{column}; {got}", exp.line));
+    }
+    if err.path != exp.path {
+        problems.push(format!("path: want `{}`; {got}", exp.path));
+    }
+    for fragment in std::iter::once(&exp.message).chain(&exp.contains) {
+        if !err.message.contains(fragment.as_str()) {
+            problems.push(format!("message: want it to contain `{fragment}`; {got}"));
+        }
+    }
+    match (&exp.hint, &err.hint) {
+        (Some(want), Some(hint)) if hint.contains(want.as_str()) => {}
+        (Some(want), hint) => problems.push(format!("hint: want `{want}`; got {hint:?}")),
+        (None, _) => {}
+    }
+    let shown = err.to_string();
+    let prefix = format!(
+        "{}:{}:{}: {}: ",
+        file.display(),
+        err.line,
+        err.column,
+        if err.path.is_empty() {
+            "(document)"
+        } else {
+            &err.path
+        }
+    );
+    if !shown.starts_with(&prefix) {
+        problems.push(format!(
+            "display: want it to start with `{prefix}`; got `{shown}`"
+        ));
+    }
+    let debug = format!("{err:?}");
+    let secrets = exp.env.iter().map(|(_, v)| v);
+    for text in exp.absent.iter().chain(secrets) {
+        if shown.contains(text.as_str()) || debug.contains(text.as_str()) {
+            problems.push(format!("the error shows `{text}`: {shown}"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn broken_fixtures_fail_with_expected_location_path_and_message() {
+    let _env = env_lock();
+    let all = fixtures();
+    assert!(all.len() >= 10, "only {} fixtures", all.len());
+    let mut failures = Vec::new();
+    let mut met = 0;
+    for (file, exp) in &all {
+        let problems = check_fixture(file, exp);
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        match (&exp.defect, problems.is_empty()) {
+            (None, true) => met += 1,
+            (None, false) => failures.push(format!("{name}:\n    {}", problems.join("\n    "))),
+            (Some(_), true) => failures.push(format!(
+                "{name}: meets its expectation now; remove its `# defect:` lines"
+            )),
+            // Known; `known_defects_are_fixed` reports it.
+            (Some(_), false) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "fixtures that miss their expectation:\n{}",
+        failures.join("\n")
+    );
+    assert!(met >= 8, "only {met} fixtures without a known defect");
+}
+
+#[test]
+#[ignore = "known config defects (`# defect:` lines in tests/fixtures/config); run with --ignored"]
+fn known_defects_are_fixed() {
+    let _env = env_lock();
+    let mut failures = Vec::new();
+    for (file, exp) in fixtures() {
+        let Some(defect) = &exp.defect else { continue };
+        let problems = check_fixture(&file, &exp);
+        if !problems.is_empty() {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            failures.push(format!("{name}: {defect}\n    {}", problems.join("\n    ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn example_config_loads() {
+    let _env = env_lock();
+    let secrets = [
+        ("ARCP_ADMIN_PASSWORD", "example-admin-password"),
+        ("ARCP_JWT_SECRET", "example-upstream-jwt-secret"),
+        (
+            "ARCP_GATEWAY_SIGNING_SECRET",
+            "example-gateway-signing-secret-0123456789abcdef",
+        ),
+    ];
+    for (k, v) in secrets {
+        std::env::set_var(k, v);
+    }
+    let file = crate_dir().join("config/gateway.example.yaml");
+    let s = load(&file).unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(s.listeners.len(), 1);
+    assert_eq!(s.listeners[0].address, "127.0.0.1:8443".parse().unwrap());
+    match &s.listeners[0].tls {
+        Some(TlsSettings::Development { write_ca_to, names }) => {
+            assert_eq!(names, &["localhost", "127.0.0.1"]);
+            let ca = write_ca_to.as_deref().expect("write_ca_to");
+            assert!(ca.ends_with("target/dev/ca.pem"), "{}", ca.display());
+        }
+        other => panic!("development TLS expected, got {other:?}"),
+    }
+    assert_eq!(s.server.max_connections, 10_000);
+    assert_eq!(s.upstream.url.scheme_str(), Some("http"));
+    assert_eq!(
+        s.upstream.url.authority().unwrap().as_str(),
+        "127.0.0.1:8001"
+    );
+    assert_eq!(s.upstream.connect_timeout, Duration::from_secs(5));
+    assert_eq!(s.upstream.replay_buffer_bytes, 64 << 10);
+    let account = s
+        .upstream
+        .service_account
+        .as_ref()
+        .expect("service_account");
+    assert_eq!(account.username, "admin");
+    assert_eq!(account.password.expose(), "example-admin-password");
+    assert!(s.upstream.token_verification.is_some());
+    assert_eq!(s.limits.max_header_bytes, 7680);
+    assert_eq!(s.limits.max_body_bytes, 8 << 20);
+    assert_eq!(s.auth.signing_kid, "main");
+    assert_eq!(s.auth.users.len(), 1);
+    assert_eq!(s.auth.users[0].name, "ARCP");
+    assert_eq!(s.auth.login.failure_window, Duration::from_secs(15 * 60));
+    assert_eq!(s.sessions.absolute_timeout, Duration::from_secs(12 * 3600));
+    assert_eq!(
+        s.policy.rules().len(),
+        ARCP_PROFILE.matches("- {name:").count()
+    );
+
+    let dump = format!("{s:?}");
+    for (_, secret) in secrets {
+        assert!(!dump.contains(secret), "settings Debug shows a secret");
+    }
+}
+
+#[test]
+fn builtin_arcp_profile_parses() {
+    let text = format!("{MINIMAL}routes: {{profile: arcp}}\n");
+    let s = from_str(&text, "inline.yaml", crate_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let policy = &s.policy;
+    assert_eq!(
+        policy.rules().len(),
+        ARCP_PROFILE.matches("- {name:").count()
+    );
+    assert!(policy.rules().len() > 30);
+
+    let route = |m: Method, p: &str| {
+        let r = policy.route(&m, p);
+        (r.name.to_owned(), r.access, r.require_pin)
+    };
+    assert_eq!(
+        route(Method::POST, "/auth/login"),
+        ("login".into(), Access::Gateway, false)
+    );
+    assert_eq!(route(Method::GET, "/health").1, Access::Public);
+    assert_eq!(route(Method::GET, "/health/redis").1, Access::Admin);
+    assert_eq!(route(Method::GET, "/static/js/app.js").1, Access::Public);
+    assert_eq!(
+        route(Method::POST, "/tokens/mint"),
+        ("token_mint".into(), Access::Admin, true)
+    );
+    assert_eq!(route(Method::GET, "/tokens/validate").1, Access::AgentOnly);
+    assert_eq!(
+        route(Method::GET, "/auth/agent/validation/abc").1,
+        Access::Temp
+    );
+    assert_eq!(route(Method::GET, "/metrics/scrape").1, Access::Passthrough);
+    assert_eq!(
+        route(Method::DELETE, "/agents/a1"),
+        ("agent_unregister".into(), Access::Agent, true)
+    );
+    assert_eq!(route(Method::GET, "/agents/a1").1, Access::Agent);
+    assert_eq!(
+        route(Method::GET, "/not-an-arcp-route"),
+        ("default".into(), Access::Admin, false)
+    );
+
+    // Rules of the file come before the profile's; `none` drops the profile.
+    let text = format!(
+        "{MINIMAL}routes:\n  rules:\n    - {{path: /tokens/mint, methods: [POST], access: deny}}\n"
+    );
+    let s = from_str(&text, "inline.yaml", crate_dir()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s.policy.route(&Method::POST, "/tokens/mint").access,
+        Access::Deny
+    );
+    let text = format!("{MINIMAL}routes: {{profile: none, default_access: deny}}\n");
+    let s = from_str(&text, "inline.yaml", crate_dir()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.policy.rules().is_empty());
+    assert_eq!(
+        s.policy.route(&Method::POST, "/auth/login").access,
+        Access::Deny
+    );
+}
+
+#[test]
+fn display_is_file_line_column_path_message_then_hint() {
+    let text = "\
+listeners:
+  - address: 127.0.0.1:18443
+    plain_http: true
+upstream:
+  url: ftp://127.0.0.1:8001
+";
+    let err = from_str(text, "conf/inline.yaml", crate_dir()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "conf/inline.yaml:5:8: upstream.url: the scheme must be `http` or `https`\n  \
+         hint: for example `http://127.0.0.1:8001`"
+    );
+
+    // No hint: one line.
+    let text = format!("{MINIMAL}  connect_timeout: 5\n");
+    let err = from_str(&text, "inline.yaml", crate_dir()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "inline.yaml:7:20: upstream.connect_timeout: `5` has no unit; write `5s` for seconds"
+    );
+
+    // The document root is named, not left blank.
+    let err = from_str("listeners: []\n", "inline.yaml", crate_dir()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("inline.yaml:1:1: (document): missing field `upstream`\n  hint: "),
+        "{err}"
+    );
+
+    // Without a location (an unreadable file) the `:line:column` part is left out.
+    let missing = fixture_dir().join("no-such-file.yaml");
+    let err = load(&missing).unwrap_err();
+    assert_eq!((err.line, err.column), (0, 0));
+    assert!(err.to_string().starts_with(&format!(
+        "{}: (document): cannot read the file: ",
+        missing.display()
+    )));
+    let err = ConfigError {
+        file: "f.yaml".into(),
+        line: 0,
+        column: 0,
+        path: "listeners".into(),
+        message: "at least one listener is required".into(),
+        hint: None,
+    };
+    assert_eq!(
+        err.to_string(),
+        "f.yaml: listeners: at least one listener is required"
+    );
+}
+
+#[test]
+fn no_secret_value_appears_in_errors() {
+    let _env = env_lock();
+    // 25 bytes: too short for an HS256 key.
+    const SECRET: &str = "Tr0ub4dor&3-cfgtest-leak!";
+    std::env::set_var("ARCP_CFGTEST_LEAK_SECRET", SECRET);
+    let assert_hidden = |err: &ConfigError| {
+        let shown = format!("{err}\n{err:?}");
+        assert!(
+            !shown.contains(SECRET),
+            "the error shows the secret: {shown}"
+        );
+        assert!(
+            !shown.contains("Tr0ub4dor"),
+            "the error shows part of it: {shown}"
+        );
+    };
+
+    // A gateway key from an environment variable.
+    let auth = "\
+auth:
+  signing_key: main
+  keys:
+    - kid: main
+      algorithm: HS256
+      secret_env: ARCP_CFGTEST_LEAK_SECRET
+";
+    let err = from_str(&format!("{MINIMAL}{auth}"), "inline.yaml", crate_dir()).unwrap_err();
+    assert!(err.message.contains("at least 32 bytes"), "{err}");
+    assert_hidden(&err);
+
+    // The same from a file.
+    let dir = std::env::temp_dir().join(format!("arcp-gateway-cfgtest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("signing.secret"), format!("{SECRET}\n")).unwrap();
+    let auth = auth.replace(
+        "secret_env: ARCP_CFGTEST_LEAK_SECRET",
+        "secret_file: signing.secret",
+    );
+    let result = from_str(&format!("{MINIMAL}{auth}"), "inline.yaml", &dir);
+    std::fs::remove_dir_all(&dir).ok();
+    let err = result.unwrap_err();
+    assert!(err.message.contains("at least 32 bytes"), "{err}");
+    assert_hidden(&err);
+
+    // A secret read successfully, then a later error: neither it nor the settings show it.
+    let upstream = "\
+  service_account:
+    username: admin
+    password_env: ARCP_CFGTEST_LEAK_SECRET
+  token_verification:
+    algorithm: HS256
+    secret_env: ARCP_CFGTEST_LEAK_SECRET
+";
+    let ok = format!("{MINIMAL}{upstream}");
+    let settings = from_str(&ok, "inline.yaml", crate_dir()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!format!("{settings:?}").contains(SECRET));
+    let bad = format!("{ok}routes: {{profile: arcp-2}}\n");
+    let err = from_str(&bad, "inline.yaml", crate_dir()).unwrap_err();
+    assert_eq!(err.path, "routes.profile");
+    assert_hidden(&err);
+
+    // An unset variable is named; nothing else is said about it.
+    std::env::remove_var("ARCP_CFGTEST_LEAK_UNSET");
+    let text = format!(
+        "{MINIMAL}  service_account:\n    username: admin\n    password_env: ARCP_CFGTEST_LEAK_UNSET\n"
+    );
+    let err = from_str(&text, "inline.yaml", crate_dir()).unwrap_err();
+    assert!(
+        err.message
+            .contains("environment variable `ARCP_CFGTEST_LEAK_UNSET` is not set"),
+        "{err}"
+    );
+}
