@@ -13,7 +13,7 @@
 #   Files in DIR: arcp.pid, arcp.port, arcp.log (server stdout+stderr), logs/, data/.
 # stop: SIGTERM, up to 5 s grace, then SIGKILL; removes arcp.pid. Not running is not an error.
 #
-# Server environment (see /work/shared/reference/arcp-live-responses.md §2). Taken from the
+# Server environment (the variables ARCP 2.1.2 requires, plus test settings). Taken from the
 # caller's environment when set, otherwise these test defaults:
 #   ENVIRONMENT=development  JWT_SECRET=test-only-jwt-secret-0123456789abcdef0123
 #   JWT_ALGORITHM=HS256      JWT_EXPIRE_MINUTES=60     SESSION_TIMEOUT=30

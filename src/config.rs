@@ -24,6 +24,19 @@ pub use settings::*;
 /// The built-in ARCP route profile (DESIGN §5), also shipped as `config/routes/arcp.yaml`.
 pub const ARCP_PROFILE: &str = include_str!("../config/routes/arcp.yaml");
 
+/// The embedded default configuration (`config/default.yaml`), used by `run` without
+/// `--config`. Its relative paths resolve against the working directory.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
+
+/// Loads the embedded default configuration.
+pub fn load_default() -> Result<Settings, ConfigError> {
+    from_str(
+        DEFAULT_CONFIG,
+        "(embedded config/default.yaml)",
+        Path::new("."),
+    )
+}
+
 /// A configuration problem, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -131,8 +144,14 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
-        let path = clean_path(&failed_path);
         let message = clean_message(&e.without_snippet().to_string());
+        let mut path = clean_path(&failed_path);
+        // serde cannot name a duplicated key; the message does.
+        if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+            if failed_path.ends_with('?') {
+                path = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+            }
+        }
         let hint = hint_for(&message);
         ConfigError {
             file: file.to_owned(),
@@ -151,7 +170,7 @@ fn clean_path(path: &str) -> String {
         return String::new();
     }
     path.split('.')
-        .filter(|seg| *seg != "value")
+        .filter(|seg| *seg != "value" && *seg != "?")
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -163,6 +182,10 @@ fn clean_message(rendered: &str) -> String {
         Some(i) => &first[..i],
         None => first,
     };
+    let first = match first.find(", set DuplicateKeyPolicy") {
+        Some(i) => &first[..i],
+        None => first,
+    };
     first.trim_end_matches('.').to_owned()
 }
 
@@ -171,6 +194,12 @@ fn hint_for(message: &str) -> Option<String> {
         Some("check the spelling; config/gateway.example.yaml lists every key".into())
     } else if message.contains("unknown variant") {
         Some("use one of the values listed in the message".into())
+    } else if message.contains("duplicate mapping key") {
+        Some("each key may appear once per mapping; remove one of them".into())
+    } else if message.contains("illegal placement of ':'")
+        || message.contains("mapping values are not allowed")
+    {
+        Some("check for an unclosed `[` or `{`, or wrong indentation, on this or an earlier line".into())
     } else if message.contains("missing field") {
         Some("this key is required here; see config/gateway.example.yaml".into())
     } else {

@@ -22,9 +22,15 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Run {
-        /// YAML configuration file.
+        /// YAML configuration file (default: the embedded config/default.yaml).
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// Replace the address of the first listener.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Replace the upstream URL (scheme and authority, e.g. http://127.0.0.1:8001).
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
     },
     /// Validate configuration files; prints each error with file:line:column and exits 1.
     CheckConfig {
@@ -38,7 +44,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => match run(config) {
+        Command::Run {
+            config,
+            listen,
+            upstream,
+        } => match run(config, listen, upstream) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("arcp-gateway: {e:#}");
@@ -59,8 +69,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: PathBuf) -> anyhow::Result<()> {
-    let settings = arcp_gateway::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+fn run(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    upstream: Option<String>,
+) -> anyhow::Result<()> {
+    let mut settings = match &config {
+        Some(path) => arcp_gateway::config::load(path),
+        None => arcp_gateway::config::load_default(),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(addr) = listen {
+        if let Some(first) = settings.listeners.first_mut() {
+            first.address = addr;
+        }
+    }
+    if let Some(url) = upstream {
+        settings
+            .upstream
+            .set_url(&url)
+            .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
+    }
     arcp_gateway::observability::init(&settings.logging);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

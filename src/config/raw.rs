@@ -36,7 +36,7 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
-    pub address: SocketAddr,
+    pub address: Spanned<SocketAddr>,
     pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub plain_http: bool,
@@ -62,7 +62,7 @@ pub struct RawDevTls {
 pub struct RawServer {
     pub handshake_timeout: Option<DurationValue>,
     pub header_read_timeout: Option<DurationValue>,
-    pub max_connections: Option<u32>,
+    pub max_connections: Option<Spanned<u32>>,
     pub drain_timeout: Option<DurationValue>,
 }
 
@@ -86,8 +86,8 @@ pub struct RawUpstream {
 #[serde(deny_unknown_fields)]
 pub struct RawServiceAccount {
     pub username: String,
-    pub password_env: Option<String>,
-    pub password_file: Option<String>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
     pub fingerprint: Option<String>,
 }
 
@@ -95,9 +95,9 @@ pub struct RawServiceAccount {
 #[serde(deny_unknown_fields)]
 pub struct RawTokenVerification {
     pub algorithm: Spanned<String>,
-    pub secret_env: Option<String>,
-    pub secret_file: Option<String>,
-    pub leeway: Option<DurationValue>,
+    pub secret_env: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub leeway: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,7 +112,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
     pub format: Option<LogFormat>,
-    pub level: Option<String>,
+    pub level: Option<Spanned<String>>,
 }
 
 /// Log line format.
@@ -143,8 +143,8 @@ pub struct RawAuth {
 pub struct RawKey {
     pub kid: String,
     pub algorithm: Spanned<String>,
-    pub secret_env: Option<String>,
-    pub secret_file: Option<String>,
+    pub secret_env: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
     pub private_key_file: Option<String>,
     pub public_key_file: Option<String>,
 }
@@ -183,8 +183,8 @@ pub struct RawLogin {
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
     pub idle_timeout: Option<DurationValue>,
-    pub absolute_timeout: Option<DurationValue>,
-    pub max_per_user: Option<u32>,
+    pub absolute_timeout: Option<Spanned<DurationValue>>,
+    pub max_per_user: Option<Spanned<u32>>,
     pub capacity: Option<u64>,
 }
 
@@ -209,7 +209,7 @@ pub struct RawRule {
     pub methods: Vec<Spanned<String>>,
     pub access: crate::policy::Access,
     #[serde(default)]
-    pub require_pin: bool,
+    pub require_pin: Option<Spanned<bool>>,
 }
 
 /// A duration written as `30s`, `5m`, `250ms`.

@@ -36,14 +36,15 @@ pub enum SecretRef {
 
 impl SecretRef {
     /// Picks the one reference given; `field` is the base name (`password`, `secret`).
+    /// A file path is used as given (callers resolve relative paths first).
     pub fn from_pair(
         field: &str,
-        env: Option<&String>,
-        file: Option<&String>,
+        env: Option<&str>,
+        file: Option<&str>,
     ) -> Result<SecretRef, String> {
         match (env, file) {
-            (Some(name), None) => Ok(SecretRef::Env(name.clone())),
-            (None, Some(path)) => Ok(SecretRef::File(path.clone())),
+            (Some(name), None) => Ok(SecretRef::Env(name.to_owned())),
+            (None, Some(path)) => Ok(SecretRef::File(path.to_owned())),
             (Some(_), Some(_)) => Err(format!(
                 "give either `{field}_env` or `{field}_file`, not both"
             )),
@@ -85,11 +86,11 @@ mod tests {
 
     #[test]
     fn exactly_one_reference() {
-        let name = "X".to_string();
-        assert!(SecretRef::from_pair("password", Some(&name), Some(&name)).is_err());
+        let name = "X";
+        assert!(SecretRef::from_pair("password", Some(name), Some(name)).is_err());
         assert!(SecretRef::from_pair("password", None, None).is_err());
         assert_eq!(
-            SecretRef::from_pair("password", Some(&name), None),
+            SecretRef::from_pair("password", Some(name), None),
             Ok(SecretRef::Env("X".into()))
         );
     }

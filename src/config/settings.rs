@@ -192,7 +192,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
     for (i, l) in listeners.iter().enumerate() {
         if listeners[..i].iter().any(|o| o.address == l.address) {
             return Err(ctx.err(
-                raw.listeners[i].referenced,
+                raw.listeners[i].value.address.referenced,
                 format!("listeners[{i}].address"),
                 format!("address {} is used by an earlier listener", l.address),
                 None,
@@ -203,12 +203,12 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
     let server = ServerSettings {
         handshake_timeout: dur(raw.server.handshake_timeout, Duration::from_secs(10)),
         header_read_timeout: dur(raw.server.header_read_timeout, Duration::from_secs(30)),
-        max_connections: raw.server.max_connections.unwrap_or(10_000),
+        max_connections: raw.server.max_connections.as_ref().map_or(10_000, |m| m.value),
         drain_timeout: dur(raw.server.drain_timeout, Duration::from_secs(30)),
     };
-    if server.max_connections == 0 {
+    if let Some(m) = raw.server.max_connections.as_ref().filter(|m| m.value == 0) {
         return Err(ctx.err(
-            serde_saphyr::Location::UNKNOWN,
+            m.referenced,
             "server.max_connections",
             "must be at least 1",
             None,
@@ -221,23 +221,44 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         max_uri_bytes: raw.limits.max_uri_bytes.map_or(8192, |b| b.0 as usize),
         max_body_bytes: raw.limits.max_body_bytes.map_or(8 << 20, |b| b.0),
     };
+    let level = match &raw.logging.level {
+        None => "info".to_owned(),
+        Some(l) => {
+            tracing_subscriber::EnvFilter::try_new(&l.value).map_err(|e| {
+                ctx.err(
+                    l.referenced,
+                    "logging.level",
+                    format!("`{}` is not a valid log filter: {e}", l.value),
+                    Some("for example `info`, `debug` or `info,arcp_gateway=debug`"),
+                )
+            })?;
+            l.value.clone()
+        }
+    };
     let logging = LoggingSettings {
         format: raw.logging.format.unwrap_or_default(),
-        level: raw.logging.level.clone().unwrap_or_else(|| "info".into()),
+        level,
     };
     let auth = auth(raw.auth.as_ref(), ctx)?;
     let sessions = SessionSettings {
         idle_timeout: dur(raw.sessions.idle_timeout, Duration::from_secs(60 * 60)),
-        absolute_timeout: dur(
-            raw.sessions.absolute_timeout,
-            Duration::from_secs(12 * 3600),
-        ),
-        max_per_user: raw.sessions.max_per_user.unwrap_or(5).max(1),
+        absolute_timeout: raw
+            .sessions
+            .absolute_timeout
+            .as_ref()
+            .map_or(Duration::from_secs(12 * 3600), |d| d.value.0),
+        max_per_user: raw.sessions.max_per_user.as_ref().map_or(5, |m| m.value),
         capacity: raw.sessions.capacity.unwrap_or(100_000).max(1),
     };
+    if let Some(m) = raw.sessions.max_per_user.as_ref().filter(|m| m.value == 0) {
+        return Err(ctx.err(m.referenced, "sessions.max_per_user", "must be at least 1", None));
+    }
     if sessions.absolute_timeout < sessions.idle_timeout {
         return Err(ctx.err(
-            serde_saphyr::Location::UNKNOWN,
+            raw.sessions
+                .absolute_timeout
+                .as_ref()
+                .map_or(serde_saphyr::Location::UNKNOWN, |d| d.referenced),
             "sessions.absolute_timeout",
             "must not be shorter than sessions.idle_timeout",
             None,
@@ -282,7 +303,7 @@ fn listener(
         (Some(tls), false) => Some(tls_settings(tls, &format!("{path}.tls"), ctx)?),
     };
     Ok(ListenerSettings {
-        address: l.value.address,
+        address: l.value.address.value,
         tls,
     })
 }
@@ -350,6 +371,38 @@ fn tls_settings(
     }
 }
 
+impl UpstreamSettings {
+    /// Replaces the upstream URL (command-line override), with the same rules as the file.
+    pub fn set_url(&mut self, text: &str) -> Result<(), String> {
+        self.url = parse_upstream_url(text)?;
+        Ok(())
+    }
+}
+
+/// `http://` or `https://`, with a host and no path.
+fn parse_upstream_url(text: &str) -> Result<Uri, String> {
+    // The text is not echoed: it could carry credentials.
+    let url: Uri = text
+        .parse()
+        .map_err(|e| format!("the value is not a URL: {e}"))?;
+    if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("the URL must not hold credentials (`user:password@`)".into());
+    }
+    match url.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err("the scheme must be `http` or `https`".into()),
+    }
+    if url.authority().is_none() {
+        return Err("the URL has no host".into());
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(
+            "the URL must not have a path: ARCP and its clients live at `/` (contract §5)".into(),
+        );
+    }
+    Ok(url)
+}
+
 fn upstream(u: &Spanned<raw::RawUpstream>, ctx: &Ctx<'_>) -> Result<UpstreamSettings, ConfigError> {
     let raw = &u.value;
     let url_err = |msg: String| {
@@ -360,23 +413,7 @@ fn upstream(u: &Spanned<raw::RawUpstream>, ctx: &Ctx<'_>) -> Result<UpstreamSett
             Some("for example `http://127.0.0.1:8001`"),
         )
     };
-    let url: Uri = raw
-        .url
-        .value
-        .parse()
-        .map_err(|e| url_err(format!("`{}` is not a URL: {e}", raw.url.value)))?;
-    match url.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => return Err(url_err("the scheme must be `http` or `https`".into())),
-    }
-    if url.authority().is_none() {
-        return Err(url_err("the URL has no host".into()));
-    }
-    if !matches!(url.path(), "" | "/") || url.query().is_some() {
-        return Err(url_err(
-            "the URL must not have a path: ARCP and its clients live at `/` (contract §5)".into(),
-        ));
-    }
+    let url = parse_upstream_url(&raw.url.value).map_err(url_err)?;
     let ca = match &raw.ca_file {
         None => None,
         Some(file) => {
@@ -397,13 +434,14 @@ fn upstream(u: &Spanned<raw::RawUpstream>, ctx: &Ctx<'_>) -> Result<UpstreamSett
     let service_account = match &raw.service_account {
         None => None,
         Some(sa) => {
-            let secret = SecretRef::from_pair(
+            let secret = secret(
+                ctx,
+                sa.referenced,
+                "upstream.service_account",
                 "password",
                 sa.value.password_env.as_ref(),
                 sa.value.password_file.as_ref(),
-            )
-            .and_then(|r| r.resolve())
-            .map_err(|m| ctx.err(sa.referenced, "upstream.service_account", m, None))?;
+            )?;
             Some(ServiceAccount {
                 username: sa.value.username.clone(),
                 password: secret,
@@ -428,17 +466,30 @@ fn upstream(u: &Spanned<raw::RawUpstream>, ctx: &Ctx<'_>) -> Result<UpstreamSett
                     ))
                 }
             };
-            let secret = SecretRef::from_pair(
+            let secret = secret(
+                ctx,
+                tv.referenced,
+                path,
                 "secret",
                 tv.value.secret_env.as_ref(),
                 tv.value.secret_file.as_ref(),
-            )
-            .and_then(|r| r.resolve())
-            .map_err(|m| ctx.err(tv.referenced, path, m, None))?;
+            )?;
+            let leeway = match &tv.value.leeway {
+                None => Duration::from_secs(60),
+                Some(l) if l.value.0 > Duration::from_secs(60) => {
+                    return Err(ctx.err(
+                        l.referenced,
+                        format!("{path}.leeway"),
+                        "must be at most 60s (ARCP itself allows 60s)",
+                        Some("a longer leeway would forward tokens ARCP refuses, and ARCP then wipes the user's sessions"),
+                    ))
+                }
+                Some(l) => l.value.0,
+            };
             Some(UpstreamTokens {
                 algorithm,
                 key: DecodingKey::from_secret(secret.expose().as_bytes()),
-                leeway: dur(tv.value.leeway, Duration::from_secs(60)).min(Duration::from_secs(60)),
+                leeway,
             })
         }
     };
@@ -582,15 +633,27 @@ fn gateway_key(
             if raw.private_key_file.is_some() || raw.public_key_file.is_some() {
                 return Err(ctx.err(at, path, "an HS256 key has a secret, not key files", None));
             }
-            let secret =
-                SecretRef::from_pair("secret", raw.secret_env.as_ref(), raw.secret_file.as_ref())
-                    .and_then(|r| r.resolve())
-                    .map_err(|m| ctx.err(at, path, m, None))?;
+            let secret = secret(
+                ctx,
+                at,
+                path,
+                "secret",
+                raw.secret_env.as_ref(),
+                raw.secret_file.as_ref(),
+            )?;
             if secret.expose().len() < 32 {
+                let source = raw
+                    .secret_env
+                    .as_ref()
+                    .map(|e| ("secret_env", e))
+                    .or(raw.secret_file.as_ref().map(|f| ("secret_file", f)));
+                let (key, at, name) = source.map_or(("secret", at, ""), |(k, s)| {
+                    (k, s.referenced, s.value.as_str())
+                });
                 return Err(ctx.err(
                     at,
-                    path,
-                    "an HS256 secret needs at least 32 bytes",
+                    format!("{path}.{key}"),
+                    format!("an HS256 secret needs at least 32 bytes; `{name}` has fewer"),
                     Some("generate one with `openssl rand -base64 48`"),
                 ));
             }
@@ -653,6 +716,29 @@ fn gateway_key(
     }
 }
 
+/// Reads a secret given by `<field>_env` or `<field>_file`; errors point at the reference
+/// (or at the parent mapping when neither is given) and never contain the value.
+fn secret(
+    ctx: &Ctx<'_>,
+    parent: serde_saphyr::Location,
+    parent_path: &str,
+    field: &str,
+    env: Option<&Spanned<String>>,
+    file: Option<&Spanned<String>>,
+) -> Result<Secret, ConfigError> {
+    let resolved_file = file.map(|f| ctx.resolve(&f.value).display().to_string());
+    let reference = SecretRef::from_pair(field, env.map(|e| e.value.as_str()), resolved_file.as_deref())
+        .map_err(|m| ctx.err(parent, parent_path, m, None))?;
+    reference.resolve().map_err(|m| {
+        let (key, at) = match (env, file) {
+            (Some(e), _) => (format!("{field}_env"), e.referenced),
+            (_, Some(f)) => (format!("{field}_file"), f.referenced),
+            _ => (String::new(), parent),
+        };
+        ctx.err(at, format!("{parent_path}.{key}"), m, None)
+    })
+}
+
 /// Rules of a routes file (the shipped profile has this shape).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -681,12 +767,26 @@ fn rules(
                 })?;
             methods.push(method);
         }
+        let require_pin = r.value.require_pin.as_ref().is_some_and(|p| p.value);
+        if let Some(pin) = r.value.require_pin.as_ref().filter(|p| p.value) {
+            if !matches!(r.value.access, Access::Admin | Access::Agent) {
+                return Err(ctx.err(
+                    pin.referenced,
+                    format!("{path}.require_pin"),
+                    format!(
+                        "`require_pin` needs an admin session; access `{}` has none",
+                        r.value.access.as_str()
+                    ),
+                    Some("use it on `admin` or `agent` routes"),
+                ));
+            }
+        }
         let rule = Rule::new(
             r.value.name.clone(),
             &r.value.path.value,
             methods,
             r.value.access,
-            r.value.require_pin,
+            require_pin,
         )
         .map_err(|m| ctx.err(r.value.path.referenced, format!("{path}.path"), m, None))?;
         out.push(rule);

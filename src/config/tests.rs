@@ -4,18 +4,16 @@
 //! Each fixture opens with comment lines that say what loading it must report:
 //!
 //! ```text
-//! # expect: LINE:COLUMN: dotted.path: fragment of the message   (COLUMN may be `*`;
-//! #                                                              the path `(document)`)
-//! # hint: fragment of the hint          # contains: another fragment of the message
-//! # absent: text the error must not show
-//! # env: NAME=value                     # unset: NAME
-//! # defect: a known defect of the config code, with `#   ` continuation lines
+//! # expect: LINE:COLUMN: dotted.path: fragment of the message
+//! # hint: fragment of the hint             (optional)
+//! # contains: another message fragment     (optional, repeatable)
+//! # absent: text the error must not show   (optional, repeatable)
+//! # env: NAME=value                        (set before loading; optional, repeatable)
+//! # unset: NAME                            (removed before loading; optional, repeatable)
 //! ```
 //!
-//! The values of `# env:` lines are treated as secrets: no error may show them. A fixture
-//! with a `# defect:` line describes the correct behaviour the code does not have yet; the
-//! ignored test `known_defects_are_fixed` checks those, and the main test fails once such a
-//! fixture passes, so that its `# defect:` line gets removed.
+//! COLUMN may be `*`; the path of the document root is written `(document)`.
+//! The values of `# env:` lines are treated as secrets: no error may show them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -243,14 +241,14 @@ fn broken_fixtures_fail_with_expected_location_path_and_message() {
     for (file, exp) in &all {
         let problems = check_fixture(file, exp);
         let name = file.file_name().unwrap_or_default().to_string_lossy();
-        match (&exp.defect, problems.is_empty()) {
-            (None, true) => met += 1,
-            (None, false) => failures.push(format!("{name}:\n    {}", problems.join("\n    "))),
-            (Some(_), true) => failures.push(format!(
-                "{name}: meets its expectation now; remove its `# defect:` lines"
-            )),
-            // Known; `known_defects_are_fixed` reports it.
-            (Some(_), false) => {}
+        if exp.defect.is_some() {
+            failures.push(format!(
+                "{name}: `# defect:` lines are not allowed; a fixture states correct behaviour"
+            ));
+        } else if problems.is_empty() {
+            met += 1;
+        } else {
+            failures.push(format!("{name}:\n    {}", problems.join("\n    ")));
         }
     }
     assert!(
@@ -259,22 +257,6 @@ fn broken_fixtures_fail_with_expected_location_path_and_message() {
         failures.join("\n")
     );
     assert!(met >= 8, "only {met} fixtures without a known defect");
-}
-
-#[test]
-#[ignore = "known config defects (`# defect:` lines in tests/fixtures/config); run with --ignored"]
-fn known_defects_are_fixed() {
-    let _env = env_lock();
-    let mut failures = Vec::new();
-    for (file, exp) in fixtures() {
-        let Some(defect) = &exp.defect else { continue };
-        let problems = check_fixture(&file, &exp);
-        if !problems.is_empty() {
-            let name = file.file_name().unwrap_or_default().to_string_lossy();
-            failures.push(format!("{name}: {defect}\n    {}", problems.join("\n    ")));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -483,13 +465,13 @@ auth:
     assert!(err.message.contains("at least 32 bytes"), "{err}");
     assert_hidden(&err);
 
-    // The same from a file.
-    let dir = std::env::temp_dir().join(format!("arcp-gateway-cfgtest-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("signing.secret"), format!("{SECRET}\n")).unwrap();
+    // The same from a file (an absolute path: see `secret_files_resolve_against_the_config_dir`).
+    let dir = scratch_dir("leak");
+    let file = dir.join("signing.secret");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
     let auth = auth.replace(
         "secret_env: ARCP_CFGTEST_LEAK_SECRET",
-        "secret_file: signing.secret",
+        &format!("secret_file: {}", file.display()),
     );
     let result = from_str(&format!("{MINIMAL}{auth}"), "inline.yaml", &dir);
     std::fs::remove_dir_all(&dir).ok();
@@ -498,14 +480,14 @@ auth:
     assert_hidden(&err);
 
     // A secret read successfully, then a later error: neither it nor the settings show it.
-    let upstream = "\
-  service_account:
-    username: admin
-    password_env: ARCP_CFGTEST_LEAK_SECRET
-  token_verification:
-    algorithm: HS256
-    secret_env: ARCP_CFGTEST_LEAK_SECRET
-";
+    let upstream = concat!(
+        "  service_account:\n",
+        "    username: admin\n",
+        "    password_env: ARCP_CFGTEST_LEAK_SECRET\n",
+        "  token_verification:\n",
+        "    algorithm: HS256\n",
+        "    secret_env: ARCP_CFGTEST_LEAK_SECRET\n",
+    );
     let ok = format!("{MINIMAL}{upstream}");
     let settings = from_str(&ok, "inline.yaml", crate_dir()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!format!("{settings:?}").contains(SECRET));
@@ -525,4 +507,28 @@ auth:
             .contains("environment variable `ARCP_CFGTEST_LEAK_UNSET` is not set"),
         "{err}"
     );
+}
+
+/// A fresh directory under the system temp dir, unique to this process and `name`.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "arcp-gateway-cfgtest-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn secret_files_resolve_against_the_config_dir() {
+    let dir = scratch_dir("relative");
+    std::fs::write(dir.join("admin.password"), "a-password\n").unwrap();
+    let text = format!(
+        "{MINIMAL}  service_account:\n    username: admin\n    password_file: admin.password\n"
+    );
+    let result = from_str(&text, "inline.yaml", &dir);
+    std::fs::remove_dir_all(&dir).ok();
+    let settings = result.unwrap_or_else(|e| panic!("{e}"));
+    let account = settings.upstream.service_account.expect("service_account");
+    assert_eq!(account.password.expose(), "a-password");
 }
