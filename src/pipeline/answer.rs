@@ -176,9 +176,67 @@ pub async fn answer(
                 }
             }
         }
+        "token_validate" => return token_validate(auth, req).await,
         other => return Err(AnswerError::Unknown(other.to_owned())),
     };
     Ok(Answer::Respond(response))
+}
+
+/// `/tokens/validate`, upstream's public token oracle (`GET` reads the bearer header,
+/// `POST` reads `?token=`). Verified upstream tokens are forwarded; gateway tokens are
+/// answered here with upstream's shapes (valid while their session lives); anything else is
+/// answered `valid: false` without reaching the upstream.
+async fn token_validate(auth: &Auth, req: Request<Incoming>) -> Result<Answer, AnswerError> {
+    let is_get = req.method() == http::Method::GET;
+    let token = if is_get {
+        bearer(req.headers()).map(str::to_owned)
+    } else {
+        req.uri()
+            .query()
+            .and_then(|q| super::admit::url_param(q, "token"))
+    };
+    let invalid = |error: &str| {
+        let status = if is_get {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        Ok(Answer::Respond(json_response(
+            status,
+            &json!({"valid": false, "error": error}),
+        )))
+    };
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return invalid("Missing token");
+    };
+    match auth.tokens.classify(&token) {
+        Ok(Kind::Upstream) => match auth.tokens.verify_upstream(&token) {
+            // GET: the verified bearer goes up as is. POST: the token is in the query, and
+            // whatever `Authorization` the client sent is stripped.
+            Ok(claims) if is_get => Ok(Answer::Forward(Principal::Agent(claims), req)),
+            Ok(_) => Ok(Answer::Forward(Principal::Anonymous, req)),
+            Err(_) => invalid("Invalid or expired token"),
+        },
+        Ok(Kind::Gateway) => {
+            let Ok((claims, sid)) = auth.tokens.verify_gateway(&token) else {
+                return invalid("Invalid or expired token");
+            };
+            if !matches!(
+                auth.sessions.lookup(&sid).await,
+                crate::session::Lookup::Active(_)
+            ) {
+                return invalid("Session is no longer active");
+            }
+            let payload = serde_json::to_value(&claims).unwrap_or(Value::Null);
+            let body = if is_get {
+                json!({"valid": true, "agent_id": claims.sub, "payload": payload})
+            } else {
+                json!({"valid": true, "payload": payload})
+            };
+            Ok(Answer::Respond(json_response(StatusCode::OK, &body)))
+        }
+        Err(_) => invalid("Invalid or expired token"),
+    }
 }
 
 async fn admin_session_of(
