@@ -143,7 +143,7 @@ async fn handle_inner(
     let (principal, req) = if route.access == Access::Gateway {
         match answer::answer(&state.auth, route.name, conn, req, trace).await? {
             Answer::Respond(response) => return Ok(response),
-            Answer::Forward(principal, req) => (principal, req),
+            Answer::Forward(principal, req) => (principal, *req),
         }
     } else {
         let principal = admit::admit(&state.auth, &route, req.headers(), req.uri().query()).await?;

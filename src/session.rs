@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use moka::Expiry;
+use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::SessionSettings;
@@ -82,6 +84,8 @@ pub struct SessionStore {
     sessions: Cache<SessionId, Arc<Session>>,
     tombstones: Cache<SessionId, Ended>,
     by_user: Arc<Mutex<HashMap<Arc<str>, VecDeque<SessionId>>>>,
+    /// End signals for sessions that have open WebSockets (logout closes them).
+    watchers: Arc<Mutex<HashMap<SessionId, watch::Sender<bool>>>>,
     settings: Arc<SessionSettings>,
     clock: Clock,
 }
@@ -112,11 +116,19 @@ impl Expiry<SessionId, Arc<Session>> for AbsoluteCap {
 
 impl SessionStore {
     pub fn new(settings: &SessionSettings, clock: Clock) -> Self {
+        let watchers: Arc<Mutex<HashMap<SessionId, watch::Sender<bool>>>> = Arc::default();
+        let on_removal = watchers.clone();
         let sessions = Cache::builder()
             .max_capacity(settings.capacity)
             .time_to_idle(settings.idle_timeout)
             .expire_after(AbsoluteCap {
                 clock: clock.clone(),
+            })
+            .eviction_listener(move |id: Arc<SessionId>, _s, cause: RemovalCause| {
+                // Idle expiry, the cap, capacity eviction or an explicit end: wake its sockets.
+                if cause != RemovalCause::Replaced {
+                    signal_end(&on_removal, &id);
+                }
             })
             .build();
         let tombstones = Cache::builder()
@@ -127,6 +139,7 @@ impl SessionStore {
             sessions,
             tombstones,
             by_user: Arc::new(Mutex::new(HashMap::new())),
+            watchers,
             settings: Arc::new(settings.clone()),
             clock,
         }
@@ -199,6 +212,25 @@ impl SessionStore {
         self.sessions.invalidate(id).await;
     }
 
+    /// A receiver that turns `true` when the session ends for any reason (logout, eviction,
+    /// idle expiry, cap). Used to close the session's WebSockets.
+    pub fn watch_end(&self, id: &SessionId) -> watch::Receiver<bool> {
+        let Ok(mut watchers) = self.watchers.lock() else {
+            return watch::channel(true).1;
+        };
+        watchers.retain(|_, tx| tx.receiver_count() > 0);
+        watchers
+            .entry(*id)
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe()
+    }
+
+    /// Applies pending expirations now (moka does this lazily); run periodically so idle
+    /// sessions with open sockets are noticed without traffic.
+    pub async fn run_pending_tasks(&self) {
+        self.sessions.run_pending_tasks().await;
+    }
+
     /// Number of live sessions (approximate, for metrics and tests).
     pub fn len(&self) -> u64 {
         self.sessions.entry_count()
@@ -206,6 +238,14 @@ impl SessionStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn signal_end(watchers: &Mutex<HashMap<SessionId, watch::Sender<bool>>>, id: &SessionId) {
+    if let Ok(mut watchers) = watchers.lock() {
+        if let Some(tx) = watchers.remove(id) {
+            let _ = tx.send(true);
+        }
     }
 }
 
@@ -273,5 +313,31 @@ mod tests {
             assert!(matches!(store.lookup(&busy.id).await, Lookup::Active(_)));
         }
         assert!(matches!(store.lookup(&idle.id).await, Lookup::Expired));
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_wakes_its_watchers() {
+        let store = SessionStore::new(&settings(60_000, 5), Clock::system());
+        let s = store.create("ARCP", "fp").await;
+        let mut rx = store.watch_end(&s.id);
+        assert!(!*rx.borrow());
+        store.end(&s.id, Ended::LoggedOut).await;
+        tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|ended| *ended))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_expiry_wakes_watchers_after_pending_tasks() {
+        let store = SessionStore::new(&settings(200, 5), Clock::system());
+        let s = store.create("ARCP", "fp").await;
+        let mut rx = store.watch_end(&s.id);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        store.run_pending_tasks().await;
+        tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|ended| *ended))
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

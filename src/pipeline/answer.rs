@@ -57,8 +57,8 @@ pub enum AnswerError {
 /// What the answer stage decided.
 pub enum Answer {
     Respond(Response<Body>),
-    /// `/tokens/refresh` with a verified upstream agent token: forward it.
-    Forward(Principal, Request<Incoming>),
+    /// A verified upstream token (`/tokens/refresh`, `/tokens/validate`): forward it.
+    Forward(Principal, Box<Request<Incoming>>),
 }
 
 /// Serves the gateway endpoint `name` (the rule name in the route table).
@@ -159,7 +159,7 @@ pub async fn answer(
                         .tokens
                         .verify_upstream(token)
                         .map_err(AdmitError::Token)?;
-                    return Ok(Answer::Forward(Principal::Agent(claims), req));
+                    return Ok(Answer::Forward(Principal::Agent(claims), Box::new(req)));
                 }
                 Kind::Gateway => {
                     let admin = admin_session(auth, req.headers(), token).await?;
@@ -213,8 +213,8 @@ async fn token_validate(auth: &Auth, req: Request<Incoming>) -> Result<Answer, A
         Ok(Kind::Upstream) => match auth.tokens.verify_upstream(&token) {
             // GET: the verified bearer goes up as is. POST: the token is in the query, and
             // whatever `Authorization` the client sent is stripped.
-            Ok(claims) if is_get => Ok(Answer::Forward(Principal::Agent(claims), req)),
-            Ok(_) => Ok(Answer::Forward(Principal::Anonymous, req)),
+            Ok(claims) if is_get => Ok(Answer::Forward(Principal::Agent(claims), Box::new(req))),
+            Ok(_) => Ok(Answer::Forward(Principal::Anonymous, Box::new(req))),
             Err(_) => invalid("Invalid or expired token"),
         },
         Ok(Kind::Gateway) => {

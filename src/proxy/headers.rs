@@ -118,9 +118,12 @@ mod tests {
         h
     }
 
+    /// Input headers, names that must survive, names that must be gone.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+
     #[test]
     fn hop_by_hop_table() {
-        let cases: &[(&[(&str, &str)], &[&str], &[&str])] = &[
+        let cases: &[Case] = &[
             (
                 &[("connection", "close"), ("accept", "*/*")],
                 &["accept"],

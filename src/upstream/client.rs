@@ -51,13 +51,15 @@ impl UpstreamClient {
                         .map_err(|e| UpstreamError::Tls(std::io::Error::other(e)))?;
                 }
             }
-            None => {
+            // System roots matter only for an https:// upstream; loading them costs memory.
+            None if settings.url.scheme_str() == Some("https") => {
                 let native = rustls_native_certs::load_native_certs();
                 for cert in native.certs {
                     // Unparseable system roots are skipped, as browsers do.
                     let _ = roots.add(cert);
                 }
             }
+            None => {}
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
