@@ -13,6 +13,7 @@ pub mod admit;
 pub mod answer;
 pub mod frame;
 mod problems;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,6 +82,8 @@ pub enum GatewayError {
     Broker(#[from] BrokerError),
     #[error("upstream refused the brokered session for a request whose body cannot be replayed")]
     ReplayImpossible,
+    #[error("WebSocket")]
+    Socket(#[from] websocket::SocketError),
 }
 
 /// Mutable facts gathered for the access log.
@@ -138,6 +141,12 @@ async fn handle_inner(
     // 2. route
     let route = state.policy.route(req.method(), &path);
     trace.route = Some(route.name.to_owned());
+
+    // WebSockets authenticate in their first frame: a stage of their own.
+    if websocket::is_upgrade(&req) {
+        let (access, path) = (route.access, path.into_owned());
+        return websocket::upgrade(state, conn, req, access, &path, request_id).await;
+    }
 
     // 3. admit, 4a. answer
     let (principal, req) = if route.access == Access::Gateway {

@@ -130,8 +130,18 @@ impl Gateway {
         }
 
         let refresher = self.state.broker.spawn_refresher();
+        let sessions = self.state.auth.sessions.clone();
+        let housekeeping = tokio::spawn(async move {
+            // Apply idle expiry promptly so sockets of expired sessions close without traffic.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                sessions.run_pending_tasks().await;
+            }
+        });
         shutdown.await;
         refresher.abort();
+        housekeeping.abort();
         tracing::info!("shutdown: no longer accepting; draining in-flight requests");
         let _ = stop_tx.send(true);
         for l in loops {

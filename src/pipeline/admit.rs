@@ -177,31 +177,48 @@ pub fn url_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Verifies a gateway token, its session and the fingerprint.
+/// Verifies a gateway token, its session and the fingerprint header.
 pub async fn admin_session(
     auth: &Auth,
     headers: &HeaderMap,
     token: &str,
 ) -> Result<AdminPrincipal, AdmitError> {
+    let presented = headers
+        .get(&X_CLIENT_FINGERPRINT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    let admin = session_of_token(auth, token).await?;
+    let Some(presented) = presented else {
+        return Err(AdmitError::FingerprintMissing { sid: admin.session.id });
+    };
+    check_fingerprint(&admin, presented)?;
+    Ok(admin)
+}
+
+/// Verifies a gateway token and finds its live session, without the fingerprint (which a
+/// browser cannot send on a WebSocket upgrade; the socket's first frame carries it).
+pub async fn session_of_token(auth: &Auth, token: &str) -> Result<AdminPrincipal, AdmitError> {
     let (claims, sid) = match auth.tokens.verify_gateway(token) {
         Ok(v) => v,
         Err(TokenError::Expired { sid: Some(_) }) => return Err(AdmitError::SessionCapReached),
         Err(e) => return Err(AdmitError::Token(e)),
     };
-    let session = match auth.sessions.lookup(&sid).await {
-        Lookup::Active(s) => s,
-        Lookup::Ended(why) => return Err(AdmitError::SessionEnded { sid, why }),
-        Lookup::Expired => return Err(AdmitError::SessionExpired),
-    };
-    let presented = headers
-        .get(&X_CLIENT_FINGERPRINT)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .ok_or(AdmitError::FingerprintMissing { sid })?;
-    if !session.fingerprint.matches(presented) {
-        return Err(AdmitError::FingerprintMismatch { sid });
+    match auth.sessions.lookup(&sid).await {
+        Lookup::Active(session) => Ok(AdminPrincipal { session, claims }),
+        Lookup::Ended(why) => Err(AdmitError::SessionEnded { sid, why }),
+        Lookup::Expired => Err(AdmitError::SessionExpired),
     }
-    Ok(AdminPrincipal { session, claims })
+}
+
+/// Compares a presented fingerprint with the session's, in constant time.
+pub fn check_fingerprint(admin: &AdminPrincipal, presented: &str) -> Result<(), AdmitError> {
+    if admin.session.fingerprint.matches(presented) {
+        Ok(())
+    } else {
+        Err(AdmitError::FingerprintMismatch {
+            sid: admin.session.id,
+        })
+    }
 }
 
 /// Enforces `X-Session-Pin` on a `require_pin` route.

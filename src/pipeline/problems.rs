@@ -9,6 +9,7 @@ use http::StatusCode;
 use super::admit::AdmitError;
 use super::answer::AnswerError;
 use super::frame::FrameError;
+use super::websocket::SocketError;
 use super::GatewayError;
 use crate::auth::token::TokenError;
 use crate::config::SessionSettings;
@@ -33,7 +34,29 @@ impl GatewayError {
             )
             .with_status(StatusCode::SERVICE_UNAVAILABLE)
             .with_retry_after(1),
+            GatewayError::Socket(e) => socket(e),
         }
+    }
+}
+
+fn socket(e: &SocketError) -> Problem {
+    match e {
+        SocketError::BadHandshake => Problem::new(
+            ProblemKind::RequestError,
+            "Invalid WebSocket handshake",
+        ),
+        SocketError::NotOffered => Problem::new(
+            ProblemKind::RequestError,
+            "WebSocket upgrades are not offered on this endpoint",
+        ),
+        SocketError::Timeout => Problem::new(
+            ProblemKind::ConnectionTimeout,
+            "The upstream service did not respond in time",
+        ),
+        SocketError::Upstream(_) => Problem::new(
+            ProblemKind::EndpointUnreachable,
+            "The upstream service is unreachable",
+        ),
     }
 }
 

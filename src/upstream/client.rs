@@ -38,6 +38,8 @@ pub struct UpstreamClient {
     scheme: Scheme,
     authority: http::uri::Authority,
     response_timeout: Duration,
+    connect_timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl UpstreamClient {
@@ -68,6 +70,7 @@ impl UpstreamClient {
         .map_err(|e| UpstreamError::Tls(std::io::Error::other(e)))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+        let tls_shared = Arc::new(tls.clone());
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -95,7 +98,25 @@ impl UpstreamClient {
             scheme,
             authority,
             response_timeout: settings.response_timeout,
+            connect_timeout: settings.connect_timeout,
+            tls: tls_shared,
         })
+    }
+
+    /// `https` upstreams are reached over TLS with this configuration (WebSockets too).
+    pub fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        (self.scheme == Scheme::HTTPS).then(|| self.tls.clone())
+    }
+
+    /// `ws://host:port` or `wss://host:port` of the upstream.
+    pub fn websocket_base(&self) -> String {
+        let scheme = if self.scheme == Scheme::HTTPS { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.authority)
+    }
+
+    /// Time allowed for a connection and the answer to its first request.
+    pub fn handshake_deadline(&self) -> Duration {
+        self.connect_timeout + self.response_timeout
     }
 
     /// The upstream URI for a path and query.
