@@ -346,7 +346,7 @@ fn builtin_arcp_profile_parses() {
         route(Method::POST, "/tokens/mint"),
         ("token_mint".into(), Access::Admin, true)
     );
-    assert_eq!(route(Method::GET, "/tokens/validate").1, Access::AgentOnly);
+    assert_eq!(route(Method::GET, "/tokens/validate").1, Access::Gateway);
     assert_eq!(
         route(Method::GET, "/auth/agent/validation/abc").1,
         Access::Temp
