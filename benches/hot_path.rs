@@ -1,0 +1,198 @@
+//! Micro-benchmarks of the per-request hot path and of login.
+//!
+//! `cargo bench --bench hot_path`. Each benchmark names the stage of the pipeline it covers;
+//! `docs/performance.md` records results with the machine they came from.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue, Method};
+
+use arcp_gateway::auth::{credentials, Auth};
+use arcp_gateway::clock::Clock;
+use arcp_gateway::config::{self, Settings};
+use arcp_gateway::pipeline::admit::admit;
+use arcp_gateway::pipeline::frame::normalise_path;
+use arcp_gateway::policy::{Access, Route};
+use arcp_gateway::problem::{Problem, ProblemKind};
+use arcp_gateway::proxy::headers::{set_forwarded, strip_hop_by_hop, strip_spoofable};
+
+const UPSTREAM_SECRET: &str = "bench-upstream-jwt-secret-0123456789abcdef";
+
+fn settings() -> Settings {
+    // The bench process owns its environment; nothing else reads it concurrently.
+    std::env::set_var(
+        "BENCH_SIGNING_SECRET",
+        "bench-signing-secret-0123456789abcdef0123",
+    );
+    std::env::set_var("BENCH_UPSTREAM_SECRET", UPSTREAM_SECRET);
+    std::env::set_var("BENCH_ADMIN_PASSWORD", "x");
+    let hash = credentials::hash_password("ARCP").unwrap_or_default();
+    let yaml = format!(
+        r#"
+listeners: [{{address: "127.0.0.1:0", plain_http: true}}]
+upstream:
+  url: http://127.0.0.1:9
+  service_account: {{username: admin, password_env: BENCH_ADMIN_PASSWORD}}
+  token_verification: {{algorithm: HS256, secret_env: BENCH_UPSTREAM_SECRET}}
+auth:
+  signing_key: k
+  keys: [{{kid: k, algorithm: HS256, secret_env: BENCH_SIGNING_SECRET}}]
+  users: [{{name: ARCP, password_hash: "{hash}"}}]
+"#
+    );
+    match config::from_str(&yaml, "bench.yaml", Path::new(".")) {
+        Ok(s) => s,
+        Err(e) => panic!("bench config: {e}"),
+    }
+}
+
+fn agent_token() -> String {
+    let now = Clock::system().now();
+    let claims = serde_json::json!({"sub":"agent-1","agent_id":"agent-1","role":"agent","scopes":[],"iat":now,"exp":now+3600});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(UPSTREAM_SECRET.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => panic!("runtime: {e}"),
+    };
+    let settings = settings();
+    let auth = Auth::new(&settings, Clock::system());
+    let session = rt.block_on(
+        auth.sessions
+            .create("ARCP", "a61becc3-0ef3-4b85-8829-5e4f0ba0bb8a"),
+    );
+    let token = auth
+        .tokens
+        .issue("ARCP", &session.id, session.expires_at)
+        .unwrap_or_default();
+
+    let mut admin_headers = HeaderMap::new();
+    admin_headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or(HeaderValue::from_static("")),
+    );
+    admin_headers.insert(
+        "x-client-fingerprint",
+        HeaderValue::from_static("a61becc3-0ef3-4b85-8829-5e4f0ba0bb8a"),
+    );
+    let admin_route = Route {
+        name: "agent_stats",
+        access: Access::Admin,
+        require_pin: false,
+    };
+    c.bench_function("admit/admin_session (token + session + fingerprint)", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                admit(&auth, &admin_route, &admin_headers, None)
+                    .await
+                    .is_ok(),
+            )
+        })
+    });
+
+    let mut agent_headers = HeaderMap::new();
+    agent_headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {}", agent_token()))
+            .unwrap_or(HeaderValue::from_static("")),
+    );
+    let agent_route = Route {
+        name: "agents_list",
+        access: Access::Agent,
+        require_pin: false,
+    };
+    c.bench_function("admit/agent_token (upstream HS256)", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                admit(&auth, &agent_route, &agent_headers, None)
+                    .await
+                    .is_ok(),
+            )
+        })
+    });
+
+    c.bench_function("problem/render session-invalid", |b| {
+        b.iter(|| {
+            let p = Problem::new(
+                ProblemKind::SessionInvalid,
+                "Session fingerprint mismatch - please re-authenticate",
+            )
+            .with_extension("session_id", "sess_0123456789ab");
+            black_box(p.into_response("/agents/stats", "req_0123456789abcdef01234567"))
+        })
+    });
+
+    let mut client_headers = HeaderMap::new();
+    for (k, v) in [
+        ("host", "gw.example"),
+        ("user-agent", "ARCPClient/2.1.2"),
+        ("accept", "*/*"),
+        ("accept-encoding", "gzip, deflate"),
+        ("connection", "keep-alive"),
+        (
+            "x-client-fingerprint",
+            "a61becc3-0ef3-4b85-8829-5e4f0ba0bb8a",
+        ),
+        ("authorization", "Bearer x.y.z"),
+        ("x-forwarded-for", "6.6.6.6"),
+    ] {
+        client_headers.insert(k, HeaderValue::from_static(v));
+    }
+    let peer = "127.0.0.1"
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    c.bench_function("headers/hygiene (hop-by-hop, spoofable, forwarded)", |b| {
+        b.iter(|| {
+            let mut h = client_headers.clone();
+            strip_hop_by_hop(&mut h);
+            strip_spoofable(&mut h);
+            let host = h.get("host").cloned();
+            set_forwarded(&mut h, peer, "https", host.as_ref());
+            black_box(h)
+        })
+    });
+
+    c.bench_function("frame/normalise_path clean", |b| {
+        b.iter(|| black_box(normalise_path(black_box("/agents/agent-1/heartbeat")).is_ok()))
+    });
+    c.bench_function("frame/normalise_path rewritten", |b| {
+        b.iter(|| black_box(normalise_path(black_box("//agent%73//agent-1/heartbeat")).is_ok()))
+    });
+
+    let policy = settings.policy.clone();
+    c.bench_function("policy/route (ARCP profile, deep match)", |b| {
+        b.iter(|| {
+            black_box(
+                policy
+                    .route(&Method::GET, black_box("/security/attestation/status/a1"))
+                    .access,
+            )
+        })
+    });
+
+    let phc = credentials::hash_password("ARCP").unwrap_or_default();
+    let mut login = c.benchmark_group("login");
+    login.sample_size(20);
+    login.bench_function("argon2id verify, right password (m=19456,t=2,p=1)", |b| {
+        b.iter(|| black_box(credentials::verify("ARCP", Some(&phc), &phc)))
+    });
+    login.bench_function("argon2id verify, wrong password", |b| {
+        b.iter(|| black_box(credentials::verify("wrong", Some(&phc), &phc)))
+    });
+    login.bench_function("argon2id verify, unknown user (dummy hash)", |b| {
+        b.iter(|| black_box(credentials::verify("ARCP", None, &phc)))
+    });
+    login.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
