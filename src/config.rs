@@ -149,7 +149,11 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
         // serde cannot name a duplicated key; the message does.
         if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
             if failed_path.ends_with('?') {
-                path = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+                path = if path.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{path}.{key}")
+                };
             }
         }
         let hint = hint_for(&message);
@@ -199,7 +203,10 @@ fn hint_for(message: &str) -> Option<String> {
     } else if message.contains("illegal placement of ':'")
         || message.contains("mapping values are not allowed")
     {
-        Some("check for an unclosed `[` or `{`, or wrong indentation, on this or an earlier line".into())
+        Some(
+            "check for an unclosed `[` or `{`, or wrong indentation, on this or an earlier line"
+                .into(),
+        )
     } else if message.contains("missing field") {
         Some("this key is required here; see config/gateway.example.yaml".into())
     } else {

@@ -17,9 +17,20 @@ use crate::config::{LogFormat, LoggingSettings};
 
 /// Installs the global subscriber (once, from `main`). `RUST_LOG` overrides the level.
 pub fn init(settings: &LoggingSettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // WebSocket libraries log whole frames (tokens included) at trace level: keep them
+    // at info unless the directive names them explicitly.
+    let directive = |level: &str| {
+        if level.contains("tungstenite") {
+            level.to_owned()
+        } else {
+            format!("{level},tungstenite=info,tokio_tungstenite=info")
+        }
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| EnvFilter::try_new(directive(&l)).ok())
+        .or_else(|| EnvFilter::try_new(directive(&settings.level)).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) is harmless and ignored.
     let _ = match settings.format {

@@ -1,8 +1,10 @@
 //! Admin sessions: a moka cache with time-to-idle expiry, an absolute cap, a capacity bound
 //! and a per-user limit.
 //!
-//! * **Idle expiry** is moka's `time_to_idle`: every admitted request reads the entry, and a
-//!   read is activity.
+//! * **Idle expiry**: only *admitted* requests are activity ([`SessionStore::touch`], after
+//!   the fingerprint matched). Each session keeps the time of its last admitted request and
+//!   a lookup past `idle_timeout` finds it expired; moka's `time_to_idle` (reset by every
+//!   read) only bounds memory, so a refused request cannot keep a session alive.
 //! * **Absolute cap**: a per-entry expiry ([`moka::Expiry`]) at `expires_at`, and the same
 //!   instant is checked against the injected [`Clock`] on every lookup.
 //! * **Per-user limit**: creating a session beyond `max_per_user` ends the user's oldest.
@@ -15,6 +17,7 @@ pub mod fingerprint;
 pub mod id;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,8 @@ pub struct Session {
     pub created_at: i64,
     /// Unix seconds; the absolute cap, also the `exp` of every token of this session.
     pub expires_at: i64,
+    /// Milliseconds since the store's start at the last admitted request.
+    last_active_ms: AtomicU64,
     pin: Mutex<PinState>,
 }
 
@@ -88,6 +93,8 @@ pub struct SessionStore {
     watchers: Arc<Mutex<HashMap<SessionId, watch::Sender<bool>>>>,
     settings: Arc<SessionSettings>,
     clock: Clock,
+    /// Monotonic origin of `last_active_ms`.
+    started: Instant,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -142,7 +149,19 @@ impl SessionStore {
             watchers,
             settings: Arc::new(settings.clone()),
             clock,
+            started: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records an admitted request (or a client WebSocket message) as session activity.
+    pub fn touch(&self, session: &Session) {
+        session
+            .last_active_ms
+            .store(self.now_ms(), Ordering::Relaxed);
     }
 
     pub fn settings(&self) -> &SessionSettings {
@@ -159,6 +178,7 @@ impl SessionStore {
             fingerprint: Fingerprint::of(fingerprint),
             created_at: now,
             expires_at: now + self.settings.absolute_timeout.as_secs() as i64,
+            last_active_ms: AtomicU64::new(self.now_ms()),
             pin: Mutex::new(PinState::default()),
         });
         self.sessions.insert(session.id, session.clone()).await;
@@ -191,10 +211,20 @@ impl SessionStore {
         evicted
     }
 
-    /// Looks a session up; a hit counts as activity (resets the idle timer).
+    /// Looks a session up. This is not activity: call [`SessionStore::touch`] once the
+    /// request is admitted.
     pub async fn lookup(&self, id: &SessionId) -> Lookup {
+        let idle_ms = self.settings.idle_timeout.as_millis() as u64;
         match self.sessions.get(id).await {
-            Some(session) if session.expires_at > self.clock.now() => Lookup::Active(session),
+            Some(session)
+                if session.expires_at > self.clock.now()
+                    && self
+                        .now_ms()
+                        .saturating_sub(session.last_active_ms.load(Ordering::Relaxed))
+                        <= idle_ms =>
+            {
+                Lookup::Active(session)
+            }
             Some(_) => {
                 self.sessions.invalidate(id).await;
                 Lookup::Expired
@@ -308,11 +338,18 @@ mod tests {
         let store = SessionStore::new(&settings(300, 5), Clock::system());
         let busy = store.create("ARCP", "a").await;
         let idle = store.create("ARCP", "b").await;
+        let other = store.create("ARCP", "c").await;
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            assert!(matches!(store.lookup(&busy.id).await, Lookup::Active(_)));
+            match store.lookup(&busy.id).await {
+                Lookup::Active(s) => store.touch(&s),
+                other => panic!("busy session gone: {other:?}"),
+            }
+            // Lookups without admission are not activity.
+            let _ = store.lookup(&other.id).await;
         }
         assert!(matches!(store.lookup(&idle.id).await, Lookup::Expired));
+        assert!(matches!(store.lookup(&other.id).await, Lookup::Expired));
     }
 
     #[tokio::test]

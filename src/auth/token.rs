@@ -12,9 +12,12 @@
 //!
 //! Times are checked against the injected [`Clock`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -82,6 +85,35 @@ struct Key {
     decoding: DecodingKey,
 }
 
+/// An HS256 gateway key on the fast path: the exact header segment this gateway writes for
+/// it, and a ring HMAC key.
+struct FastKey {
+    header_b64: String,
+    hmac: ring::hmac::Key,
+}
+
+/// What a verified gateway token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayToken {
+    pub sid: SessionId,
+    pub exp: i64,
+}
+
+/// The claims the fast path reads, borrowed from the decoded payload.
+#[derive(Deserialize)]
+struct ClaimsRef<'a> {
+    #[serde(borrow)]
+    iss: Cow<'a, str>,
+    #[serde(borrow)]
+    sid: Cow<'a, str>,
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    sub: Cow<'a, str>,
+    exp: i64,
+}
+
 /// Issues and verifies gateway tokens; verifies upstream tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct Tokens {
@@ -93,6 +125,7 @@ struct Inner {
     signing_kid: String,
     signing: Option<(Algorithm, jsonwebtoken::EncodingKey)>,
     keys: HashMap<String, Key>,
+    fast: Vec<FastKey>,
     upstream: Option<UpstreamTokens>,
     clock: Clock,
 }
@@ -126,12 +159,25 @@ impl Tokens {
             .iter()
             .find(|k| k.kid == auth.signing_kid)
             .and_then(|k| k.encoding.clone().map(|e| (k.algorithm, e)));
+        let fast = auth
+            .keys
+            .iter()
+            .filter(|k| k.algorithm == Algorithm::HS256)
+            .filter_map(|k| {
+                let secret = k.hmac_secret.as_ref()?;
+                Some(FastKey {
+                    header_b64: header_segment(&k.kid)?,
+                    hmac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.expose().as_bytes()),
+                })
+            })
+            .collect();
         Tokens {
             inner: Arc::new(Inner {
                 issuer: auth.issuer.clone(),
                 signing_kid: auth.signing_kid.clone(),
                 signing,
                 keys,
+                fast,
                 upstream,
                 clock,
             }),
@@ -144,6 +190,9 @@ impl Tokens {
 
     /// Classifies a token by its header `kid`.
     pub fn classify(&self, token: &str) -> Result<Kind, TokenError> {
+        if self.fast_key(token).is_some() {
+            return Ok(Kind::Gateway);
+        }
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         match header.kid {
             Some(kid) if self.inner.keys.contains_key(&kid) => Ok(Kind::Gateway),
@@ -171,14 +220,38 @@ impl Tokens {
     }
 
     /// Verifies a gateway token: known `kid`, that key's algorithm, our issuer, `exp`.
-    pub fn verify_gateway(&self, token: &str) -> Result<(GatewayClaims, SessionId), TokenError> {
+    pub fn verify_gateway(&self, token: &str) -> Result<GatewayToken, TokenError> {
+        if let Some(key) = self.fast_key(token) {
+            return self.verify_fast(key, token);
+        }
+        let (claims, sid) = self.decode_gateway(token)?;
+        self.check_lifetime(sid, claims.exp)
+    }
+
+    /// The full claims of a gateway token (for `/tokens/validate`); verifies like
+    /// [`Tokens::verify_gateway`].
+    pub fn gateway_claims(&self, token: &str) -> Result<GatewayClaims, TokenError> {
+        let (claims, sid) = self.decode_gateway(token)?;
+        self.check_lifetime(sid, claims.exp)?;
+        Ok(claims)
+    }
+
+    fn check_lifetime(&self, sid: SessionId, exp: i64) -> Result<GatewayToken, TokenError> {
+        if exp <= self.inner.clock.now() {
+            return Err(TokenError::Expired { sid: Some(sid) });
+        }
+        Ok(GatewayToken { sid, exp })
+    }
+
+    /// The general path: any configured key and algorithm, through jsonwebtoken.
+    fn decode_gateway(&self, token: &str) -> Result<(GatewayClaims, SessionId), TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKid)?;
         let key = self.inner.keys.get(&kid).ok_or(TokenError::UnknownKid)?;
         let mut validation = Validation::new(key.algorithm);
         validation.set_issuer(&[&self.inner.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        // `exp` is checked below against the injected clock.
+        // `exp` is checked against the injected clock.
         validation.validate_exp = false;
         validation.validate_aud = false;
         let data = decode::<GatewayClaims>(token, &key.decoding, &validation)
@@ -188,10 +261,44 @@ impl Tokens {
         if claims.role != "admin" {
             return Err(TokenError::Invalid);
         }
-        if claims.exp <= self.inner.clock.now() {
-            return Err(TokenError::Expired { sid: Some(sid) });
-        }
         Ok((claims, sid))
+    }
+
+    /// The HS256 key whose exact header segment `token` starts with.
+    fn fast_key(&self, token: &str) -> Option<&FastKey> {
+        let header = token.split('.').next()?;
+        self.inner.fast.iter().find(|k| k.header_b64 == header)
+    }
+
+    /// HS256 verification without a general JWT parser and without heap allocation: the
+    /// header is byte-identical to the one this gateway writes (so `alg` and `kid` are
+    /// pinned), the MAC is checked by ring in constant time, then the payload is decoded
+    /// into a stack buffer and parsed once, borrowing its strings.
+    fn verify_fast(&self, key: &FastKey, token: &str) -> Result<GatewayToken, TokenError> {
+        let mut parts = token.splitn(3, '.');
+        let (Some(header), Some(payload), Some(signature)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let mut mac = [0u8; 48];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(signature, &mut mac)
+            .map_err(|_| TokenError::Invalid)?;
+        let signed = &token[..header.len() + 1 + payload.len()];
+        ring::hmac::verify(&key.hmac, signed.as_bytes(), &mac[..n])
+            .map_err(|_| TokenError::Invalid)?;
+        let mut buf = [0u8; 1024];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(payload, &mut buf)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims: ClaimsRef<'_> =
+            serde_json::from_slice(&buf[..n]).map_err(|_| TokenError::Invalid)?;
+        if claims.iss != self.inner.issuer.as_str() || claims.role != "admin" {
+            return Err(TokenError::Invalid);
+        }
+        let sid = SessionId::from_hex(&claims.sid).ok_or(TokenError::Invalid)?;
+        self.check_lifetime(sid, claims.exp)
     }
 
     /// Verifies an upstream-minted token as strictly as ARCP would.
@@ -259,6 +366,19 @@ impl Tokens {
             temp_registration: claims.get("temp_registration") == Some(&Value::Bool(true)),
         })
     }
+}
+
+/// The base64url header segment this gateway writes for `kid` (as jsonwebtoken encodes it).
+fn header_segment(kid: &str) -> Option<String> {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    let token = encode(
+        &header,
+        &serde_json::json!({}),
+        &jsonwebtoken::EncodingKey::from_secret(b"header-only"),
+    )
+    .ok()?;
+    token.split('.').next().map(str::to_owned)
 }
 
 #[cfg(test)]

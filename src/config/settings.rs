@@ -133,6 +133,8 @@ pub struct GatewayKey {
     /// `None` for verification-only keys (kept during a rotation).
     pub encoding: Option<EncodingKey>,
     pub decoding: DecodingKey,
+    /// The HMAC secret of an HS256 key (for the allocation-free verification path).
+    pub hmac_secret: Option<Secret>,
 }
 
 impl std::fmt::Debug for GatewayKey {
@@ -203,7 +205,11 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
     let server = ServerSettings {
         handshake_timeout: dur(raw.server.handshake_timeout, Duration::from_secs(10)),
         header_read_timeout: dur(raw.server.header_read_timeout, Duration::from_secs(30)),
-        max_connections: raw.server.max_connections.as_ref().map_or(10_000, |m| m.value),
+        max_connections: raw
+            .server
+            .max_connections
+            .as_ref()
+            .map_or(10_000, |m| m.value),
         drain_timeout: dur(raw.server.drain_timeout, Duration::from_secs(30)),
     };
     if let Some(m) = raw.server.max_connections.as_ref().filter(|m| m.value == 0) {
@@ -251,7 +257,12 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         capacity: raw.sessions.capacity.unwrap_or(100_000).max(1),
     };
     if let Some(m) = raw.sessions.max_per_user.as_ref().filter(|m| m.value == 0) {
-        return Err(ctx.err(m.referenced, "sessions.max_per_user", "must be at least 1", None));
+        return Err(ctx.err(
+            m.referenced,
+            "sessions.max_per_user",
+            "must be at least 1",
+            None,
+        ));
     }
     if sessions.absolute_timeout < sessions.idle_timeout {
         return Err(ctx.err(
@@ -527,6 +538,7 @@ fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings
                 algorithm: Algorithm::HS256,
                 encoding: Some(EncodingKey::from_secret(&secret)),
                 decoding: DecodingKey::from_secret(&secret),
+                hmac_secret: None,
             }],
             signing_kid: "ephemeral".into(),
             users: Vec::new(),
@@ -662,6 +674,7 @@ fn gateway_key(
                 algorithm: Algorithm::HS256,
                 encoding: Some(EncodingKey::from_secret(secret.expose().as_bytes())),
                 decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+                hmac_secret: Some(secret),
             })
         }
         "EdDSA" => {
@@ -705,6 +718,7 @@ fn gateway_key(
                 algorithm: Algorithm::EdDSA,
                 encoding,
                 decoding,
+                hmac_secret: None,
             })
         }
         other => Err(ctx.err(
@@ -727,8 +741,12 @@ fn secret(
     file: Option<&Spanned<String>>,
 ) -> Result<Secret, ConfigError> {
     let resolved_file = file.map(|f| ctx.resolve(&f.value).display().to_string());
-    let reference = SecretRef::from_pair(field, env.map(|e| e.value.as_str()), resolved_file.as_deref())
-        .map_err(|m| ctx.err(parent, parent_path, m, None))?;
+    let reference = SecretRef::from_pair(
+        field,
+        env.map(|e| e.value.as_str()),
+        resolved_file.as_deref(),
+    )
+    .map_err(|m| ctx.err(parent, parent_path, m, None))?;
     reference.resolve().map_err(|m| {
         let (key, at) = match (env, file) {
             (Some(e), _) => (format!("{field}_env"), e.referenced),

@@ -10,7 +10,7 @@ use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
 use crate::auth::pin;
-use crate::auth::token::{GatewayClaims, Kind, TokenError, UpstreamClaims};
+use crate::auth::token::{Kind, TokenError, UpstreamClaims};
 use crate::auth::Auth;
 use crate::policy::{Access, Route};
 use crate::proxy::headers::{X_CLIENT_FINGERPRINT, X_SESSION_PIN};
@@ -43,7 +43,6 @@ impl Principal {
 #[derive(Debug, Clone)]
 pub struct AdminPrincipal {
     pub session: Arc<Session>,
-    pub claims: GatewayClaims,
 }
 
 /// Why a request was not admitted.
@@ -189,22 +188,26 @@ pub async fn admin_session(
         .filter(|v| !v.is_empty());
     let admin = session_of_token(auth, token).await?;
     let Some(presented) = presented else {
-        return Err(AdmitError::FingerprintMissing { sid: admin.session.id });
+        return Err(AdmitError::FingerprintMissing {
+            sid: admin.session.id,
+        });
     };
     check_fingerprint(&admin, presented)?;
+    auth.sessions.touch(&admin.session);
     Ok(admin)
 }
 
 /// Verifies a gateway token and finds its live session, without the fingerprint (which a
-/// browser cannot send on a WebSocket upgrade; the socket's first frame carries it).
+/// browser cannot send on a WebSocket upgrade; the socket's first frame carries it). Not
+/// activity: the caller touches the session once it admitted the request.
 pub async fn session_of_token(auth: &Auth, token: &str) -> Result<AdminPrincipal, AdmitError> {
-    let (claims, sid) = match auth.tokens.verify_gateway(token) {
-        Ok(v) => v,
+    let sid = match auth.tokens.verify_gateway(token) {
+        Ok(t) => t.sid,
         Err(TokenError::Expired { sid: Some(_) }) => return Err(AdmitError::SessionCapReached),
         Err(e) => return Err(AdmitError::Token(e)),
     };
     match auth.sessions.lookup(&sid).await {
-        Lookup::Active(session) => Ok(AdminPrincipal { session, claims }),
+        Lookup::Active(session) => Ok(AdminPrincipal { session }),
         Lookup::Ended(why) => Err(AdmitError::SessionEnded { sid, why }),
         Lookup::Expired => Err(AdmitError::SessionExpired),
     }

@@ -188,12 +188,25 @@ pub async fn answer(
 /// answered `valid: false` without reaching the upstream.
 async fn token_validate(auth: &Auth, req: Request<Incoming>) -> Result<Answer, AnswerError> {
     let is_get = req.method() == http::Method::GET;
+    let query_token = req
+        .uri()
+        .query()
+        .and_then(|q| super::admit::url_param(q, "token"));
+    // A `?token=` is forwarded only when it is a verified upstream token, whatever the method.
+    if let Some(q) = &query_token {
+        let upstream_ok = matches!(auth.tokens.classify(q), Ok(Kind::Upstream))
+            && auth.tokens.verify_upstream(q).is_ok();
+        if !upstream_ok && is_get {
+            return Ok(Answer::Respond(json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"valid": false, "error": "Invalid or expired token"}),
+            )));
+        }
+    }
     let token = if is_get {
         bearer(req.headers()).map(str::to_owned)
     } else {
-        req.uri()
-            .query()
-            .and_then(|q| super::admit::url_param(q, "token"))
+        query_token
     };
     let invalid = |error: &str| {
         let status = if is_get {
@@ -218,7 +231,10 @@ async fn token_validate(auth: &Auth, req: Request<Incoming>) -> Result<Answer, A
             Err(_) => invalid("Invalid or expired token"),
         },
         Ok(Kind::Gateway) => {
-            let Ok((claims, sid)) = auth.tokens.verify_gateway(&token) else {
+            let Ok(claims) = auth.tokens.gateway_claims(&token) else {
+                return invalid("Invalid or expired token");
+            };
+            let Some(sid) = crate::session::SessionId::from_hex(&claims.sid) else {
                 return invalid("Invalid or expired token");
             };
             if !matches!(

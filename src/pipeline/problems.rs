@@ -41,10 +41,9 @@ impl GatewayError {
 
 fn socket(e: &SocketError) -> Problem {
     match e {
-        SocketError::BadHandshake => Problem::new(
-            ProblemKind::RequestError,
-            "Invalid WebSocket handshake",
-        ),
+        SocketError::BadHandshake => {
+            Problem::new(ProblemKind::RequestError, "Invalid WebSocket handshake")
+        }
         SocketError::NotOffered => Problem::new(
             ProblemKind::RequestError,
             "WebSocket upgrades are not offered on this endpoint",

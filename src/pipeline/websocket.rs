@@ -6,12 +6,12 @@
 //! * `/dashboard/ws` (an `admin` route): the dashboard puts the gateway token in `?token=`
 //!   and sends `{"type":"auth","token":…,"fingerprint":…}` first. A `?token=` is checked
 //!   against its session before anything else; the first frame's token is verified against
-//!   the session and the fingerprint (when the frame has one), then upstream receives the
+//!   the session and the frame's fingerprint (required), then upstream receives the
 //!   same frame carrying the brokered upstream token. Failures close with 4001 (4003 for a
 //!   valid non-admin token) and upstream never sees a frame.
 //! * `/agents/ws` (an `agent` route): the first frame `{"token":…}` must hold a verified
-//!   upstream agent token (forwarded unchanged) or a gateway session token (exchanged for the
-//!   brokered one). Failures close with 1008, as ARCP does.
+//!   upstream agent token (forwarded unchanged) or a gateway session token with its
+//!   `"fingerprint"` (exchanged for the brokered one). Failures close with 1008, as ARCP does.
 //! * `public` routes (`/public/ws`): relayed as they are.
 //!
 //! The upgrade is answered with 101 only after upstream answered 101 (an upstream refusal
@@ -117,7 +117,12 @@ pub async fn upgrade(
         .get(SEC_WEBSOCKET_KEY)
         .cloned()
         .ok_or(SocketError::BadHandshake)?;
-    if req.headers().get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if req
+        .headers()
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         return Err(SocketError::BadHandshake.into());
     }
     let query_token = req
@@ -155,9 +160,10 @@ pub async fn upgrade(
                 return;
             }
         };
-        let client = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let client =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         match (upstream, refused) {
-            (Some(upstream), _) => run(ctx, kind, client, upstream).await,
+            (Some(upstream), _) => run(ctx, kind, client, *upstream).await,
             (None, refusal) => {
                 let code = refusal.as_ref().map_or(CLOSE_UNAUTHORIZED, close_code_for);
                 close(client, code, "authentication failed").await;
@@ -183,7 +189,7 @@ type UpstreamSocket = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::n
 type ClientSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 enum Connected {
-    Open(UpstreamSocket, Option<HeaderValue>),
+    Open(Box<UpstreamSocket>, Option<HeaderValue>),
     /// Upstream answered the upgrade with a normal HTTP response; it is passed through.
     Refused(Response<Body>),
 }
@@ -214,7 +220,10 @@ async fn connect_upstream(
         .header(SEC_WEBSOCKET_VERSION, "13")
         .header(SEC_WEBSOCKET_KEY, generate_key())
         .header(X_FORWARDED_FOR.clone(), conn.peer.ip().to_string())
-        .header(X_FORWARDED_PROTO.clone(), if conn.tls { "https" } else { "http" })
+        .header(
+            X_FORWARDED_PROTO.clone(),
+            if conn.tls { "https" } else { "http" },
+        )
         .header(X_FORWARDED_HOST.clone(), host)
         .header(X_REQUEST_ID.clone(), request_id);
     for name in [SEC_WEBSOCKET_PROTOCOL, USER_AGENT, http::header::ORIGIN] {
@@ -233,7 +242,7 @@ async fn connect_upstream(
         Err(_) => Err(SocketError::Timeout.into()),
         Ok(Ok((ws, response))) => {
             let protocol = response.headers().get(SEC_WEBSOCKET_PROTOCOL).cloned();
-            Ok(Connected::Open(ws, protocol))
+            Ok(Connected::Open(Box::new(ws), protocol))
         }
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(refusal))) => {
             let (mut parts, body) = (*refusal).into_parts();
@@ -345,12 +354,24 @@ async fn authenticate(
     };
     match ctx.auth.tokens.classify(&token) {
         Ok(Kind::Gateway) => {
+            // Sessions are bound to their fingerprint; a socket is no exception.
+            let fp = match frame.get("fingerprint") {
+                Some(Value::String(fp)) if !fp.is_empty() => fp.clone(),
+                _ => return Err((refused, "fingerprint required")),
+            };
+            let sid = ctx
+                .auth
+                .tokens
+                .verify_gateway(&token)
+                .map_err(|_| (refused, invalid))?
+                .sid;
+            // Subscribe before the lookup, so an end in between is not missed.
+            let ended = ctx.auth.sessions.watch_end(&sid);
             let admin = session_of_token(&ctx.auth, &token)
                 .await
                 .map_err(|_| (refused, invalid))?;
-            if let Some(Value::String(fp)) = frame.get("fingerprint") {
-                check_fingerprint(&admin, fp).map_err(|_| (refused, "fingerprint mismatch"))?;
-            }
+            check_fingerprint(&admin, &fp).map_err(|_| (refused, "fingerprint mismatch"))?;
+            ctx.auth.sessions.touch(&admin.session);
             let creds = ctx
                 .broker
                 .credentials()
@@ -363,12 +384,8 @@ async fn authenticate(
                 .trim_start_matches("Bearer ")
                 .to_owned();
             frame.insert("token".into(), Value::String(upstream_token));
-            if frame.contains_key("fingerprint") {
-                let fp = creds.fingerprint.to_str().unwrap_or_default().to_owned();
-                frame.insert("fingerprint".into(), Value::String(fp));
-            }
-            let sid = admin.session.id;
-            let ended = ctx.auth.sessions.watch_end(&sid);
+            let fp = creds.fingerprint.to_str().unwrap_or_default().to_owned();
+            frame.insert("fingerprint".into(), Value::String(fp));
             Ok((Value::Object(frame).to_string(), Some(Bound { sid, ended })))
         }
         Ok(Kind::Upstream) => match ctx.auth.tokens.verify_upstream(&token) {
@@ -406,10 +423,13 @@ async fn relay(
                 Some(Ok(m)) if is_data(&m) => {
                     if let Some(b) = &bound {
                         // Client traffic is session activity; a dead session ends the socket.
-                        if !matches!(ctx.auth.sessions.lookup(&b.sid).await, Lookup::Active(_)) {
-                            let _ = client_tx.send(close_message(CLOSE_UNAUTHORIZED, "session ended")).await;
-                            let _ = up_tx.close().await;
-                            break;
+                        match ctx.auth.sessions.lookup(&b.sid).await {
+                            Lookup::Active(session) => ctx.auth.sessions.touch(&session),
+                            _ => {
+                                let _ = client_tx.send(close_message(CLOSE_UNAUTHORIZED, "session ended")).await;
+                                let _ = up_tx.close().await;
+                                break;
+                            }
                         }
                     }
                     if up_tx.send(m).await.is_err() {
@@ -463,8 +483,12 @@ fn close_message(code: u16, reason: &'static str) -> Message {
 }
 
 async fn close(mut client: ClientSocket, code: u16, reason: &'static str) {
-    let _ = client.send(close_message(code, reason)).await;
-    let _ = client.close(None).await;
+    let _ = client
+        .close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }))
+        .await;
 }
 
 #[cfg(test)]

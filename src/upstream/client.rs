@@ -110,7 +110,11 @@ impl UpstreamClient {
 
     /// `ws://host:port` or `wss://host:port` of the upstream.
     pub fn websocket_base(&self) -> String {
-        let scheme = if self.scheme == Scheme::HTTPS { "wss" } else { "ws" };
+        let scheme = if self.scheme == Scheme::HTTPS {
+            "wss"
+        } else {
+            "ws"
+        };
         format!("{scheme}://{}", self.authority)
     }
 

@@ -475,7 +475,7 @@ pub fn verify_agent_token(token: &str) -> bool {
     };
     data.claims
         .get("role")
-        .map_or(true, |r| r.as_str() == Some("agent"))
+        .is_none_or(|r| r.as_str() == Some("agent"))
 }
 
 fn hex(bytes: &[u8]) -> String {

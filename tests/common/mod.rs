@@ -16,6 +16,7 @@ pub mod client;
 pub mod gateway;
 pub mod problem;
 pub mod stub;
+pub mod ws_stub;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -14,6 +14,9 @@ fn auth() -> AuthSettings {
             algorithm: Algorithm::HS256,
             encoding: Some(EncodingKey::from_secret(SECRET)),
             decoding: DecodingKey::from_secret(SECRET),
+            hmac_secret: Some(crate::config::Secret::new(
+                std::str::from_utf8(SECRET).unwrap(),
+            )),
         }],
         signing_kid: "k1".into(),
         users: vec![],
@@ -50,9 +53,11 @@ fn issue_and_verify() {
     let sid = SessionId::random();
     let token = t.issue("ARCP", &sid, clock.now() + 60).unwrap();
     assert!(matches!(t.classify(&token), Ok(Kind::Gateway)));
-    let (claims, got) = t.verify_gateway(&token).unwrap();
-    assert_eq!(got, sid);
-    assert_eq!(claims.agent_id, "user_ARCP");
+    let verified = t.verify_gateway(&token).unwrap();
+    assert_eq!(verified.sid, sid);
+    assert_eq!(t.gateway_claims(&token).unwrap().agent_id, "user_ARCP");
+    // The fast path and the general path agree on every outcome.
+    assert_eq!(t.decode_gateway(&token).unwrap().1, sid);
     clock.advance(61);
     assert_eq!(
         t.verify_gateway(&token),
@@ -105,8 +110,34 @@ fn forged_and_confused_gateway_tokens_fail() {
     );
     assert!(t.classify(&none).is_err());
     assert!(t.verify_gateway(&none).is_err());
+    // a tampered payload under the genuine header and signature
+    let genuine = sign(h.clone(), &claims, SECRET);
+    let mut tampered_claims = claims.clone();
+    tampered_claims["sid"] = SessionId::random().to_hex().into();
+    let tampered = sign(
+        h.clone(),
+        &tampered_claims,
+        b"another-secret-0123456789abcdefxx",
+    );
+    let parts: Vec<&str> = genuine.split('.').collect();
+    let other: Vec<&str> = tampered.split('.').collect();
+    let spliced = format!("{}.{}.{}", parts[0], other[1], parts[2]);
+    assert_eq!(t.verify_gateway(&spliced), Err(TokenError::Invalid));
+    // a non-admin role or a missing sid under a genuine signature
+    let mut user = claims.clone();
+    user["role"] = "user".into();
+    assert_eq!(
+        t.verify_gateway(&sign(h.clone(), &user, SECRET)),
+        Err(TokenError::Invalid)
+    );
+    let mut no_sid = claims.clone();
+    no_sid.as_object_mut().unwrap().remove("sid");
+    assert_eq!(
+        t.verify_gateway(&sign(h.clone(), &no_sid, SECRET)),
+        Err(TokenError::Invalid)
+    );
     // the genuine one passes
-    assert!(t.verify_gateway(&sign(h, &claims, SECRET)).is_ok());
+    assert!(t.verify_gateway(&genuine).is_ok());
 }
 
 fn base64_url(b: &[u8]) -> String {
