@@ -122,10 +122,13 @@ cmd_stop() {
     log "stopped${pid:+ (pid $pid)}"
 }
 
-# 0 when nothing listens on 127.0.0.1:$1 (a bind succeeds).
+# 0 when nothing listens on 127.0.0.1:$1 (a bind succeeds). SO_REUSEADDR, as uvicorn binds:
+# connections of a server that just stopped linger in TIME_WAIT on that port, and they must not
+# stop a restart on the same port (only a listening socket does).
 port_free() {
     python3 -c 'import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

@@ -66,6 +66,13 @@ impl Session {
     }
 }
 
+/// Sessions per user, oldest first (for `max_per_user`).
+struct UserIndex {
+    users: HashMap<Arc<str>, VecDeque<SessionId>>,
+    /// Size of `users` at which the next sweep of users without live sessions runs.
+    sweep_at: usize,
+}
+
 /// Why a session ended on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
@@ -88,7 +95,7 @@ pub enum Lookup {
 pub struct SessionStore {
     sessions: Cache<SessionId, Arc<Session>>,
     tombstones: Cache<SessionId, Ended>,
-    by_user: Arc<Mutex<HashMap<Arc<str>, VecDeque<SessionId>>>>,
+    by_user: Arc<Mutex<UserIndex>>,
     /// End signals for sessions that have open WebSockets (logout closes them).
     watchers: Arc<Mutex<HashMap<SessionId, watch::Sender<bool>>>>,
     settings: Arc<SessionSettings>,
@@ -145,7 +152,10 @@ impl SessionStore {
         SessionStore {
             sessions,
             tombstones,
-            by_user: Arc::new(Mutex::new(HashMap::new())),
+            by_user: Arc::new(Mutex::new(UserIndex {
+                users: HashMap::new(),
+                sweep_at: 1024,
+            })),
             watchers,
             settings: Arc::new(settings.clone()),
             clock,
@@ -195,11 +205,15 @@ impl SessionStore {
         let Ok(mut by_user) = self.by_user.lock() else {
             return Vec::new();
         };
-        // Forget users whose sessions all expired, so the map stays bounded.
-        if by_user.len() > 1024 {
-            by_user.retain(|_, ids| ids.iter().any(|id| self.sessions.contains_key(id)));
+        // Forget users whose sessions all expired, so the map stays bounded. The sweep runs
+        // when the map has doubled since the last one: amortised O(1) per login.
+        if by_user.users.len() > by_user.sweep_at {
+            by_user
+                .users
+                .retain(|_, ids| ids.iter().any(|id| self.sessions.contains_key(id)));
+            by_user.sweep_at = (by_user.users.len() * 2).max(1024);
         }
-        let ids = by_user.entry(session.user.clone()).or_default();
+        let ids = by_user.users.entry(session.user.clone()).or_default();
         ids.retain(|id| self.sessions.contains_key(id));
         ids.push_back(session.id);
         let mut evicted = Vec::new();

@@ -123,8 +123,8 @@ fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
             Problem::new(
                 ProblemKind::SessionExpired,
                 format!(
-                    "Admin session has expired after {} minutes of inactivity",
-                    idle.div_ceil(60)
+                    "Admin session has expired after {} of inactivity",
+                    span(idle)
                 ),
             )
             .with_extension("session_timeout", idle)
@@ -134,8 +134,8 @@ fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
             Problem::new(
                 ProblemKind::SessionExpired,
                 format!(
-                    "Admin session has expired after reaching its maximum lifetime of {} minutes",
-                    cap.div_ceil(60)
+                    "Admin session has expired after reaching its maximum lifetime of {}",
+                    span(cap)
                 ),
             )
             .with_extension("session_timeout", cap)
@@ -184,6 +184,16 @@ fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
             ProblemKind::Forbidden,
             "Access to this endpoint is not allowed through the gateway",
         ),
+    }
+}
+
+/// `60 minutes`, `1 minute`, `90 seconds`: whole minutes when the span is one.
+fn span(seconds: u64) -> String {
+    match (seconds / 60, seconds % 60) {
+        (1, 0) => "1 minute".into(),
+        (m, 0) if m > 0 => format!("{m} minutes"),
+        _ if seconds == 1 => "1 second".into(),
+        _ => format!("{seconds} seconds"),
     }
 }
 

@@ -5,12 +5,30 @@ Run it with the interpreter of the venv that scripts/arcp-venv.sh creates:
 
     target/arcp-venv/bin/python tests/e2e/arcp_client_flow.py \
         --base-url https://127.0.0.1:8443 --username admin --password test-admin-pass \
-        [--ca-file ca.pem] [--agent-key test-agent-key-0001] [--skip STEP ...]
+        [--ca-file ca.pem] [--agent-key test-agent-key-0001] [--pin PIN] [--skip STEP ...]
 
 It works directly against an ARCP server (http) and through the gateway (https). Each step
 prints one JSON object on stdout: {"step": ..., "ok": true|false, "detail": ...}. The exit
 status is 0 when every step passed, 1 when any failed, 2 on bad arguments. Diagnostics and
 the client's own logging go to stderr. Every step is bounded by --step-timeout.
+
+Through the gateway, as tests/e2e_arcp.rs runs it (the gateway's WebSocket relay is not part
+of that suite yet, so the two raw wss:// steps are skipped):
+
+    target/arcp-venv/bin/python tests/e2e/arcp_client_flow.py \
+        --base-url https://127.0.0.1:<gw> --ca-file <ca.pem> --username ARCP --password ARCP \
+        --agent-key test-agent-key-0001 \
+        --skip websocket_public_raw_wss --skip websocket_agent_raw_wss
+
+Admin unregistration and X-Session-Pin. The gateway requires a verified `X-Session-Pin` from
+admin sessions on `DELETE /agents/*` (also on `POST /dashboard/config` and `POST /tokens/mint`);
+the PIN is the one the session set with `POST /auth/set_pin`. ARCPClient has no method for
+`/auth/set_pin` and `unregister_agent` cannot add a header, so the admin unregistration here
+is two direct HTTP requests (httpx, the admin client's own token and X-Client-Fingerprint):
+`set_pin` (POST /auth/set_pin {"pin": --pin}) and `unregister_agent_with_pin` (DELETE
+/agents/{id} with X-Session-Pin). Both work directly against ARCP too: upstream stores the
+PIN and ignores the header on DELETE. `ARCPClient.unregister_agent` is still called, by the
+agent for itself (agent tokens need no PIN), in the clean-up when an earlier step failed.
 
 TLS trust (--ca-file). ARCPClient builds `httpx.AsyncClient(verify=self.verify_ssl, ...)`
 with `verify_ssl=True` by default (client.py `_ensure_client`). httpx 0.28 then builds its
@@ -32,7 +50,9 @@ ARCPClient methods in 2.1.2 and what this script does with them:
     export_metrics("prometheus") and export_metrics("json"), monitor_system (one short
     iteration with a callback), validate_token (GET /tokens/validate with the admin token),
     search_agents(public_api=False) (POST /agents/search), get_agent, get_metrics,
-    unregister_agent (admin DELETE /agents/{id}); plus the module-level get_system_health.
+    plus the module-level get_system_health.
+  direct HTTP with the admin client's token and fingerprint (see "Admin unregistration"):
+    POST /auth/set_pin, then DELETE /agents/{id} with X-Session-Pin.
   called, public (no token):
     health_check, get_system_info, get_public_stats, get_allowed_agent_types,
     discover_agents, get_public_agent, search_agents (POST /public/search),
@@ -92,6 +112,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--ca-file", help="PEM CA bundle the client must trust (sets SSL_CERT_FILE)")
     p.add_argument("--agent-key", default="test-agent-key-0001", help="one of the server's AGENT_KEYS")
     p.add_argument("--agent-type", default="testing", help="one of the server's ALLOWED_AGENT_TYPES")
+    p.add_argument("--pin", default=None,
+                   help="PIN the admin session sets for X-Session-Pin (default: random)")
     p.add_argument("--skip", action="append", default=[], metavar="STEP", help="skip a step by name (repeatable)")
     p.add_argument("--step-timeout", type=float, default=30.0, help="seconds allowed per step")
     return p.parse_args(argv)
@@ -278,6 +300,7 @@ async def main_flow(args: argparse.Namespace) -> None:
     agent_id = f"e2e-agent-{run_id}"
     agent_type = args.agent_type
     capability = f"e2e-cap-{run_id}"
+    pin = args.pin or f"pin-{uuid.uuid4().hex[:12]}"
 
     # ---- public endpoints, no token ------------------------------------------------------
     async with ARCPClient(args.base_url) as public:
@@ -380,17 +403,29 @@ async def main_flow(args: argparse.Namespace) -> None:
             await s("refresh_authentication_agent", agent.refresh_authentication,
                     lambda r: _expect(r is True, "True", r))
             if login is not None:
-                unregistered = await s("unregister_agent", lambda: admin.unregister_agent(agent_id),
-                                       lambda r: _expect(r.get("status") == "success", "success", r)) is not None
+                # ARCPClient cannot send X-Session-Pin: direct requests (module docstring).
+                pin_set = await s("set_pin", lambda: admin_http(admin, "POST", "/auth/set_pin",
+                                                                  json_body={"pin": pin}),
+                                  lambda r: _expect(r.get("status") == "success", "success", r)) is not None
+                if pin_set:
+                    unregistered = await s(
+                        "unregister_agent_with_pin",
+                        lambda: admin_http(admin, "DELETE", f"/agents/{agent_id}", pin=pin),
+                        lambda r: _expect(r.get("status") == "success"
+                                          and str(r.get("unregistered_by", "")).startswith("admin"),
+                                          "success, by the admin", r)) is not None
                 await s("list_agents_after_unregister", admin.list_agents,
                         lambda r: _expect(agent_id not in _ids(r), f"{agent_id} gone", _ids(r)))
         finally:
             if not unregistered:
                 # Never leave an alive agent behind: it would hold the agent key (one alive agent
-                # per key) and make the next run's registration fail.
-                for client in (admin, agent):
+                # per key) and make the next run's registration fail. The agent may unregister
+                # itself without a PIN; the admin needs the PIN (if one was set).
+                cleanups = [lambda: agent.unregister_agent(agent_id),
+                            lambda: admin_http(admin, "DELETE", f"/agents/{agent_id}", pin=pin)]
+                for attempt in cleanups:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(client.unregister_agent(agent_id), timeout=args.step_timeout)
+                        await asyncio.wait_for(attempt(), timeout=args.step_timeout)
                         print(f"cleanup: unregistered {agent_id}", file=sys.stderr)
                         break
 
@@ -461,6 +496,29 @@ async def public_agent_steps(s: Any, args: argparse.Namespace, client_cls: Any, 
                 check_public_ws, known_error=WSS_CLIENT_BUG if _is_tls(args) else None)
         if _is_tls(args):
             await s("websocket_public_raw_wss", lambda: raw_public_ws(args), check_public_ws)
+
+
+async def admin_http(admin: Any, method: str, path: str, pin: Optional[str] = None,
+                     json_body: Optional[Dict[str, Any]] = None) -> Any:
+    """One request with the admin ARCPClient's own bearer token and X-Client-Fingerprint.
+
+    For what the client cannot send: `/auth/set_pin` has no client method, and
+    `unregister_agent` cannot add `X-Session-Pin`. Trust comes from SSL_CERT_FILE, like the
+    client's own httpx instance. A non-200 answer raises with the status and the body.
+    """
+    import httpx
+
+    if not admin._access_token:
+        raise AssertionError("the admin client is not logged in")
+    headers = {"Authorization": f"Bearer {admin._access_token}",
+               "X-Client-Fingerprint": admin._client_fingerprint}
+    if pin is not None:
+        headers["X-Session-Pin"] = pin
+    async with httpx.AsyncClient(timeout=admin.timeout) as http:
+        response = await http.request(method, admin.base_url + path, headers=headers, json=json_body)
+    if response.status_code != 200:
+        raise AssertionError(f"{method} {path}: HTTP {response.status_code}: {response.text[:300]}")
+    return response.json()
 
 
 def _expect(cond: bool, what: str, detail: Any) -> Any:
