@@ -86,12 +86,12 @@ pub enum GatewayError {
     Socket(#[from] websocket::SocketError),
 }
 
-/// Mutable facts gathered for the access log.
+/// Mutable facts gathered for the access log (borrowed or shared, never copied).
 #[derive(Debug, Default)]
-pub struct Trace {
-    pub route: Option<String>,
+pub struct Trace<'a> {
+    pub route: Option<&'a str>,
     pub upstream_status: Option<u16>,
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
 }
 
 /// Serves one request. Never fails.
@@ -115,7 +115,7 @@ pub async fn handle(state: Arc<State>, conn: ConnInfo, req: Request<Incoming>) -
     observability::access_log(&AccessLog {
         method: &method,
         path: &raw_path,
-        route: trace.route.as_deref(),
+        route: trace.route,
         status: response.status().as_u16(),
         upstream_status: trace.upstream_status,
         duration: started.elapsed(),
@@ -126,21 +126,25 @@ pub async fn handle(state: Arc<State>, conn: ConnInfo, req: Request<Incoming>) -
     response
 }
 
-async fn handle_inner(
-    state: &State,
+async fn handle_inner<'s>(
+    state: &'s State,
     conn: &ConnInfo,
     req: Request<Incoming>,
     request_id: &str,
-    trace: &mut Trace,
+    trace: &mut Trace<'s>,
 ) -> Result<Response<Body>, GatewayError> {
     // 1. frame
     frame::check_limits(&req, &state.limits)?;
     let path = frame::normalise_path(req.uri().path())?;
-    let path_and_query = path_and_query(&path, req.uri().query());
+    let path_and_query = match (&path, req.uri().path_and_query()) {
+        // Unchanged: share the parsed target instead of copying it.
+        (std::borrow::Cow::Borrowed(_), Some(pq)) => pq.clone(),
+        _ => path_and_query(&path, req.uri().query()),
+    };
 
     // 2. route
     let route = state.policy.route(req.method(), &path);
-    trace.route = Some(route.name.to_owned());
+    trace.route = Some(route.name);
 
     // WebSockets authenticate in their first frame: a stage of their own.
     if websocket::is_upgrade(&req) {
@@ -162,37 +166,27 @@ async fn handle_inner(
 
     // 4b. forward
     let (parts, body) = req.into_parts();
-    let response = match principal {
+    let credentials = match principal {
         Principal::Admin(admin) => {
-            forward_admin(state, conn, parts, body, path_and_query, &admin, request_id).await?
+            let response =
+                forward_admin(state, conn, parts, body, path_and_query, &admin, request_id).await?;
+            trace.upstream_status = Some(response.status().as_u16());
+            return Ok(response);
         }
-        Principal::Anonymous => {
-            let body = Body::limited(body, state.limits.max_body_bytes);
-            let req = proxy::upstream_request(
-                &state.upstream,
-                conn,
-                parts,
-                body,
-                path_and_query,
-                &Credentials::Strip,
-                request_id,
-            );
-            proxy::forward(&state.upstream, req).await?
-        }
-        Principal::Passthrough | Principal::Agent(_) => {
-            let body = Body::limited(body, state.limits.max_body_bytes);
-            let req = proxy::upstream_request(
-                &state.upstream,
-                conn,
-                parts,
-                body,
-                path_and_query,
-                &Credentials::Keep,
-                request_id,
-            );
-            proxy::forward(&state.upstream, req).await?
-        }
+        Principal::Anonymous => Credentials::Strip,
+        Principal::Passthrough | Principal::Agent(_) => Credentials::Keep,
     };
+    let body = Body::limited(body, state.limits.max_body_bytes);
+    let req = proxy::upstream_request(
+        &state.upstream,
+        conn,
+        parts,
+        body,
+        path_and_query,
+        &credentials,
+        request_id,
+    );
+    let response = proxy::forward(&state.upstream, req).await?;
     trace.upstream_status = Some(response.status().as_u16());
     Ok(response)
 }

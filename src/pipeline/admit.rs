@@ -31,10 +31,10 @@ pub enum Principal {
 
 impl Principal {
     /// User or subject for the access log.
-    pub fn user(&self) -> Option<String> {
+    pub fn user(&self) -> Option<Arc<str>> {
         match self {
-            Principal::Admin(a) => Some(a.session.user.to_string()),
-            Principal::Agent(c) => c.sub.clone(),
+            Principal::Admin(a) => Some(a.session.user.clone()),
+            Principal::Agent(c) => c.sub.as_deref().map(Arc::from),
             _ => None,
         }
     }

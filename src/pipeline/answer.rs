@@ -4,6 +4,8 @@
 //! malformed body (422), agent fields (401), missing fingerprint (400), credentials (401).
 //! The other endpoints act on the caller's gateway session only.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
@@ -67,13 +69,13 @@ pub async fn answer(
     name: &str,
     conn: &ConnInfo,
     req: Request<Incoming>,
-    trace: &mut Trace,
+    trace: &mut Trace<'_>,
 ) -> Result<Answer, AnswerError> {
     let response = match name {
         "login" => login(auth, conn, req, trace).await?,
         "logout" => {
             let admin = admin_session_of(auth, &req).await?;
-            trace.user = Some(admin.session.user.to_string());
+            trace.user = Some(admin.session.user.clone());
             auth.sessions.end(&admin.session.id, Ended::LoggedOut).await;
             json_response(
                 StatusCode::OK,
@@ -82,7 +84,7 @@ pub async fn answer(
         }
         "set_pin" => {
             let admin = admin_session_of(auth, &req).await?;
-            trace.user = Some(admin.session.user.to_string());
+            trace.user = Some(admin.session.user.clone());
             let pin_value = read_pin(req).await?;
             pin::validate_new(&pin_value).map_err(|m| AnswerError::Invalid(m.into()))?;
             if admin.session.pin().hash.is_some() {
@@ -107,7 +109,7 @@ pub async fn answer(
         }
         "verify_pin" => {
             let admin = admin_session_of(auth, &req).await?;
-            trace.user = Some(admin.session.user.to_string());
+            trace.user = Some(admin.session.user.clone());
             let pin_value = read_pin(req).await?;
             if pin_value.is_empty() || pin_value.chars().count() > 32 {
                 return Err(AnswerError::Invalid(
@@ -127,7 +129,7 @@ pub async fn answer(
         }
         "pin_status" => {
             let admin = admin_session_of(auth, &req).await?;
-            trace.user = Some(admin.session.user.to_string());
+            trace.user = Some(admin.session.user.clone());
             json_response(
                 StatusCode::OK,
                 &json!({"pin_set": admin.session.pin().hash.is_some()}),
@@ -135,7 +137,7 @@ pub async fn answer(
         }
         "session_status" => {
             let admin = admin_session_of(auth, &req).await?;
-            trace.user = Some(admin.session.user.to_string());
+            trace.user = Some(admin.session.user.clone());
             let s = &admin.session;
             json_response(
                 StatusCode::OK,
@@ -163,7 +165,7 @@ pub async fn answer(
                 }
                 Kind::Gateway => {
                     let admin = admin_session(auth, req.headers(), token).await?;
-                    trace.user = Some(admin.session.user.to_string());
+                    trace.user = Some(admin.session.user.clone());
                     let s = &admin.session;
                     let token = auth
                         .tokens
@@ -276,7 +278,7 @@ async fn login(
     auth: &Auth,
     conn: &ConnInfo,
     req: Request<Incoming>,
-    trace: &mut Trace,
+    trace: &mut Trace<'_>,
 ) -> Result<Response<Body>, AnswerError> {
     let ip = conn.peer.ip();
     auth.throttle.check_ip(ip).map_err(AnswerError::Throttled)?;
@@ -342,7 +344,7 @@ async fn login(
     let Some(fingerprint) = fingerprint else {
         return Err(AnswerError::FingerprintMissing);
     };
-    trace.user = Some(username.clone());
+    trace.user = Some(Arc::from(username.as_str()));
     if !auth.verify_password(&username, &password).await {
         auth.throttle.record_failure(ip, Some(&username));
         tracing::info!(user = %username, peer = %ip, "admin login failed");
