@@ -154,7 +154,7 @@ async fn handle_inner<'s>(
 
     // 3. admit, 4a. answer
     let (principal, req) = if route.access == Access::Gateway {
-        match answer::answer(&state.auth, route.name, conn, req, trace).await? {
+        match answer::answer(&state.auth, &state.broker, route.name, conn, req, trace).await? {
             Answer::Respond(response) => return Ok(response),
             Answer::Forward(principal, req) => (principal, *req),
         }

@@ -1041,6 +1041,70 @@ async fn a_body_too_large_to_replay_gets_503_with_retry_after() {
     assert_eq!(seen[1].body, big.to_string().as_bytes());
 }
 
+/// Wrong service credentials: readiness turns false, admin requests get 503 with
+/// `Retry-After`, and the broker backs off instead of storming upstream with logins; it
+/// recovers by itself once upstream accepts the credentials again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_service_credentials_mean_not_ready_503_and_back_off() {
+    let env = Env::start(ArcpConfig::default()).await;
+    let fp = "fp-service";
+    let token = env.login(fp).await;
+    let ready = env.call(Method::GET, "/gateway/ready", None, None).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json()["status"], "ready");
+
+    env.stub.refuse_logins(true);
+    env.stub.drop_sessions();
+    let attempts_before = env.stub.login_attempts();
+    let started = Instant::now();
+    let mut refused = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let calls = (0..5).map(|_| env.get("/agents/stats", &token, fp));
+        for resp in futures_util::future::join_all(calls).await {
+            assert_problem(
+                &resp,
+                503,
+                "endpoint-unreachable",
+                "ENDPOINT_UNREACHABLE",
+                "/agents/stats",
+            );
+            let retry: u64 = resp
+                .header("retry-after")
+                .expect("503 carries Retry-After")
+                .parse()
+                .unwrap();
+            assert!(retry >= 1);
+            refused += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let attempts = env.stub.login_attempts() - attempts_before;
+    assert!(refused >= 20, "{refused} requests refused");
+    assert!(
+        (1..=4).contains(&attempts),
+        "{attempts} upstream logins for {refused} requests in 3 s: back-off expected"
+    );
+    let ready = env.call(Method::GET, "/gateway/ready", None, None).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+
+    env.stub.refuse_logins(false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = env.get("/agents/stats", &token, fp).await;
+        if resp.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {}",
+            resp.text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let ready = env.call(Method::GET, "/gateway/ready", None, None).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+}
+
 /// DESIGN §1: the brokered session is refreshed in the background before upstream's
 /// absolute expiry, so no client request is ever refused for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,8 @@ pub enum AnswerError {
     PinIncorrect,
     #[error("cannot sign or hash")]
     Internal,
+    #[error("no upstream admin session yet")]
+    NotReady,
     #[error("no gateway endpoint named {0}")]
     Unknown(String),
 }
@@ -66,12 +68,18 @@ pub enum Answer {
 /// Serves the gateway endpoint `name` (the rule name in the route table).
 pub async fn answer(
     auth: &Auth,
+    broker: &crate::upstream::Broker,
     name: &str,
     conn: &ConnInfo,
     req: Request<Incoming>,
     trace: &mut Trace<'_>,
 ) -> Result<Answer, AnswerError> {
     let response = match name {
+        "gateway_live" => json_response(StatusCode::OK, &json!({"status": "alive"})),
+        "gateway_ready" if broker.is_ready() => {
+            json_response(StatusCode::OK, &json!({"status": "ready"}))
+        }
+        "gateway_ready" => return Err(AnswerError::NotReady),
         "login" => login(auth, conn, req, trace).await?,
         "logout" => {
             let admin = admin_session_of(auth, &req).await?;

@@ -249,6 +249,12 @@ fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
         }
         AnswerError::PinNotSet => Problem::new(ProblemKind::PinNotSet, "PIN not set for session"),
         AnswerError::PinIncorrect => Problem::new(ProblemKind::PinIncorrect, "Incorrect PIN"),
+        AnswerError::NotReady => Problem::new(
+            ProblemKind::EndpointUnreachable,
+            "The gateway has no upstream admin session yet",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_retry_after(1),
         AnswerError::Internal | AnswerError::Unknown(_) => {
             Problem::new(ProblemKind::InternalError, INTERNAL)
         }

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,8 @@ struct StubInner {
     /// Requests refused with 401 `session-invalid`.
     session_rejections: AtomicUsize,
     expires_in: AtomicU64,
+    /// Refuse every login as wrong credentials (a changed ADMIN_PASSWORD).
+    refuse_logins: AtomicBool,
 }
 
 /// The ARCP stand-in. Dropping it stops accepting.
@@ -174,6 +176,7 @@ impl ArcpStub {
             logins: AtomicUsize::new(0),
             session_rejections: AtomicUsize::new(0),
             expires_in: AtomicU64::new(1800),
+            refuse_logins: AtomicBool::new(false),
         });
         let accept = tokio::spawn(accept_loop(listener, inner.clone()));
         ArcpStub {
@@ -237,6 +240,11 @@ impl ArcpStub {
     /// Forgets every session (what an upstream restart without Redis does).
     pub fn drop_sessions(&self) {
         self.inner.sessions.lock().unwrap().clear();
+    }
+
+    /// Makes every future login fail with 401 (`false` restores normal logins).
+    pub fn refuse_logins(&self, refuse: bool) {
+        self.inner.refuse_logins.store(refuse, Ordering::SeqCst);
     }
 
     /// `expires_in` of future logins; sessions end that many seconds after their login, like
@@ -418,7 +426,10 @@ fn login(inner: &StubInner, rec: &StubRecord) -> Response<TestBody> {
             "/auth/login",
         );
     }
-    if fields["username"] != SERVICE_USER || fields["password"] != SERVICE_PASSWORD {
+    if inner.refuse_logins.load(Ordering::SeqCst)
+        || fields["username"] != SERVICE_USER
+        || fields["password"] != SERVICE_PASSWORD
+    {
         return stub_problem(
             StatusCode::UNAUTHORIZED,
             "authentication-failed",
