@@ -177,18 +177,40 @@ async fn handle_inner<'s>(
         Principal::Passthrough | Principal::Agent(_) => Credentials::Keep,
     };
     let body = Body::limited(body, state.limits.max_body_bytes);
-    let req = proxy::upstream_request(
-        &state.upstream,
+    let response = send(
+        state,
         conn,
         parts,
         body,
         path_and_query,
         &credentials,
         request_id,
-    );
-    let response = proxy::forward(&state.upstream, req).await?;
+    )
+    .await?;
     trace.upstream_status = Some(response.status().as_u16());
     Ok(response)
+}
+
+/// Builds the upstream request (hygiene, forwarded facts, credentials) and sends it.
+async fn send(
+    state: &State,
+    conn: &ConnInfo,
+    parts: Parts,
+    body: Body,
+    path_and_query: PathAndQuery,
+    credentials: &Credentials,
+    request_id: &str,
+) -> Result<Response<Body>, UpstreamError> {
+    let req = proxy::upstream_request(
+        &state.upstream,
+        conn,
+        parts,
+        body,
+        path_and_query,
+        credentials,
+        request_id,
+    );
+    proxy::forward(&state.upstream, req).await
 }
 
 /// Forwards an admin request with the brokered credentials. If upstream refuses them
@@ -218,16 +240,16 @@ async fn forward_admin(
         body.is_end_stream() || declared.is_some_and(|n| n <= state.replay_buffer_bytes);
     if !replayable {
         let body = Body::limited(body, state.limits.max_body_bytes);
-        let req = proxy::upstream_request(
-            &state.upstream,
+        let response = send(
+            state,
             conn,
             parts,
             body,
             path_and_query,
             &swap(&creds),
             request_id,
-        );
-        let response = proxy::forward(&state.upstream, req).await?;
+        )
+        .await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             // Renew in the background; this request's body is gone.
             let broker = state.broker.clone();
@@ -240,16 +262,16 @@ async fn forward_admin(
     }
 
     let bytes = read_replayable(body, state.replay_buffer_bytes).await?;
-    let first = proxy::upstream_request(
-        &state.upstream,
+    let response = send(
+        state,
         conn,
         clone_parts(&parts),
         Body::full(bytes.clone()),
         path_and_query.clone(),
         &swap(&creds),
         request_id,
-    );
-    let response = proxy::forward(&state.upstream, first).await?;
+    )
+    .await?;
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(response);
     }
@@ -258,16 +280,17 @@ async fn forward_admin(
         "upstream refused the brokered session; logging in again and replaying"
     );
     let creds = state.broker.relogin(creds.generation).await?;
-    let again = proxy::upstream_request(
-        &state.upstream,
+    let creds = swap(&creds);
+    Ok(send(
+        state,
         conn,
         parts,
         Body::full(bytes),
         path_and_query,
-        &swap(&creds),
+        &creds,
         request_id,
-    );
-    Ok(proxy::forward(&state.upstream, again).await?)
+    )
+    .await?)
 }
 
 async fn read_replayable(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
