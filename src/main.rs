@@ -90,7 +90,7 @@ fn run(
             .set_url(&url)
             .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
     }
-    arcp_gateway::observability::init(&settings.logging);
+    let _log_guard = arcp_gateway::observability::init(&settings.logging);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -15,8 +15,20 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::{LogFormat, LoggingSettings};
 
+/// Keeps the background log writer alive; dropping it flushes what is buffered.
+pub struct LogGuard {
+    _flush_on_drop: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
 /// Installs the global subscriber (once, from `main`). `RUST_LOG` overrides the level.
-pub fn init(settings: &LoggingSettings) {
+///
+/// Lines are formatted on the request's thread and written to stdout by a background
+/// thread in batches (one `write` for many lines instead of one per request). The writer
+/// blocks when its buffer is full rather than drop lines. Keep the returned guard until exit.
+pub fn init(settings: &LoggingSettings) -> LogGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     // WebSocket libraries log whole frames (tokens included) at trace level: keep them
     // at info unless the directive names them explicitly.
     let directive = |level: &str| {
@@ -33,23 +45,28 @@ pub fn init(settings: &LoggingSettings) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) is harmless and ignored.
-    let _ = match settings.format {
+    let installed = match settings.format {
         LogFormat::Json => registry
             .with(
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(false),
+                    .with_current_span(false)
+                    .with_writer(writer),
             )
             .try_init(),
         LogFormat::Pretty => registry
             .with(
                 fmt::layer()
                     .compact()
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                    .with_writer(writer),
             )
             .try_init(),
     };
+    LogGuard {
+        _flush_on_drop: installed.is_ok().then_some(guard),
+    }
 }
 
 /// One access-log event per request.

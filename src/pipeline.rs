@@ -261,7 +261,11 @@ async fn forward_admin(
         return Ok(response);
     }
 
-    let bytes = read_replayable(body, state.replay_buffer_bytes).await?;
+    let bytes = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        read_replayable(body, state.replay_buffer_bytes).await?
+    };
     let response = send(
         state,
         conn,
