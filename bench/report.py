@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Tables for bench/run.sh from its results.csv: medians over rounds, ratios from the same round.
+
+usage: report.py results.csv [note about the half-rate method]
+"""
+
+import csv
+import statistics
+import sys
+from collections import defaultdict
+
+LABELS = {
+    "a": "(a) direct stub",
+    "b": "(b) nginx proxy_pass",
+    "c": "(c) haproxy jwt_verify",
+    "d": "(d) gateway admin",
+    "e": "(e) gateway agent",
+    "f": "(f) gateway public",
+}
+ORDER = [(c, f) for c in "abcdef" for f in ("plain", "tls") if not (c == "a" and f == "tls")]
+
+
+def load(path):
+    rows = list(csv.DictReader(open(path)))
+    for r in rows:
+        for k in ("rps", "p50_us", "p99_us", "cpu_us_req", "server_cpu_other_pct", "load_cpu_busy_pct"):
+            r[k] = float(r.get(k) or 0)
+        r["stub_us_req"] = float(r["stub_us_req"]) if r["stub_us_req"] else None
+        r["bad"] = int(r["non2xx"]) + int(r["sock_errors"])
+    return rows
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, spec):
+    if v is not None:
+        return format(v, spec)
+    width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+    return format("-", ">" + width) if width else "-"
+
+
+def table(rows, title, show_spread=True):
+    """Rows of one section: median per (contender, front, conc) with same-round ratios."""
+    by_key = defaultdict(list)
+    by_round = {}
+    for r in rows:
+        by_key[(r["contender"], r["front"], r["conc"])].append(r)
+        by_round[(r["round"], r["contender"], r["front"], r["conc"])] = r
+    rounds = sorted({r["round"] for r in rows})
+    header = (f"{'contender':<24}{'front':<7}{'conn':>5}{'req/s':>10}{'spread':>8}{'p50 ms':>8}"
+              f"{'p99 ms':>8}{'CPU µs/req':>12}{'stub µs':>9}{'×(a)':>7}{'×(b)':>7}{'non-2xx':>9}"
+              f"{'other%':>8}{'wrk%':>6}")
+    print(f"== {title} (medians over {len(rounds)} round{'s' if len(rounds) != 1 else ''})")
+    print("   spread: (max-min)/median of req/s over rounds; stub µs: the stub's CPU per request;"
+          " ×(a), ×(b): req/s ÷ (a) plain and ÷ (b) same front, same round;\n"
+          "   other%: worst share of the server CPU used by anything but proxy+stub during a run"
+          " (other workloads: noise); wrk%: load CPU busy")
+    print(header)
+    print("-" * len(header))
+    concs = sorted({r["conc"] for r in rows}, key=int)
+    for conc in concs:
+        for contender, front in ORDER:
+            runs = by_key.get((contender, front, conc))
+            if not runs:
+                continue
+            rps = [r["rps"] for r in runs]
+            ratio_a, ratio_b = [], []
+            for r in runs:
+                a = by_round.get((r["round"], "a", "plain", conc))
+                b = by_round.get((r["round"], "b", front, conc))
+                if a:
+                    ratio_a.append(r["rps"] / a["rps"])
+                if b:
+                    ratio_b.append(r["rps"] / b["rps"])
+            m = med(rps)
+            spread = (max(rps) - min(rps)) / m * 100 if show_spread and len(rps) > 1 else None
+            wrk_busy = med([r["load_cpu_busy_pct"] for r in runs])
+            bound = "*" if wrk_busy >= 90 else " "
+            print(f"{LABELS[contender]:<24}{front:<7}{conc:>5}{m:>9.0f}{bound}"
+                  f"{fmt(spread, '>7.1f') + ('%' if spread is not None else ''):>8}"
+                  f"{med([r['p50_us'] for r in runs]) / 1000:>8.2f}"
+                  f"{med([r['p99_us'] for r in runs]) / 1000:>8.2f}"
+                  f"{med([r['cpu_us_req'] for r in runs]):>12.2f}"
+                  f"{fmt(med([r['stub_us_req'] for r in runs]), '>9.2f')}"
+                  f"{fmt(med(ratio_a), '>7.2f')}{fmt(med(ratio_b), '>7.2f')}"
+                  f"{sum(r['bad'] for r in runs):>9}"
+                  f"{max(r['server_cpu_other_pct'] for r in runs):>8.0f}"
+                  f"{med([r['load_cpu_busy_pct'] for r in runs]):>6.0f}")
+        print()
+    if any(r["load_cpu_busy_pct"] >= 90 for r in rows):
+        print("   * wrk's CPU was ≥ 90 % busy: that req/s is the load generator's limit, not the server's.\n")
+    return by_round
+
+
+def targets(rows):
+    """The throughput/CPU targets for the admin route (docs/performance.md), same rounds."""
+    by_round = {(r["round"], r["contender"], r["front"], r["conc"]): r for r in rows}
+    print("== admin route (d) against its targets (medians of same-round ratios)")
+    for conc in sorted({r["conc"] for r in rows}, key=int):
+        for front in ("plain", "tls"):
+            d = [r for r in rows if r["contender"] == "d" and r["front"] == front and r["conc"] == conc]
+            if not d:
+                continue
+            vs_b = med([r["rps"] / by_round[(r["round"], "b", front, conc)]["rps"]
+                        for r in d if (r["round"], "b", front, conc) in by_round])
+            vs_c = med([r["rps"] / by_round[(r["round"], "c", front, conc)]["rps"]
+                        for r in d if (r["round"], "c", front, conc) in by_round])
+            cpu = med([r["cpu_us_req"] for r in d])
+            cpu_b = med([r["cpu_us_req"] for r in rows
+                         if r["contender"] == "b" and r["front"] == front and r["conc"] == conc])
+            print(f"  {front:<5} c{conc:<4} CPU {cpu:6.2f} µs/req (target ≤ 15; nginx here {cpu_b:.2f})"
+                  f"   req/s ÷ nginx {fmt(vs_b, '.2f')} (target ≥ 1.0)"
+                  f"   req/s ÷ haproxy jwt {fmt(vs_c, '.2f')} (target ≥ 1.1)")
+    print()
+
+
+def half(rows, note, target):
+    print("== p99 at about half of nginx's saturation rate (plain)")
+    if note:
+        print(f"  method: {note}")
+    print(f"  {'contender':<24}{'conn':>5}{'req/s':>10}{'of target':>10}{'p50 ms':>8}{'p99 ms':>8}{'CPU µs/req':>12}")
+    by = defaultdict(list)
+    for r in rows:
+        by[r["contender"]].append(r)
+    for c in ("b", "d"):
+        runs = by.get(c)
+        if not runs:
+            continue
+        rate = med([r['rps'] for r in runs])
+        share = f"{rate / target * 100:.0f} %" if target else "-"
+        print(f"  {LABELS[c]:<24}{runs[0]['conc']:>5}{rate:>10.0f}{share:>10}"
+              f"{med([r['p50_us'] for r in runs]) / 1000:>8.2f}{med([r['p99_us'] for r in runs]) / 1000:>8.2f}"
+              f"{med([r['cpu_us_req'] for r in runs]):>12.2f}")
+    pairs = {}
+    for r in rows:
+        pairs.setdefault(r["round"], {})[r["contender"]] = r
+    ratios = [p["d"]["p99_us"] / p["b"]["p99_us"] for p in pairs.values() if "b" in p and "d" in p]
+    if target:
+        rate = med([r["rps"] for r in by.get("d", [])] or [None])
+        if rate is not None and rate < 0.85 * target:
+            print(f"  note: the gateway admin route did not reach the target rate with up to 16 connections"
+                  f" (best {rate:.0f} req/s): its p99 here is at its own closed-loop rate, not at the target's")
+    if ratios:
+        print(f"  p99 gateway admin ÷ p99 nginx, same round: median {med(ratios):.2f} "
+              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; target ≤ 1.2)")
+    print()
+
+
+def main():
+    rows = load(sys.argv[1])
+    note = sys.argv[2] if len(sys.argv) > 2 else ""
+    target = float(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] else None
+    main_rows = [r for r in rows if r["section"] == "main"]
+    if main_rows:
+        table(main_rows, "main: logging.level warn")
+        targets(main_rows)
+    half_rows = [r for r in rows if r["section"] == "half"]
+    if half_rows:
+        half(half_rows, note, target)
+    info_rows = [r for r in rows if r["section"] == "info"]
+    if info_rows:
+        table(info_rows, "one round with the gateway at logging.level info (access log on; "
+              "nginx/haproxy access logs stay off)", show_spread=False)
+        # The info round runs minutes after the main rounds, so absolute figures drift with the
+        # machine; compare each gateway route's ratio to nginx (same round) instead.
+        conc = info_rows[0]["conc"]
+        by_round = {(r["round"], r["contender"], r["front"], r["conc"]): r for r in main_rows}
+        print(f"  access logging (info) against warn, as req/s ÷ nginx of the same round and front (c{conc});")
+        print("  the two levels ran minutes apart, so this is only as good as the round-to-round noise:")
+        for r in info_rows:
+            if r["contender"] not in "def":
+                continue
+            warn = [m["rps"] / by_round[(m["round"], "b", m["front"], conc)]["rps"] for m in main_rows
+                    if m["contender"] == r["contender"] and m["front"] == r["front"] and m["conc"] == conc
+                    and (m["round"], "b", m["front"], conc) in by_round]
+            nginx = [x for x in info_rows if x["contender"] == "b" and x["front"] == r["front"]]
+            if not warn or not nginx:
+                continue
+            info_ratio = r["rps"] / nginx[0]["rps"]
+            print(f"    {LABELS[r['contender']]:<22} {r['front']:<6} info {info_ratio:.2f}   warn {med(warn):.2f}"
+                  f" (rounds {min(warn):.2f}–{max(warn):.2f})")
+        print()
+
+
+if __name__ == "__main__":
+    main()
