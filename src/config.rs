@@ -21,7 +21,7 @@ pub use raw::LogFormat;
 pub use secret::Secret;
 pub use settings::*;
 
-/// The built-in ARCP route profile (DESIGN §5), also shipped as `config/routes/arcp.yaml`.
+/// The built-in ARCP route profile (docs/design.md §5), also shipped as `config/routes/arcp.yaml`.
 pub const ARCP_PROFILE: &str = include_str!("../config/routes/arcp.yaml");
 
 /// The embedded default configuration (`config/default.yaml`), used by `run` without

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::Method;
 use serde::Deserialize;
 
-/// The credential a route demands (DESIGN §5).
+/// The credential a route demands (docs/design.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {

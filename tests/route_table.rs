@@ -1,9 +1,9 @@
-//! Every route of ARCP 2.1.2 (contract §1.3) gets the access kind DESIGN §5 and the built-in
+//! Every route of ARCP 2.1.2 (contract §1.3) gets the access kind docs/design.md §5 and the built-in
 //! profile (`config/routes/arcp.yaml`) give it, including `require_pin` on the destructive
 //! admin operations. Looked up through the real configuration loader and policy.
 //!
-//! When the upstream contract is available (`ARCP_CONTRACT`, or the shared reference copy),
-//! the test also checks that its route table has no row missing here.
+//! A third test parses the route table of docs/arcp-upstream-contract.md §1.3 and checks that
+//! no row of it is missing here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,7 +20,7 @@ struct Row {
     template: &'static str,
     example: &'static str,
     access: Access,
-    /// A second acceptable kind, where DESIGN §5 leaves the choice open.
+    /// A second acceptable kind, where docs/design.md §5 leaves the choice open.
     or: Option<Access>,
     pin: bool,
 }
@@ -251,7 +251,7 @@ const EXTRA: &[Row] = &[
         "/docs/oauth2-redirect",
         Public,
     ),
-    // Unknown paths default to admin (DESIGN §5), so a new upstream route is never public.
+    // Unknown paths default to admin (docs/design.md §5), so a new upstream route is never public.
     row("GET", "/not-in-arcp", "/not-in-arcp", Admin),
 ];
 
@@ -307,7 +307,7 @@ fn every_arcp_route_has_the_designed_access_kind() {
     );
 }
 
-/// PINs are demanded only where DESIGN §5 puts them.
+/// PINs are demanded only where docs/design.md §5 puts them.
 #[test]
 fn pins_are_only_on_the_three_destructive_operations() {
     let settings = settings();
@@ -333,15 +333,15 @@ fn pins_are_only_on_the_three_destructive_operations() {
     }
 }
 
-/// The table above covers every row of the contract's §1.3, when the contract is at hand.
+/// The table above covers every row of the contract's §1.3 (docs/arcp-upstream-contract.md).
 #[test]
 fn the_table_covers_every_row_of_the_contract() {
-    let path = std::env::var("ARCP_CONTRACT")
-        .unwrap_or_else(|_| "/work/shared/reference/arcp-upstream-contract.md".into());
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("contract not found at {path}; checking the built-in table only");
-        return;
-    };
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/arcp-upstream-contract.md"
+    );
+    let text =
+        std::fs::read_to_string(path).expect("docs/arcp-upstream-contract.md is in the repository");
     let section = text
         .split("### 1.3 Route table")
         .nth(1)

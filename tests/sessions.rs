@@ -1,4 +1,4 @@
-//! The gateway owns the admin login and the sessions (DESIGN §1, §3–§7): it authenticates
+//! The gateway owns the admin login and the sessions (docs/design.md §1, §3–§7): it authenticates
 //! people itself, issues its own tokens, keeps time-to-idle sessions bound to
 //! `X-Client-Fingerprint`, and talks to ARCP only through one brokered upstream login.
 //!
@@ -30,7 +30,7 @@ use common::{assert_problem, json_key_order, Proto, TestBody, TestResponse};
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
 const OTHER_LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
-/// Members of a `session-invalid` problem, in wire order (DESIGN §6).
+/// Members of a `session-invalid` problem, in wire order (docs/design.md §6).
 const SESSION_INVALID_FIELDS: [&str; 9] = [
     "type",
     "title",
@@ -506,7 +506,7 @@ async fn idle_sessions_expire_activity_keeps_them_and_the_absolute_cap_ends_them
     env.assert_upstream_never_saw(&quiet, "gateway token");
 }
 
-/// DESIGN §4: "an admitted request ... is activity". A request that is refused (here: the
+/// docs/design.md §4: "an admitted request ... is activity". A request that is refused (here: the
 /// token without its fingerprint, as a token thief would send it) must not keep the victim's
 /// session from idling out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1105,7 +1105,7 @@ async fn wrong_service_credentials_mean_not_ready_503_and_back_off() {
     assert_eq!(ready.status, 200, "{}", ready.text());
 }
 
-/// DESIGN §1: the brokered session is refreshed in the background before upstream's
+/// docs/design.md §1: the brokered session is refreshed in the background before upstream's
 /// absolute expiry, so no client request is ever refused for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_session_is_refreshed_before_it_expires() {
@@ -1475,7 +1475,7 @@ async fn refresh_renews_gateway_tokens_and_validate_never_sees_them() {
     );
 
     // The token oracle never receives a gateway token, in the header or the query: the
-    // gateway refuses it or answers it itself (DESIGN §5).
+    // gateway refuses it or answers it itself (docs/design.md §5).
     let query = format!("/tokens/validate?token={token}");
     let attempts = [
         (

@@ -1,4 +1,4 @@
-//! WebSockets through the gateway (DESIGN §1, §2, §8): the dashboard, agent and public
+//! WebSockets through the gateway (docs/design.md §1, §2, §8): the dashboard, agent and public
 //! sockets of ARCP, authenticated in their first frame, with the credential exchange, the
 //! token-free upstream URL and the session-bound closing.
 //!
@@ -342,7 +342,7 @@ async fn bad_dashboard_frames_close_4001_or_4003_and_upstream_sees_no_frame() {
     assert_eq!(env.stub.arcp.logins(), 1);
 }
 
-/// DESIGN §4: a fingerprint that is missing is refused like a wrong one (an HTTP admin call
+/// docs/design.md §4: a fingerprint that is missing is refused like a wrong one (an HTTP admin call
 /// without `X-Client-Fingerprint` gets 401 `session-invalid`), so a token leaked from a
 /// dashboard URL is not enough to open the dashboard socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

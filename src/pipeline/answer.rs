@@ -1,6 +1,6 @@
 //! Stage 4a, answer: the endpoints the gateway owns, with ARCP's response shapes.
 //!
-//! `POST /auth/login` (DESIGN §7) keeps upstream's order of checks: throttling (429),
+//! `POST /auth/login` (docs/design.md §7) keeps upstream's order of checks: throttling (429),
 //! malformed body (422), agent fields (401), missing fingerprint (400), credentials (401).
 //! The other endpoints act on the caller's gateway session only.
 

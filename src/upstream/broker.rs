@@ -1,4 +1,4 @@
-//! The brokered upstream admin session (DESIGN §1).
+//! The brokered upstream admin session (docs/design.md §1).
 //!
 //! ARCP only accepts admin requests that carry the token *and* fingerprint of a login it
 //! served itself, allows five sessions per username and expires them absolutely. The broker

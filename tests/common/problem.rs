@@ -1,10 +1,10 @@
-//! Assertions on RFC 9457 problem documents as the gateway renders them (DESIGN §6).
+//! Assertions on RFC 9457 problem documents as the gateway renders them (docs/design.md §6).
 
 use super::TestResponse;
 
 pub const PROBLEM_BASE: &str = "https://arcp.0x001.tech/docs/problems/";
 
-/// The leading members of every problem document, in wire order (DESIGN §6).
+/// The leading members of every problem document, in wire order (docs/design.md §6).
 pub const PROBLEM_FIELDS: [&str; 7] = [
     "type",
     "title",
