@@ -16,8 +16,10 @@ LABELS = {
     "d": "(d) gateway admin",
     "e": "(e) gateway agent",
     "f": "(f) gateway public",
+    "D": "(d) admin, level info",
+    "F": "(f) public, level info",
 }
-ORDER = [(c, f) for c in "abcdef" for f in ("plain", "tls") if not (c == "a" and f == "tls")]
+ORDER = [(c, f) for c in "abcdDefF" for f in ("plain", "tls") if not (c == "a" and f == "tls")]
 
 
 def load(path):
@@ -160,30 +162,23 @@ def main():
     half_rows = [r for r in rows if r["section"] == "half"]
     if half_rows:
         half(half_rows, note, target)
-    info_rows = [r for r in rows if r["section"] == "info"]
-    if info_rows:
-        table(info_rows, "one round with the gateway at logging.level info (access log on; "
-              "nginx/haproxy access logs stay off)", show_spread=False)
-        # The info round runs minutes after the main rounds, so absolute figures drift with the
-        # machine; compare each gateway route's ratio to nginx (same round) instead.
-        conc = info_rows[0]["conc"]
-        by_round = {(r["round"], r["contender"], r["front"], r["conc"]): r for r in main_rows}
-        print(f"  access logging (info) against warn, as req/s ÷ nginx of the same round and front (c{conc});")
-        print("  the two levels ran minutes apart, so this is only as good as the round-to-round noise:")
-        for r in info_rows:
-            if r["contender"] not in "def":
+    log_rows = [r for r in rows if r["section"] == "log"]
+    if log_rows:
+        table(log_rows, "logging.level info (the default: one access-log line per request) against warn; "
+              "the two gateways alternate within each round")
+        by_round = {(r["round"], r["contender"]): r for r in log_rows}
+        print("  paired in each round (info gateway − warn gateway, same route):")
+        for warn, info in (("d", "D"), ("f", "F")):
+            pairs = [(by_round[(rnd, warn)], by_round[(rnd, info)]) for rnd, c in by_round
+                     if c == warn and (rnd, info) in by_round]
+            if not pairs:
                 continue
-            warn = [m["rps"] / by_round[(m["round"], "b", m["front"], conc)]["rps"] for m in main_rows
-                    if m["contender"] == r["contender"] and m["front"] == r["front"] and m["conc"] == conc
-                    and (m["round"], "b", m["front"], conc) in by_round]
-            nginx = [x for x in info_rows if x["contender"] == "b" and x["front"] == r["front"]]
-            if not warn or not nginx:
-                continue
-            info_ratio = r["rps"] / nginx[0]["rps"]
-            print(f"    {LABELS[r['contender']]:<22} {r['front']:<6} info {info_ratio:.2f}   warn {med(warn):.2f}"
-                  f" (rounds {min(warn):.2f}–{max(warn):.2f})")
+            cpu = [i["cpu_us_req"] - w["cpu_us_req"] for w, i in pairs]
+            rel = [(i["cpu_us_req"] / w["cpu_us_req"] - 1) * 100 for w, i in pairs]
+            rps = [i["rps"] / w["rps"] for w, i in pairs]
+            print(f"    {LABELS[warn]:<20} CPU {med(cpu):+6.2f} µs/req ({med(rel):+.0f} %; rounds "
+                  f"{', '.join(f'{x:+.1f}' for x in cpu)})   req/s info ÷ warn {med(rps):.2f}")
         print()
-
 
 if __name__ == "__main__":
     main()

@@ -33,7 +33,7 @@
 #   BENCH_ROUNDS=3       interleaved rounds per concurrency (at least 3 for a median)
 #   BENCH_CONNECTIONS="32 128"
 #   BENCH_PERF=auto      auto|1|0: profile the gateway admin route with perf for 10 s
-#   BENCH_INFO_ROUND=1   0 skips the round with info-level access logging
+#   BENCH_INFO_ROUND=1   0 skips the rounds comparing logging.level info (access log) with warn
 #   BENCH_HALF_RATE=1    0 skips the p99-at-half-saturation measurement
 #   BENCH_LOAD_CPU=0 BENCH_SERVER_CPU=1
 set -euo pipefail
@@ -92,9 +92,9 @@ memory="$work/memory.txt"
 : >"$memory"
 
 read -r STUB_PORT NGINX_PLAIN_PORT NGINX_TLS_PORT HAPROXY_PLAIN_PORT HAPROXY_TLS_PORT \
-    GW_PLAIN_PORT GW_TLS_PORT < <(python3 - <<'PY'
+    GW_PLAIN_PORT GW_TLS_PORT GWI_PLAIN_PORT GWI_TLS_PORT < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(7)]
+socks = [socket.socket() for _ in range(9)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -140,10 +140,12 @@ mkdir -p "$work/stub-tmp" "$work/proxy-tmp"
 render "$bench/stub-nginx.conf.in" "$work/stub-nginx.conf" WORK STUB_PORT BODY
 render "$bench/proxy-nginx.conf.in" "$work/proxy-nginx.conf" WORK STUB_PORT NGINX_PLAIN_PORT NGINX_TLS_PORT
 render "$bench/haproxy.cfg.in" "$work/haproxy.cfg" WORK STUB_PORT HAPROXY_PLAIN_PORT HAPROXY_TLS_PORT JWT_SECRET
-for level in warn info; do
-    LOG_LEVEL=$level render "$bench/gateway.yaml.in" "$work/gateway-$level.yaml" \
-        WORK STUB_PORT GW_PLAIN_PORT GW_TLS_PORT PASSWORD_HASH LOG_LEVEL
-done
+# Two gateways: logging.level warn (the contenders) and info (the default: one access-log
+# line per request), on their own ports; the info one only serves the logging comparison.
+LOG_LEVEL=warn render "$bench/gateway.yaml.in" "$work/gateway-warn.yaml" \
+    WORK STUB_PORT GW_PLAIN_PORT GW_TLS_PORT PASSWORD_HASH LOG_LEVEL
+LOG_LEVEL=info GW_PLAIN_PORT=$GWI_PLAIN_PORT GW_TLS_PORT=$GWI_TLS_PORT render "$bench/gateway.yaml.in" \
+    "$work/gateway-info.yaml" WORK STUB_PORT GW_PLAIN_PORT GW_TLS_PORT PASSWORD_HASH LOG_LEVEL
 "$gateway_bin" check-config "$work/gateway-warn.yaml" "$work/gateway-info.yaml" >&2
 haproxy -c -q -f "$work/haproxy.cfg" >&2 || die "haproxy.cfg does not validate"
 
@@ -199,25 +201,19 @@ proxy_master=$last_pid
 start_server haproxy haproxy -db -f "$work/haproxy.cfg"
 haproxy_pid=$last_pid
 
-gateway_pid=""
-start_gateway() { # level
-    rm -f "$work/tls/gateway-ca.pem"
+start_gateway() { # level plain-port tls-port; its pid is $last_pid
+    local ca="$work/tls/gateway-$1-ca.pem"
     start_server "gateway-$1" "$gateway_bin" run --config "$work/gateway-$1.yaml"
-    gateway_pid=$last_pid
     for _ in $(seq 1 100); do
-        [[ -s "$work/tls/gateway-ca.pem" ]] && break
-        kill -0 "$gateway_pid" 2>/dev/null || { cat "$work/gateway-$1.log" >&2; die "the gateway exited"; }
+        [[ -s "$ca" ]] && break
+        kill -0 "$last_pid" 2>/dev/null || { cat "$work/gateway-$1.log" >&2; die "the gateway exited"; }
         sleep 0.1
     done
-    wait_http "http://127.0.0.1:$GW_PLAIN_PORT/health"
-    wait_http "https://127.0.0.1:$GW_TLS_PORT/health" --cacert "$work/tls/gateway-ca.pem"
+    wait_http "http://127.0.0.1:$2/health"
+    wait_http "https://127.0.0.1:$3/health" --cacert "$ca"
 }
-stop_gateway() {
-    kill -TERM "$gateway_pid" 2>/dev/null || true
-    wait "$gateway_pid" 2>/dev/null || true
-}
-gateway_login() { # prints the gateway token
-    curl -sf -X POST "http://127.0.0.1:$GW_PLAIN_PORT/auth/login" \
+gateway_login() { # plain-port; prints the gateway token
+    curl -sf -X POST "http://127.0.0.1:$1/auth/login" \
         -H 'Content-Type: application/json' -H "X-Client-Fingerprint: $fingerprint" \
         -d "{\"username\":\"bench\",\"password\":\"$user_password\"}" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
@@ -226,7 +222,13 @@ gateway_login() { # prints the gateway token
 wait_http "http://127.0.0.1:$STUB_PORT/"
 wait_http "http://127.0.0.1:$NGINX_PLAIN_PORT/"
 wait_http "http://127.0.0.1:$HAPROXY_PLAIN_PORT/"
-start_gateway warn
+start_gateway warn "$GW_PLAIN_PORT" "$GW_TLS_PORT"
+gateway_pid=$last_pid
+gateway_info_pid=""
+if [[ "$INFO_ROUND" == 1 ]]; then
+    start_gateway info "$GWI_PLAIN_PORT" "$GWI_TLS_PORT"
+    gateway_info_pid=$last_pid
+fi
 stub_workers=$(children "$stub_master")
 proxy_workers=$(children "$proxy_master")
 
@@ -244,7 +246,10 @@ mac = hmac.new(os.environ["BENCH_ARCP_JWT_SECRET"].encode(), signing_input, hash
 print(f"{header}.{payload}.{b64(mac)}")
 PY
 )
-gateway_token=$(gateway_login) || die "login at the gateway failed"
+gateway_token=$(gateway_login "$GW_PLAIN_PORT") || die "login at the gateway failed"
+if [[ -n "$gateway_info_pid" ]]; then
+    gateway_info_token=$(gateway_login "$GWI_PLAIN_PORT") || die "login at the gateway (info) failed"
+fi
 
 # --- contenders --------------------------------------------------------------------------
 # id -> label, URL, Authorization, fingerprint; CPU is read from the proxy's processes.
@@ -252,6 +257,7 @@ contenders=(a_plain b_plain b_tls c_plain c_tls d_plain d_tls e_plain e_tls f_pl
 declare -A label url auth fp
 label[a]="(a) direct stub"; label[b]="(b) nginx proxy_pass"; label[c]="(c) haproxy jwt_verify"
 label[d]="(d) gateway admin"; label[e]="(e) gateway agent"; label[f]="(f) gateway public"
+label[D]="(d) admin, level info"; label[F]="(f) public, level info"
 url[a_plain]="http://127.0.0.1:$STUB_PORT/agents/stats"
 url[b_plain]="http://127.0.0.1:$NGINX_PLAIN_PORT/agents/stats"
 url[b_tls]="https://127.0.0.1:$NGINX_TLS_PORT/agents/stats"
@@ -263,17 +269,19 @@ url[e_plain]="http://127.0.0.1:$GW_PLAIN_PORT/agents"
 url[e_tls]="https://127.0.0.1:$GW_TLS_PORT/agents"
 url[f_plain]="http://127.0.0.1:$GW_PLAIN_PORT/public/stats"
 url[f_tls]="https://127.0.0.1:$GW_TLS_PORT/public/stats"
-set_credentials() {
-    for id in "${contenders[@]}"; do auth[$id]=""; fp[$id]=""; done
-    for id in c_plain c_tls e_plain e_tls; do auth[$id]="Bearer $agent_token"; done
-    for id in d_plain d_tls; do auth[$id]="Bearer $gateway_token"; fp[$id]="$fingerprint"; done
-}
-set_credentials
+url[D_plain]="http://127.0.0.1:$GWI_PLAIN_PORT/agents/stats"
+url[F_plain]="http://127.0.0.1:$GWI_PLAIN_PORT/public/stats"
+for id in "${contenders[@]}" D_plain F_plain; do auth[$id]=""; fp[$id]=""; done
+for id in c_plain c_tls e_plain e_tls; do auth[$id]="Bearer $agent_token"; done
+for id in d_plain d_tls; do auth[$id]="Bearer $gateway_token"; fp[$id]="$fingerprint"; done
+auth[D_plain]="Bearer ${gateway_info_token:-}"
+fp[D_plain]="$fingerprint"
 proxy_pids() { # id
     case "${1%_*}" in
     a) echo "$stub_workers" ;;
     b) echo "$proxy_workers" ;;
     c) echo "$haproxy_pid" ;;
+    D | E | F) echo "$gateway_info_pid" ;;
     *) echo "$gateway_pid" ;;
     esac
 }
@@ -352,7 +360,7 @@ PY
         printf '  %-46s %s bytes  (want %s)\n' "$name" "$got" "$want"
         [[ "${got%% *}" == "$want" ]] || die "check failed: $name"
     }
-    gwca=(--cacert "$work/tls/gateway-ca.pem")
+    gwca=(--cacert "$work/tls/gateway-warn-ca.pem")
     # The agent token with the first character of its signature changed (all 6 bits count).
     signature="${agent_token##*.}"
     if [[ "${signature:0:1}" == A ]]; then swap=B; else swap=A; fi
@@ -372,6 +380,10 @@ PY
     check "(e) gateway agent, forged signature" 401 -H "Authorization: Bearer $forged" "${url[e_plain]}"
     check "(f) gateway public plain" 200 "${url[f_plain]}"
     check "(f) gateway public TLS" 200 "${gwca[@]}" "${url[f_tls]}"
+    if [[ -n "$gateway_info_pid" ]]; then
+        check "(d) gateway admin plain, level info" 200 -H "Authorization: ${auth[D_plain]}" -H "X-Client-Fingerprint: $fingerprint" "${url[D_plain]}"
+        check "(f) gateway public plain, level info" 200 "${url[F_plain]}"
+    fi
     echo "  TLS negotiated by wrk's OpenSSL (client default):"
     for port in "$NGINX_TLS_PORT nginx" "$HAPROXY_TLS_PORT haproxy" "$GW_TLS_PORT gateway"; do
         set -- $port
@@ -383,9 +395,9 @@ sed 's/^/bench: /' "$work/checks.txt" >&2
 
 gw_threads() { ls "/proc/$gateway_pid/task" | wc -l; }
 gw_workers() { cat /proc/"$gateway_pid"/task/*/comm 2>/dev/null | grep -c '^tokio-r' || true; }
-rss_line() { # label
+rss_line() { # label [pid]
     awk -v label="$1" '/^VmRSS|^VmHWM/ {v[$1]=$2} END {printf "  %-40s VmRSS %6d KiB  VmHWM %6d KiB\n", label, v["VmRSS:"], v["VmHWM:"]}' \
-        "/proc/$gateway_pid/status"
+        "/proc/${2:-$gateway_pid}/status"
 }
 sum_rss() { # label pids...
     local label="$1" total=0 pid kb
@@ -554,20 +566,21 @@ if [[ "$PERF" == 1 || ("$PERF" == auto && -x "$(command -v perf 2>/dev/null)") ]
     fi
 fi
 
-# --- one round with the default logging level (info: one access-log line per request) ------
-if [[ "$INFO_ROUND" == 1 ]]; then
-    log "info round: gateway restarted with logging.level info (access log to $work/gateway-info.log)"
-    stop_gateway
-    start_gateway info
-    gateway_token=$(gateway_login) || die "login at the gateway (info) failed"
-    set_credentials
-    for id in d_plain e_plain f_plain; do measure warmup 0 "$id" 32 1s; done
-    for id in b_plain b_tls d_plain d_tls e_plain e_tls f_plain f_tls; do
-        measure info 1 "$id" 32 "$SHORT_DURATION"
+# --- logging.level info against warn --------------------------------------------------------
+# Both gateways run side by side; rounds alternate them (and nginx, for the ratio), so the
+# comparison is paired in time instead of minutes apart.
+if [[ -n "$gateway_info_pid" ]]; then
+    log "logging: gateway at level info (access log to $work/gateway-info.log) against warn, $ROUNDS rounds"
+    rss_line "gateway (info) before load" "$gateway_info_pid" >>"$memory"
+    for id in D_plain F_plain; do measure warmup 0 "$id" 32 1s; done
+    for round in $(seq 1 "$ROUNDS"); do
+        for id in b_plain d_plain D_plain f_plain F_plain; do
+            measure log "$round" "$id" 32 "$SHORT_DURATION"
+        done
     done
     {
-        rss_line "gateway (info) after its round"
-        echo "  access log written in the info round: $(wc -l <"$work/gateway-info.log") lines, $(du -h "$work/gateway-info.log" | cut -f1)"
+        rss_line "gateway (info) after its runs" "$gateway_info_pid"
+        echo "  access log written by the info gateway: $(wc -l <"$work/gateway-info.log") lines, $(du -h "$work/gateway-info.log" | cut -f1)"
     } >>"$memory"
 fi
 
