@@ -149,12 +149,26 @@ async fn handle_inner<'s>(
     // WebSockets authenticate in their first frame: a stage of their own.
     if websocket::is_upgrade(&req) {
         let (access, path) = (route.access, path.into_owned());
-        return websocket::upgrade(state, conn, req, access, &path, request_id).await;
+        // Boxed: the socket and gateway-endpoint paths are rare and their futures large; keeping
+        // them out of line keeps the per-request future small.
+        return Box::pin(websocket::upgrade(
+            state, conn, req, access, &path, request_id,
+        ))
+        .await;
     }
 
     // 3. admit, 4a. answer
     let (principal, req) = if route.access == Access::Gateway {
-        match answer::answer(&state.auth, &state.broker, route.name, conn, req, trace).await? {
+        match Box::pin(answer::answer(
+            &state.auth,
+            &state.broker,
+            route.name,
+            conn,
+            req,
+            trace,
+        ))
+        .await?
+        {
             Answer::Respond(response) => return Ok(response),
             Answer::Forward(principal, req) => (principal, *req),
         }
