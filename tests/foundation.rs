@@ -523,7 +523,16 @@ async fn sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_zero() {
     within(STEP, "the listener to close after SIGTERM", async {
         loop {
             match tokio::net::TcpStream::connect(addr).await {
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                // Refused, or reset when the attempt landed in the backlog of the listener
+                // being closed: either way the new connection is not served.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    break
+                }
                 Err(e) => panic!("unexpected connect error: {e}"),
                 // Signal not handled yet: try again shortly.
                 Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
