@@ -16,6 +16,8 @@ mod client;
 mod harness;
 #[path = "e2e_arcp/steps.rs"]
 mod steps;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::path::PathBuf;
 

@@ -25,7 +25,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 use common::arcp_stub::*;
-use common::{assert_problem, json_key_order, Proto, TestBody, TestResponse};
+use common::{assert_problem, json_key_order, Proto, TestBody, TestGateway, TestResponse};
 
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
 const OTHER_LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
@@ -61,7 +61,7 @@ struct Env {
     stub: ArcpStub,
     keys: Keys,
     cfg: ArcpConfig,
-    gw: ClockedGateway,
+    gw: TestGateway,
 }
 
 impl Env {
@@ -78,7 +78,7 @@ impl Env {
         let stub = ArcpStub::start().await;
         stub.set_expires_in(upstream_expires_in);
         let keys = Keys::new();
-        let gw = ClockedGateway::start(&keys.options(&stub.url(), &cfg), clock).await;
+        let gw = TestGateway::start_with_clock(keys.options(&stub.url(), &cfg), clock).await;
         // The broker logs in upstream as soon as the gateway serves.
         stub.wait_for_logins(1, Duration::from_secs(20)).await;
         Env {
@@ -624,7 +624,7 @@ async fn a_gateway_restart_expires_old_tokens() {
     } = env;
     gw.shutdown(Duration::from_secs(15)).await;
     // Same configuration and keys, fresh process state.
-    let gw = ClockedGateway::start(&keys.options(&stub.url(), &cfg), Clock::system()).await;
+    let gw = TestGateway::start(keys.options(&stub.url(), &cfg)).await;
     stub.wait_for_logins(2, Duration::from_secs(20)).await;
     let env = Env {
         stub,

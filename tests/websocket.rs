@@ -15,7 +15,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use arcp_gateway::clock::Clock;
 use http::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -23,7 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 use common::arcp_stub::*;
 use common::ws_stub::*;
 use common::{
-    assert_problem, GatewayOptions, GatewayProcess, Proto, TestBody, TestResponse, TlsClient,
+    assert_problem, GatewayOptions, GatewayProcess, Proto, TestBody, TestGateway, TestResponse,
+    TlsClient,
 };
 
 /// Bound for a socket to close or a recorded effect to show up.
@@ -33,14 +33,14 @@ const SETTLE: Duration = Duration::from_secs(5);
 struct Env {
     stub: WsStub,
     _keys: Keys,
-    gw: ClockedGateway,
+    gw: TestGateway,
 }
 
 impl Env {
     async fn start(cfg: ArcpConfig) -> Env {
         let stub = WsStub::start().await;
         let keys = Keys::new();
-        let gw = ClockedGateway::start(&keys.options(&stub.url(), &cfg), Clock::system()).await;
+        let gw = TestGateway::start(keys.options(&stub.url(), &cfg)).await;
         // The broker logs in upstream as soon as the gateway serves.
         stub.arcp.wait_for_logins(1, Duration::from_secs(20)).await;
         Env {

@@ -1,7 +1,6 @@
 //! An in-process stand-in for an unmodified ARCP server that **enforces ARCP's admin session
-//! rule** (contract §0, §2.5), plus what the session tests need around it: a gateway started
-//! with an injected [`Clock`], a TLS client bound to a chosen loopback source address, the
-//! gateway configuration for the ARCP profile, and JWT helpers.
+//! rule** (contract §0, §2.5), plus what the session tests need around it: the gateway
+//! configuration for the ARCP profile, JWT helpers and request builders.
 //!
 //! The stub (plain HTTP/1.1 on `127.0.0.1:0`):
 //! * `POST /auth/login` `{"username","password"}` + `X-Client-Fingerprint` → 200
@@ -22,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -31,21 +30,17 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::oneshot;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsConnector;
 
-use super::{full, within, GatewayOptions, Pki, TempDir, TestBody, TestResponse, TlsClient};
-use arcp_gateway::clock::Clock;
+use super::{full, GatewayOptions, TempDir, TestBody};
 
 /// The service account the gateway logs in upstream with.
 pub const SERVICE_USER: &str = "svc-admin";
@@ -686,139 +681,6 @@ impl Default for Keys {
     fn default() -> Self {
         Keys::new()
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The gateway with an injected clock, and a client that picks its source address.
-// ---------------------------------------------------------------------------------------------
-
-/// The real gateway, in-process, deciding token and session lifetimes against `clock`.
-pub struct ClockedGateway {
-    pub addr: SocketAddr,
-    pub client: TlsClient,
-    pub ca: CertificateDer<'static>,
-    pub clock: Clock,
-    pub yaml: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-    _dir: TempDir,
-}
-
-impl ClockedGateway {
-    pub async fn start(opts: &GatewayOptions, clock: Clock) -> ClockedGateway {
-        let dir = TempDir::new();
-        let pki = Pki::write(dir.path());
-        let yaml = opts.yaml("127.0.0.1:0".parse().unwrap(), &pki);
-        let settings = arcp_gateway::config::from_str(&yaml, "test.yaml", dir.path())
-            .unwrap_or_else(|e| panic!("test config rejected: {e}\n---\n{yaml}"));
-        let gateway = arcp_gateway::Gateway::bind_with_clock(settings, clock.clone())
-            .await
-            .expect("bind the gateway");
-        let addr = gateway.local_addrs()[0];
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(gateway.serve(async move {
-            let _ = rx.await;
-        }));
-        ClockedGateway {
-            addr,
-            client: TlsClient::new(addr, pki.ca_der.clone()),
-            ca: pki.ca_der,
-            clock,
-            yaml,
-            shutdown: Some(tx),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    /// Asks the gateway to stop and waits (bounded) for it to drain.
-    pub async fn shutdown(mut self, limit: Duration) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            within(limit, "gateway drain", task).await.unwrap();
-        }
-    }
-
-    /// Sends `req` over HTTP/1.1 on a new TLS connection from `source` (any 127/8 address on
-    /// Linux), waiting at most `limit` for the whole exchange.
-    pub async fn send_from(
-        &self,
-        source: IpAddr,
-        req: Request<TestBody>,
-        limit: Duration,
-    ) -> TestResponse {
-        send_from(self.addr, &self.ca, source, req, limit).await
-    }
-}
-
-impl Drop for ClockedGateway {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// One HTTP/1.1 request over TLS to `addr` from the local address `source`.
-pub async fn send_from(
-    addr: SocketAddr,
-    ca: &CertificateDer<'static>,
-    source: IpAddr,
-    mut req: Request<TestBody>,
-    limit: Duration,
-) -> TestResponse {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = TlsConnector::from(Arc::new(config));
-    let what = format!("{} {} from {source}", req.method(), req.uri());
-    within(limit, &what, async move {
-        let socket = match source {
-            IpAddr::V4(_) => TcpSocket::new_v4().unwrap(),
-            IpAddr::V6(_) => TcpSocket::new_v6().unwrap(),
-        };
-        socket.bind(SocketAddr::new(source, 0)).unwrap();
-        let tcp = socket.connect(addr).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake::<_, TestBody>(TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
-        *req.uri_mut() = pq.parse().unwrap();
-        *req.version_mut() = Version::HTTP_11;
-        req.headers_mut().insert(
-            HOST,
-            HeaderValue::from_str(&format!("localhost:{}", addr.port())).unwrap(),
-        );
-        let response = sender.send_request(req).await.unwrap();
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        TestResponse {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers,
-            body,
-        }
-    })
-    .await
 }
 
 // ---------------------------------------------------------------------------------------------

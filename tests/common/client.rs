@@ -1,8 +1,13 @@
 //! A TLS client that trusts the gateway's CA: HTTP/1.1 or HTTP/2 (forced with ALPN) over
-//! hyper's connection API, or raw bytes for requests a client library would refuse to send.
+//! hyper's connection API, raw bytes for requests a client library would refuse to send, or one
+//! HTTP/1.1 exchange from a chosen loopback source address (for per-address limits).
+//!
+//! The TLS configuration comes from [`super::tls::connector`], the one every suite uses. The
+//! client does not pool connections: each call opens a new one unless the test holds a
+//! [`Conn`].
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST};
@@ -12,11 +17,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
-use super::{within, TestBody, STEP};
+use super::{tls, within, TestBody, STEP};
 
 /// HTTP version to negotiate with ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,23 +75,31 @@ impl TestResponse {
         all.first()
             .map(|v| v.to_str().expect("visible ASCII header"))
     }
+
+    /// Collects a streamed response whole.
+    async fn read(response: Response<Incoming>) -> TestResponse {
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        TestResponse {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        }
+    }
 }
 
 /// A client that trusts the gateway's CA and names it `localhost`.
 #[derive(Clone)]
 pub struct TlsClient {
     pub addr: SocketAddr,
-    roots: Arc<rustls::RootCertStore>,
+    /// The CA the gateway's certificate chains to (the only root this client trusts).
+    pub ca: CertificateDer<'static>,
 }
 
 impl TlsClient {
     pub fn new(addr: SocketAddr, ca: CertificateDer<'static>) -> TlsClient {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).unwrap();
-        TlsClient {
-            addr,
-            roots: Arc::new(roots),
-        }
+        TlsClient { addr, ca }
     }
 
     /// `localhost:<port>`, the default `Host` / `:authority`.
@@ -97,24 +109,34 @@ impl TlsClient {
 
     /// A TCP connection and TLS handshake offering only `proto` in ALPN.
     pub async fn tls_connect(&self, proto: Proto) -> TlsStream<TcpStream> {
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(self.roots.clone())
-        .with_no_client_auth();
-        config.alpn_protocols = vec![proto.alpn().to_vec()];
-        let connector = TlsConnector::from(Arc::new(config));
-        within(STEP, "TLS connect to the gateway", async {
-            let tcp = TcpStream::connect(self.addr).await.unwrap();
-            tcp.set_nodelay(true).unwrap();
-            connector
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-                .unwrap()
-        })
+        within(
+            STEP,
+            "TLS connect to the gateway",
+            self.handshake(None, proto),
+        )
         .await
+    }
+
+    /// Connects from `source` (the OS picks when `None`) and completes the TLS handshake;
+    /// unbounded, the caller bounds it.
+    async fn handshake(&self, source: Option<IpAddr>, proto: Proto) -> TlsStream<TcpStream> {
+        let connector = tls::connector([self.ca.clone()], proto.alpn());
+        let tcp = match source {
+            None => TcpStream::connect(self.addr).await.unwrap(),
+            Some(ip) => {
+                let socket = match ip {
+                    IpAddr::V4(_) => TcpSocket::new_v4().unwrap(),
+                    IpAddr::V6(_) => TcpSocket::new_v6().unwrap(),
+                };
+                socket.bind(SocketAddr::new(ip, 0)).unwrap();
+                socket.connect(self.addr).await.unwrap()
+            }
+        };
+        tcp.set_nodelay(true).unwrap();
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
     }
 
     /// An HTTP connection of version `proto`.
@@ -162,6 +184,31 @@ impl TlsClient {
         self.connect(proto).await.send(req).await
     }
 
+    /// Sends `req` over HTTP/1.1 on a new TLS connection from `source` (any 127/8 address on
+    /// Linux), waiting at most `limit` for the whole exchange.
+    pub async fn send_from(
+        &self,
+        source: IpAddr,
+        mut req: Request<TestBody>,
+        limit: Duration,
+    ) -> TestResponse {
+        let what = format!("{} {} from {source}", req.method(), req.uri());
+        within(limit, &what, async move {
+            let tls = self.handshake(Some(source), Proto::H1).await;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake::<_, TestBody>(TokioIo::new(tls))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            *req.uri_mut() = path_and_query(&req).parse().unwrap();
+            *req.version_mut() = Version::HTTP_11;
+            req.headers_mut()
+                .insert(HOST, HeaderValue::from_str(&self.authority()).unwrap());
+            TestResponse::read(sender.send_request(req).await.unwrap()).await
+        })
+        .await
+    }
+
     /// Writes `request` verbatim on a new HTTP/1.1 TLS connection and parses the response.
     pub async fn raw(&self, request: &[u8]) -> TestResponse {
         let mut tls = self.tls_connect(Proto::H1).await;
@@ -172,6 +219,13 @@ impl TlsClient {
         .await;
         within(STEP, "read a raw response", read_raw_response(&mut tls)).await
     }
+}
+
+/// The request's path and query (`/` when it has none).
+fn path_and_query<B>(req: &Request<B>) -> String {
+    req.uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
 }
 
 enum Sender {
@@ -192,10 +246,7 @@ impl Conn {
     /// Sends a request whose URI is a path (and query); fills in `Host` (HTTP/1.1) or the
     /// scheme and authority (HTTP/2). Returns the response with its body still streaming.
     pub async fn send_streaming(&mut self, mut req: Request<TestBody>) -> Response<Incoming> {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        let pq = path_and_query(&req);
         match self.proto {
             Proto::H1 => {
                 *req.uri_mut() = pq.parse().unwrap();
@@ -234,17 +285,7 @@ impl Conn {
     /// Sends a request and reads the whole response.
     pub async fn send(&mut self, req: Request<TestBody>) -> TestResponse {
         let response = self.send_streaming(req).await;
-        let (parts, body) = response.into_parts();
-        let body = within(STEP, "response body", body.collect())
-            .await
-            .unwrap()
-            .to_bytes();
-        TestResponse {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers,
-            body,
-        }
+        within(STEP, "response body", TestResponse::read(response)).await
     }
 }
 

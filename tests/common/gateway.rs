@@ -1,19 +1,21 @@
-//! The real gateway under test: in-process on `127.0.0.1:0` ([`TestGateway`]) or the built
-//! binary as a subprocess on a free port ([`GatewayProcess`], for memory and signal tests),
-//! both with TLS from a throw-away CA and YAML built from [`GatewayOptions`].
+//! The real gateway under test: in-process on `127.0.0.1:0` ([`TestGateway`], optionally on an
+//! injected [`Clock`]) or the built binary as a subprocess on a free port ([`GatewayProcess`],
+//! for memory, signal and log tests), both with TLS from a throw-away CA and YAML built from
+//! [`GatewayOptions`]. Either hands out a [`TlsClient`] that trusts that CA.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
 use arcp_gateway::clock::Clock;
+use http::Request;
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{within, TlsClient};
+use super::{within, TestBody, TestResponse, TlsClient};
 
 /// A loopback port that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {
@@ -153,10 +155,14 @@ impl GatewayOptions {
     }
 }
 
-/// The real gateway served from this test's runtime.
+/// The real gateway served from this test's runtime, deciding token and session lifetimes
+/// against [`TestGateway::clock`].
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// A client for this gateway; it keeps the CA ([`TlsClient::ca`]).
     pub client: TlsClient,
+    /// The clock the gateway reads (the system clock unless the test injected one).
+    pub clock: Clock,
     pub yaml: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -164,18 +170,19 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
+    /// The gateway on the system clock.
     pub async fn start(opts: GatewayOptions) -> TestGateway {
         TestGateway::start_with_clock(opts, Clock::system()).await
     }
 
-    /// Like [`TestGateway::start`], deciding token and session lifetimes against `clock`.
+    /// The gateway on `clock`, which the test can move forward ([`Clock::advance`]).
     pub async fn start_with_clock(opts: GatewayOptions, clock: Clock) -> TestGateway {
         let dir = TempDir::new();
         let pki = Pki::write(dir.path());
         let yaml = opts.yaml("127.0.0.1:0".parse().unwrap(), &pki);
         let settings = arcp_gateway::config::from_str(&yaml, "test.yaml", dir.path())
             .unwrap_or_else(|e| panic!("test config rejected: {e}\n---\n{yaml}"));
-        let gateway = arcp_gateway::Gateway::bind_with_clock(settings, clock)
+        let gateway = arcp_gateway::Gateway::bind_with_clock(settings, clock.clone())
             .await
             .expect("bind the gateway");
         let addr = gateway.local_addrs()[0];
@@ -186,11 +193,23 @@ impl TestGateway {
         TestGateway {
             addr,
             client: TlsClient::new(addr, pki.ca_der),
+            clock,
             yaml,
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
         }
+    }
+
+    /// Sends `req` over HTTP/1.1 on a new TLS connection from `source` (any 127/8 address on
+    /// Linux), waiting at most `limit` for the whole exchange.
+    pub async fn send_from(
+        &self,
+        source: IpAddr,
+        req: Request<TestBody>,
+        limit: Duration,
+    ) -> TestResponse {
+        self.client.send_from(source, req, limit).await
     }
 
     /// Asks the gateway to stop and waits (bounded) for it to drain.

@@ -1,7 +1,7 @@
 //! Shared harness for the integration tests: a recording stub upstream ([`stub`]), the real
 //! gateway in-process or as a subprocess ([`gateway`]), a TLS client for HTTP/1.1, HTTP/2 and
-//! raw bytes ([`client`]), streamed test bodies ([`body`]) and problem-document assertions
-//! ([`problem`]).
+//! raw bytes ([`client`]) on the one TLS configuration every suite uses ([`tls`]), streamed
+//! test bodies ([`body`]) and problem-document assertions ([`problem`]).
 //!
 //! Everything runs on loopback with ephemeral ports. Every wait is bounded ([`within`],
 //! [`Stub::wait_until`]); nothing sleeps to wait for something to happen. Large bodies are
@@ -16,6 +16,7 @@ pub mod client;
 pub mod gateway;
 pub mod problem;
 pub mod stub;
+pub mod tls;
 pub mod ws_stub;
 
 use std::convert::Infallible;

@@ -1,10 +1,10 @@
 //! A small blocking HTTPS client for the end-to-end suite: one TLS connection per request
 //! (HTTP/1.1 over hyper's connection API), trusting one gateway's development CA, optionally
-//! from a chosen loopback source address (127.0.0.2, 127.0.0.3, ...).
+//! from a chosen loopback source address (127.0.0.2, 127.0.0.3, ...). The TLS configuration is
+//! the harness's ([`crate::tls::connector`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,22 +68,12 @@ impl Response {
 
 impl Client {
     pub fn new(addr: SocketAddr, ca_file: &Path) -> Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca_file).expect("read the CA file") {
-            roots
-                .add(cert.expect("a PEM certificate"))
-                .expect("add the CA");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let ca = CertificateDer::pem_file_iter(ca_file)
+            .expect("read the CA file")
+            .map(|cert| cert.expect("a PEM certificate"));
         Client {
             addr,
-            tls: TlsConnector::from(Arc::new(config)),
+            tls: crate::tls::connector(ca, b"http/1.1"),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
