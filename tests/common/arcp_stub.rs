@@ -16,11 +16,14 @@
 //! * Everything else is public and answered 200.
 //! * Every request is recorded whole (method, path, query, headers, body), and
 //!   [`ArcpStub::drop_sessions`] forgets every login (an upstream restart).
+//!
+//! The listener, connection tasks and the record journal are the shared stub skeleton
+//! ([`super::server`]).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -34,12 +37,9 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
+use super::server::{Journal, StubServer, StubService};
 use super::{full, GatewayOptions, TempDir, TestBody};
 
 /// The service account the gateway logs in upstream with.
@@ -133,7 +133,7 @@ pub fn area(path: &str) -> Area {
 }
 
 struct StubInner {
-    records: Mutex<Vec<StubRecord>>,
+    records: Journal<StubRecord>,
     /// token → (fingerprint, absolute expiry), as upstream's `session:info`.
     sessions: Mutex<HashMap<String, (String, Instant)>>,
     issued: Mutex<Vec<StubSession>>,
@@ -146,25 +146,26 @@ struct StubInner {
     refuse_logins: AtomicBool,
 }
 
+impl StubService for StubInner {
+    fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<TestBody>> + Send {
+        serve(self, req)
+    }
+}
+
 /// The ARCP stand-in. Dropping it stops accepting.
 pub struct ArcpStub {
     pub addr: SocketAddr,
     inner: Arc<StubInner>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for ArcpStub {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
+    _server: StubServer,
 }
 
 impl ArcpStub {
     pub async fn start() -> ArcpStub {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let inner = Arc::new(StubInner {
-            records: Mutex::new(Vec::new()),
+            records: Journal::new(),
             sessions: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
             login_attempts: AtomicUsize::new(0),
@@ -173,11 +174,11 @@ impl ArcpStub {
             expires_in: AtomicU64::new(1800),
             refuse_logins: AtomicBool::new(false),
         });
-        let accept = tokio::spawn(accept_loop(listener, inner.clone()));
+        let server = StubServer::start(inner.clone()).await;
         ArcpStub {
-            addr,
+            addr: server.addr,
             inner,
-            accept,
+            _server: server,
         }
     }
 
@@ -187,7 +188,7 @@ impl ArcpStub {
 
     /// Every request so far, in arrival order.
     pub fn records(&self) -> Vec<StubRecord> {
-        self.inner.records.lock().unwrap().clone()
+        self.inner.records.entries()
     }
 
     /// Requests other than logins.
@@ -250,30 +251,16 @@ impl ArcpStub {
 
     /// Waits until at least `n` logins were served; fails the test after `limit`.
     pub async fn wait_for_logins(&self, n: usize, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.logins() < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the stub served {} of {n} logins within {limit:?}",
-                self.logins()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, inner: Arc<StubInner>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| serve(inner.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        let ok = self
+            .inner
+            .records
+            .wait_until(limit, || self.logins() >= n)
+            .await;
+        assert!(
+            ok,
+            "the stub served {} of {n} logins within {limit:?}",
+            self.logins()
+        );
     }
 }
 
@@ -311,18 +298,15 @@ fn stub_problem(
     r
 }
 
-async fn serve(
-    inner: Arc<StubInner>,
-    req: Request<Incoming>,
-) -> Result<Response<TestBody>, Infallible> {
+async fn serve(inner: Arc<StubInner>, req: Request<Incoming>) -> Response<TestBody> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return Ok(stub_json(
+            return stub_json(
                 StatusCode::BAD_REQUEST,
                 &json!({"detail": "incomplete body"}),
-            ))
+            )
         }
     };
     let rec = StubRecord {
@@ -332,8 +316,8 @@ async fn serve(
         headers: parts.headers.clone(),
         body: body.clone(),
     };
-    inner.records.lock().unwrap().push(rec.clone());
-    Ok(answer(&inner, &rec))
+    inner.records.push(rec.clone());
+    answer(&inner, &rec)
 }
 
 fn answer(inner: &StubInner, rec: &StubRecord) -> Response<TestBody> {
@@ -447,6 +431,7 @@ fn login(inner: &StubInner, rec: &StubRecord) -> Response<TestBody> {
         fingerprint,
     });
     inner.logins.fetch_add(1, Ordering::SeqCst);
+    inner.records.notify();
     stub_json(
         StatusCode::OK,
         &json!({

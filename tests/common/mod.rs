@@ -15,6 +15,7 @@ pub mod body;
 pub mod client;
 pub mod gateway;
 pub mod problem;
+pub mod server;
 pub mod stub;
 pub mod tls;
 pub mod ws_stub;

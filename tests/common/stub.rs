@@ -1,25 +1,22 @@
 //! The stub upstream: an HTTP/1.1 server on `127.0.0.1:0` that records every request it
 //! received completely (only once the body was read to its end) and answers as the test
 //! chooses ([`Reply`]). It also counts request heads, aborted requests and open connections,
-//! so a test can prove that nothing, or nothing complete, reached it.
+//! so a test can prove that nothing, or nothing complete, reached it. It runs on the shared
+//! stub skeleton ([`super::server`]).
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use super::server::{Journal, StubServer, StubService};
 use super::{full, hex, PatternBody, TestBody};
 
 /// One request the stub received completely (recorded only once its body was read to the end).
@@ -108,20 +105,27 @@ pub fn reply_by_path(rec: &Recorded) -> Reply {
 type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
 
 struct StubState {
-    records: Mutex<Vec<Recorded>>,
+    records: Journal<Recorded>,
     /// Request heads that reached the service (complete or not).
     heads: AtomicUsize,
     /// Requests whose body failed or whose connection ended before the body was complete.
     aborted: AtomicUsize,
     open_connections: AtomicUsize,
-    /// Bumped on every change above, for waiters.
-    changed: watch::Sender<u64>,
     handler: Box<Handler>,
 }
 
-impl StubState {
-    fn bump(&self) {
-        self.changed.send_modify(|v| *v += 1);
+impl StubService for StubState {
+    fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<TestBody>> + Send {
+        stub_service(self, req)
+    }
+
+    fn connected(self: Arc<Self>) -> impl Send + 'static {
+        self.open_connections.fetch_add(1, Ordering::SeqCst);
+        self.records.notify();
+        ConnGuard(self)
     }
 }
 
@@ -129,13 +133,7 @@ impl StubState {
 pub struct Stub {
     pub addr: SocketAddr,
     state: Arc<StubState>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for Stub {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
+    _server: StubServer,
 }
 
 impl Stub {
@@ -146,21 +144,18 @@ impl Stub {
 
     /// A stub answering with `handler`.
     pub async fn start_with(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Stub {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(StubState {
-            records: Mutex::new(Vec::new()),
+            records: Journal::new(),
             heads: AtomicUsize::new(0),
             aborted: AtomicUsize::new(0),
             open_connections: AtomicUsize::new(0),
-            changed: watch::channel(0).0,
             handler: Box::new(handler),
         });
-        let accept = tokio::spawn(stub_accept_loop(listener, state.clone()));
+        let server = StubServer::start(state.clone()).await;
         Stub {
-            addr,
+            addr: server.addr,
             state,
-            accept,
+            _server: server,
         }
     }
 
@@ -171,7 +166,7 @@ impl Stub {
 
     /// Every complete request so far, in arrival order.
     pub fn records(&self) -> Vec<Recorded> {
-        self.state.records.lock().unwrap().clone()
+        self.state.records.entries()
     }
 
     /// Request heads seen, complete or not.
@@ -190,32 +185,18 @@ impl Stub {
 
     /// Every head seen was either recorded or aborted, and no connection is open.
     pub fn is_quiet(&self) -> bool {
-        let settled = self.state.records.lock().unwrap().len() + self.aborted();
+        let settled = self.state.records.len() + self.aborted();
         settled == self.heads() && self.open_connections() == 0
     }
 
     /// Waits until `cond` holds; returns whether it did within `limit`.
     pub async fn wait_until(&self, limit: Duration, cond: impl Fn(&Stub) -> bool) -> bool {
-        let mut rx = self.state.changed.subscribe();
-        let waited = tokio::time::timeout(limit, async {
-            loop {
-                if cond(self) {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-        waited.is_ok() && cond(self)
+        self.state.records.wait_until(limit, || cond(self)).await
     }
 
     /// Waits until at least `n` requests were recorded; fails the test after `limit`.
     pub async fn wait_for_records(&self, n: usize, limit: Duration) {
-        let ok = self
-            .wait_until(limit, |s| s.state.records.lock().unwrap().len() >= n)
-            .await;
+        let ok = self.wait_until(limit, |s| s.state.records.len() >= n).await;
         assert!(
             ok,
             "stub recorded {} of {n} requests within {limit:?}",
@@ -224,30 +205,12 @@ impl Stub {
     }
 }
 
-async fn stub_accept_loop(listener: TcpListener, state: Arc<StubState>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let state = state.clone();
-        state.open_connections.fetch_add(1, Ordering::SeqCst);
-        state.bump();
-        tokio::spawn(async move {
-            let _open = ConnGuard(state.clone());
-            let service = service_fn(move |req| stub_service(state.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
 struct ConnGuard(Arc<StubState>);
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.open_connections.fetch_sub(1, Ordering::SeqCst);
-        self.0.bump();
+        self.0.records.notify();
     }
 }
 
@@ -263,16 +226,13 @@ impl Drop for InFlight {
         if !self.recorded {
             self.state.aborted.fetch_add(1, Ordering::SeqCst);
         }
-        self.state.bump();
+        self.state.records.notify();
     }
 }
 
-async fn stub_service(
-    state: Arc<StubState>,
-    req: Request<Incoming>,
-) -> Result<Response<TestBody>, Infallible> {
+async fn stub_service(state: Arc<StubState>, req: Request<Incoming>) -> Response<TestBody> {
     state.heads.fetch_add(1, Ordering::SeqCst);
-    state.bump();
+    state.records.notify();
     let mut in_flight = InFlight {
         state: state.clone(),
         recorded: false,
@@ -291,7 +251,7 @@ async fn stub_service(
             Err(_) => {
                 let mut r = Response::new(full("incomplete body"));
                 *r.status_mut() = StatusCode::BAD_REQUEST;
-                return Ok(r);
+                return r;
             }
         }
     }
@@ -305,10 +265,8 @@ async fn stub_service(
     };
     let reply = (state.handler)(&rec);
     let echo = rec.echo_json();
-    // The lock is never held across an await.
-    state.records.lock().unwrap().push(rec);
+    state.records.push(rec);
     in_flight.recorded = true;
-    state.bump();
     drop(in_flight);
 
     let json = |extra: &[(&'static str, &'static str)]| {
@@ -321,7 +279,7 @@ async fn stub_service(
         }
         r
     };
-    Ok(match reply {
+    match reply {
         Reply::Echo => json(&[]),
         Reply::Stream(n) => {
             let mut r = Response::new(PatternBody::boxed(n));
@@ -345,5 +303,5 @@ async fn stub_service(
             ("upgrade", "stub-proto/1"),
             ("x-stub-visible", "yes"),
         ]),
-    })
+    }
 }

@@ -14,16 +14,16 @@
 //!
 //! Binary frames are echoed unchanged. Every other request (the broker's `/auth/login`, admin
 //! and agent HTTP calls) is relayed to an inner [`ArcpStub`], which enforces ARCP's session
-//! rule and records it.
+//! rule and records it. Both run on the shared stub skeleton ([`super::server`]).
 //!
 //! [`WsClient`] speaks WebSocket over the harness's TLS client ([`TlsClient::tls_connect`],
 //! tokio-rustls trusting the test CA) with tokio-tungstenite; every wait is bounded.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -31,12 +31,9 @@ use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -45,6 +42,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::arcp_stub::{verify_agent_token, ArcpStub};
+use super::server::{Journal, StubServer, StubService};
 use super::{full, within, Proto, TestBody, TlsClient, STEP};
 
 /// How often an authenticated dashboard socket gets a `monitoring` frame.
@@ -136,19 +134,26 @@ impl WsConnection {
 
 struct WsState {
     arcp: Arc<ArcpStub>,
-    conns: Mutex<Vec<WsConnection>>,
-    changed: watch::Sender<u64>,
+    conns: Journal<WsConnection>,
 }
 
 impl WsState {
-    /// Changes connection `id` under the lock (never held across an await) and wakes waiters.
+    /// Changes connection `id` and wakes waiters.
     fn update(&self, id: usize, f: impl FnOnce(&mut WsConnection)) {
-        f(&mut self.conns.lock().unwrap()[id]);
-        self.changed.send_modify(|v| *v += 1);
+        self.conns.update(id, f);
     }
 
     fn is_admin_token(&self, token: &str) -> bool {
         self.arcp.issued().iter().any(|s| s.token == token)
+    }
+}
+
+impl StubService for WsState {
+    fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<TestBody>> + Send {
+        serve(self, req)
     }
 }
 
@@ -158,31 +163,22 @@ pub struct WsStub {
     /// Serves `/auth/login` and every HTTP route; its logins are the valid admin tokens.
     pub arcp: Arc<ArcpStub>,
     state: Arc<WsState>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for WsStub {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
+    _server: StubServer,
 }
 
 impl WsStub {
     pub async fn start() -> WsStub {
         let arcp = Arc::new(ArcpStub::start().await);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(WsState {
             arcp: arcp.clone(),
-            conns: Mutex::new(Vec::new()),
-            changed: watch::channel(0).0,
+            conns: Journal::new(),
         });
-        let accept = tokio::spawn(accept_loop(listener, state.clone()));
+        let server = StubServer::start(state.clone()).await;
         WsStub {
-            addr,
+            addr: server.addr,
             arcp,
             state,
-            accept,
+            _server: server,
         }
     }
 
@@ -193,7 +189,7 @@ impl WsStub {
 
     /// Every upgraded connection so far, in arrival order.
     pub fn connections(&self) -> Vec<WsConnection> {
-        self.state.conns.lock().unwrap().clone()
+        self.state.conns.entries()
     }
 
     /// Waits until `cond` holds; returns whether it did within `limit`.
@@ -202,17 +198,8 @@ impl WsStub {
         limit: Duration,
         cond: impl Fn(&[WsConnection]) -> bool,
     ) -> bool {
-        let mut rx = self.state.changed.subscribe();
-        let met = || cond(&self.state.conns.lock().unwrap());
-        let waited = tokio::time::timeout(limit, async {
-            while !met() {
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-        waited.is_ok() && met()
+        let conns = &self.state.conns;
+        conns.wait_until(limit, || conns.with(&cond)).await
     }
 
     /// The connection whose upgrade had `?case=<case>`, once `cond` holds for it.
@@ -241,22 +228,6 @@ impl WsStub {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<WsState>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| serve(state.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
-        });
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum SocketKind {
     Dashboard,
@@ -264,16 +235,13 @@ enum SocketKind {
     Public,
 }
 
-async fn serve(
-    state: Arc<WsState>,
-    mut req: Request<Incoming>,
-) -> Result<Response<TestBody>, Infallible> {
+async fn serve(state: Arc<WsState>, mut req: Request<Incoming>) -> Response<TestBody> {
     let upgrade = req
         .headers()
         .get(UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if !upgrade {
-        return Ok(relay_to_arcp(&state, req).await);
+        return relay_to_arcp(&state, req).await;
     }
     let kind = match req.uri().path() {
         "/dashboard/ws" => SocketKind::Dashboard,
@@ -282,31 +250,25 @@ async fn serve(
         _ => {
             let mut r = Response::new(full(r#"{"detail":"Not Found"}"#));
             *r.status_mut() = StatusCode::NOT_FOUND;
-            return Ok(r);
+            return r;
         }
     };
     let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).cloned() else {
         let mut r = Response::new(full("missing Sec-WebSocket-Key"));
         *r.status_mut() = StatusCode::BAD_REQUEST;
-        return Ok(r);
+        return r;
     };
-    let id = {
-        let mut conns = state.conns.lock().unwrap();
-        let id = conns.len();
-        conns.push(WsConnection {
-            id,
-            path: req.uri().path().to_owned(),
-            query: req.uri().query().map(str::to_owned),
-            headers: req.headers().clone(),
-            frames: Vec::new(),
-            authenticated: false,
-            closed_with: None,
-            peer_closed: None,
-            ended: false,
-        });
-        id
-    };
-    state.changed.send_modify(|v| *v += 1);
+    let id = state.conns.push_with(|id| WsConnection {
+        id,
+        path: req.uri().path().to_owned(),
+        query: req.uri().query().map(str::to_owned),
+        headers: req.headers().clone(),
+        frames: Vec::new(),
+        authenticated: false,
+        closed_with: None,
+        peer_closed: None,
+        ended: false,
+    });
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -333,7 +295,7 @@ async fn serve(
         SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&derive_accept_key(key.as_bytes())).unwrap(),
     );
-    Ok(r)
+    r
 }
 
 /// Marks a connection ended however its task finishes.
