@@ -371,8 +371,8 @@ async fn limited() -> (Stub, TestGateway) {
     let stub = Stub::start().await;
     let gw = TestGateway::start(
         GatewayOptions::new(stub.url())
-            .limit("max_header_bytes", MAX_HEADER_BYTES.to_string())
-            .limit("max_uri_bytes", "256")
+            .limit("max_header_bytes", MAX_HEADER_BYTES)
+            .limit("max_uri_bytes", 256)
             .limit("max_body_bytes", "64KiB"),
     )
     .await;

@@ -24,7 +24,9 @@ use futures_util::stream::{self, StreamExt};
 use http::Method;
 use serde_json::{json, Value};
 
+use common::arcp_profile::*;
 use common::arcp_stub::*;
+use common::jwt::*;
 use common::{assert_problem, json_key_order, Proto, TestBody, TestGateway, TestResponse};
 
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));

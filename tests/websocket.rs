@@ -19,11 +19,12 @@ use http::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use common::arcp_profile::*;
 use common::arcp_stub::*;
+use common::jwt::*;
 use common::ws_stub::*;
 use common::{
-    assert_problem, GatewayOptions, GatewayProcess, Proto, TestBody, TestGateway, TestResponse,
-    TlsClient,
+    assert_problem, GatewayProcess, Proto, TestBody, TestGateway, TestResponse, TlsClient,
 };
 
 /// Bound for a socket to close or a recorded effect to show up.
@@ -589,8 +590,10 @@ async fn client_messages_keep_the_session_alive_and_idle_expiry_closes_the_socke
 async fn query_tokens_reach_neither_upstream_nor_the_logs() {
     let stub = WsStub::start().await;
     let keys = Keys::new();
-    let mut opts: GatewayOptions = keys.options(&stub.url(), &ArcpConfig::default());
-    opts.log_level = "debug\n  format: json".into();
+    let opts = keys
+        .options(&stub.url(), &ArcpConfig::default())
+        .logging("level", "debug")
+        .logging("format", "json");
     let mut gw = GatewayProcess::start(opts).await;
     stub.arcp.wait_for_logins(1, Duration::from_secs(20)).await;
     let broker = stub.arcp.last_issued().unwrap();

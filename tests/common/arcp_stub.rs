@@ -1,6 +1,6 @@
 //! An in-process stand-in for an unmodified ARCP server that **enforces ARCP's admin session
-//! rule** (contract §0, §2.5), plus what the session tests need around it: the gateway
-//! configuration for the ARCP profile, JWT helpers and request builders.
+//! rule** (contract §0, §2.5). The gateway's side of the same setup (configuration, keys,
+//! requests) is [`super::arcp_profile`]; tokens are made with [`super::jwt`].
 //!
 //! The stub (plain HTTP/1.1 on `127.0.0.1:0`):
 //! * `POST /auth/login` `{"username","password"}` + `X-Client-Fingerprint` → 200
@@ -25,34 +25,25 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::server::{Journal, StubServer, StubService};
-use super::{full, GatewayOptions, TempDir, TestBody};
+use super::{full, hex, TestBody};
 
 /// The service account the gateway logs in upstream with.
 pub const SERVICE_USER: &str = "svc-admin";
 pub const SERVICE_PASSWORD: &str = "svc-password-0123456789";
 /// ARCP's `JWT_SECRET` in the tests (agent tokens are signed with it).
 pub const UPSTREAM_SECRET: &str = "upstream-jwt-secret-for-tests-0123456789abcdef";
-/// The gateway's HS256 signing secret (kid `main`).
-pub const GATEWAY_SECRET: &str = "gateway-signing-secret-for-tests-0123456789abcdef";
-pub const GATEWAY_ISSUER: &str = "arcp-gateway-test";
-/// The human admin the gateway knows (password `ARCP`, as in the seeds).
-pub const ADMIN_USER: &str = "ARCP";
-pub const ADMIN_PASSWORD: &str = "ARCP";
 
 // ---------------------------------------------------------------------------------------------
 // The stub.
@@ -467,252 +458,4 @@ pub fn verify_agent_token(token: &str) -> bool {
     data.claims
         .get("role")
         .is_none_or(|r| r.as_str() == Some("agent"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// JWTs.
-// ---------------------------------------------------------------------------------------------
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// An HS256 JWT of `claims` with `kid` (if any), signed with `key`.
-pub fn hs256(kid: Option<&str>, claims: &Value, key: &[u8]) -> String {
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = kid.map(str::to_owned);
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(key),
-    )
-    .unwrap()
-}
-
-/// An agent token as ARCP mints it (`registry.create_access_token`), valid for an hour.
-pub fn agent_token(sub: &str) -> String {
-    let now = now();
-    hs256(
-        None,
-        &json!({"sub": sub, "agent_id": sub, "scopes": [], "role": "agent", "iat": now, "exp": now + 3600}),
-        UPSTREAM_SECRET.as_bytes(),
-    )
-}
-
-/// `header.payload.signature` from JSON parts and raw signature bytes.
-pub fn assemble_jwt(header: &Value, claims: &Value, signature: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string()),
-        URL_SAFE_NO_PAD.encode(signature)
-    )
-}
-
-/// The claims of a JWT, unverified (for assertions on tokens the gateway issued).
-pub fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT has a payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-/// The header of a JWT, unverified.
-pub fn header_of(token: &str) -> Value {
-    let header = token.split('.').next().unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Gateway configuration for the ARCP profile.
-// ---------------------------------------------------------------------------------------------
-
-/// The user's argon2id hash, made once per test binary (argon2 is slow in debug builds).
-pub fn admin_password_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| arcp_gateway::auth::credentials::hash_password(ADMIN_PASSWORD).unwrap())
-}
-
-/// Knobs of the ARCP-profile configuration.
-#[derive(Debug, Clone)]
-pub struct ArcpConfig {
-    pub idle_timeout: String,
-    pub absolute_timeout: String,
-    pub max_failures_per_ip: u32,
-    pub max_failures_per_user: u32,
-    pub attempts_per_minute_per_ip: u32,
-    pub lockout: String,
-    pub max_per_user: u32,
-    /// `upstream.replay_buffer_bytes`, when not the default.
-    pub replay_buffer_bytes: Option<String>,
-}
-
-impl Default for ArcpConfig {
-    fn default() -> Self {
-        ArcpConfig {
-            idle_timeout: "10m".into(),
-            absolute_timeout: "1h".into(),
-            max_failures_per_ip: 1000,
-            max_failures_per_user: 1000,
-            attempts_per_minute_per_ip: 10_000,
-            lockout: "5m".into(),
-            max_per_user: 1000,
-            replay_buffer_bytes: None,
-        }
-    }
-}
-
-/// Secret files and the Ed25519 key pair, kept for the life of a test (a restarted gateway
-/// reads the same files).
-pub struct Keys {
-    pub dir: TempDir,
-    pub ed25519: rcgen::KeyPair,
-    pub ed_public_pem: String,
-    files: HashMap<&'static str, PathBuf>,
-}
-
-impl Keys {
-    pub fn new() -> Keys {
-        let dir = TempDir::new();
-        let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let ed_public_pem = ed25519.public_key_pem();
-        let mut files = HashMap::new();
-        for (name, content) in [
-            ("service-password", SERVICE_PASSWORD.to_owned()),
-            ("upstream-secret", UPSTREAM_SECRET.to_owned()),
-            ("gateway-secret", GATEWAY_SECRET.to_owned()),
-            ("ed25519.pub.pem", ed_public_pem.clone()),
-        ] {
-            let path = dir.path().join(name);
-            std::fs::write(&path, content).unwrap();
-            files.insert(name, path);
-        }
-        Keys {
-            dir,
-            ed25519,
-            ed_public_pem,
-            files,
-        }
-    }
-
-    fn file(&self, name: &str) -> String {
-        serde_json::to_string(&self.files[name].display().to_string()).unwrap()
-    }
-
-    /// Gateway options for the ARCP profile against `upstream_url`.
-    pub fn options(&self, upstream_url: &str, cfg: &ArcpConfig) -> GatewayOptions {
-        let mut opts = GatewayOptions::new(upstream_url)
-            .upstream(
-                "service_account",
-                format!(
-                    "{{username: {SERVICE_USER}, password_file: {}}}",
-                    self.file("service-password")
-                ),
-            )
-            .upstream(
-                "token_verification",
-                format!(
-                    "{{algorithm: HS256, secret_file: {}, leeway: 60s}}",
-                    self.file("upstream-secret")
-                ),
-            )
-            .upstream("response_timeout", "10s");
-        if let Some(bytes) = &cfg.replay_buffer_bytes {
-            opts = opts.upstream("replay_buffer_bytes", bytes.clone());
-        }
-        opts.routes = "  profile: arcp\n  default_access: admin\n".into();
-        opts.log_level = "warn".into();
-        opts.extra = format!(
-            "auth:\n\
-             \x20 issuer: {GATEWAY_ISSUER}\n\
-             \x20 signing_key: main\n\
-             \x20 keys:\n\
-             \x20   - {{kid: main, algorithm: HS256, secret_file: {gw}}}\n\
-             \x20   - {{kid: ed, algorithm: EdDSA, public_key_file: {ed}}}\n\
-             \x20 users:\n\
-             \x20   - {{name: {ADMIN_USER}, password_hash: \"{hash}\", role: admin}}\n\
-             \x20 login:\n\
-             \x20   max_failures_per_ip: {ip}\n\
-             \x20   max_failures_per_user: {user}\n\
-             \x20   failure_window: 15m\n\
-             \x20   lockout: {lockout}\n\
-             \x20   attempts_per_minute_per_ip: {rate}\n\
-             sessions:\n\
-             \x20 idle_timeout: {idle}\n\
-             \x20 absolute_timeout: {abs}\n\
-             \x20 max_per_user: {max_per_user}\n\
-             \x20 capacity: 100000\n",
-            gw = self.file("gateway-secret"),
-            ed = self.file("ed25519.pub.pem"),
-            hash = admin_password_hash(),
-            ip = cfg.max_failures_per_ip,
-            user = cfg.max_failures_per_user,
-            lockout = cfg.lockout,
-            rate = cfg.attempts_per_minute_per_ip,
-            idle = cfg.idle_timeout,
-            abs = cfg.absolute_timeout,
-            max_per_user = cfg.max_per_user,
-        );
-        opts
-    }
-}
-
-impl Default for Keys {
-    fn default() -> Self {
-        Keys::new()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Requests.
-// ---------------------------------------------------------------------------------------------
-
-/// `POST /auth/login` with a JSON body and an optional fingerprint.
-pub fn login_request(body: &str, fingerprint: Option<&str>) -> Request<TestBody> {
-    let mut b = Request::post("/auth/login").header(CONTENT_TYPE, "application/json");
-    if let Some(fp) = fingerprint {
-        b = b.header("X-Client-Fingerprint", fp);
-    }
-    b.body(full(body.to_owned())).unwrap()
-}
-
-/// The seeds' login: `{"username":"ARCP","password":"ARCP"}`.
-pub fn admin_login(fingerprint: &str) -> Request<TestBody> {
-    login_request(
-        &json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}).to_string(),
-        Some(fingerprint),
-    )
-}
-
-/// A request with an optional bearer token, fingerprint, extra headers and JSON body.
-pub fn api_request(
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    fingerprint: Option<&str>,
-    extra: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Request<TestBody> {
-    let mut b = Request::builder().method(method).uri(path);
-    if let Some(t) = token {
-        b = b.header(AUTHORIZATION, format!("Bearer {t}"));
-    }
-    if let Some(fp) = fingerprint {
-        b = b.header("X-Client-Fingerprint", fp);
-    }
-    for (k, v) in extra {
-        b = b.header(*k, *v);
-    }
-    match body {
-        Some(v) => b
-            .header(CONTENT_TYPE, "application/json")
-            .body(full(v.to_string()))
-            .unwrap(),
-        None => b.body(super::empty()).unwrap(),
-    }
 }

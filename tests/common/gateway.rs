@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{within, TestBody, TestResponse, TlsClient};
+use super::{within, GatewayOptions, TestBody, TestResponse, TlsClient};
 
 /// A loopback port that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {
@@ -75,83 +75,6 @@ impl Pki {
             cert_file,
             key_file,
         }
-    }
-}
-
-/// What goes into the gateway's YAML besides the listener.
-#[derive(Debug, Clone)]
-pub struct GatewayOptions {
-    pub upstream_url: String,
-    /// Extra `server:` keys, e.g. `("drain_timeout", "10s")`.
-    pub server: Vec<(&'static str, String)>,
-    /// Extra `upstream:` keys, e.g. `("response_timeout", "500ms")`.
-    pub upstream: Vec<(&'static str, String)>,
-    /// `limits:` keys, e.g. `("max_body_bytes", "64KiB")`.
-    pub limits: Vec<(&'static str, String)>,
-    /// The `routes:` block body (indented by two spaces). Default: no profile, all public.
-    pub routes: String,
-    /// Extra top-level YAML appended verbatim (`auth:`, `sessions:` …).
-    pub extra: String,
-    pub log_level: String,
-}
-
-impl GatewayOptions {
-    pub fn new(upstream_url: impl Into<String>) -> Self {
-        GatewayOptions {
-            upstream_url: upstream_url.into(),
-            server: Vec::new(),
-            upstream: Vec::new(),
-            limits: Vec::new(),
-            routes: "  profile: none\n  default_access: public\n".into(),
-            extra: String::new(),
-            log_level: "info".into(),
-        }
-    }
-
-    pub fn server(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.server.push((key, value.into()));
-        self
-    }
-
-    pub fn upstream(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.upstream.push((key, value.into()));
-        self
-    }
-
-    pub fn limit(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.limits.push((key, value.into()));
-        self
-    }
-
-    /// The configuration file for a TLS listener on `listen`.
-    pub fn yaml(&self, listen: SocketAddr, pki: &Pki) -> String {
-        let q = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
-        let mut y = String::new();
-        y.push_str("listeners:\n");
-        y.push_str(&format!("  - address: \"{listen}\"\n"));
-        y.push_str("    tls:\n");
-        y.push_str(&format!("      cert_file: {}\n", q(&pki.cert_file)));
-        y.push_str(&format!("      key_file: {}\n", q(&pki.key_file)));
-        let section = |y: &mut String, name: &str, pairs: &[(&'static str, String)]| {
-            if !pairs.is_empty() {
-                y.push_str(&format!("{name}:\n"));
-                for (k, v) in pairs {
-                    y.push_str(&format!("  {k}: {v}\n"));
-                }
-            }
-        };
-        section(&mut y, "server", &self.server);
-        y.push_str("upstream:\n");
-        y.push_str(&format!("  url: \"{}\"\n", self.upstream_url));
-        for (k, v) in &self.upstream {
-            y.push_str(&format!("  {k}: {v}\n"));
-        }
-        section(&mut y, "limits", &self.limits);
-        y.push_str(&format!("logging:\n  level: {}\n", self.log_level));
-        y.push_str("routes:\n");
-        y.push_str(&self.routes);
-        y.push_str(&self.extra);
-        y
     }
 }
 

@@ -1,5 +1,6 @@
 //! Shared harness for the integration tests: a recording stub upstream ([`stub`]), the real
-//! gateway in-process or as a subprocess ([`gateway`]), a TLS client for HTTP/1.1, HTTP/2 and
+//! gateway in-process or as a subprocess ([`gateway`]) configured from typed values
+//! ([`config`]), a TLS client for HTTP/1.1, HTTP/2 and
 //! raw bytes ([`client`]) on the one TLS configuration every suite uses ([`tls`]), streamed
 //! test bodies ([`body`]) and problem-document assertions ([`problem`]).
 //!
@@ -10,10 +11,13 @@
 //! Not every test file uses every helper, hence `dead_code` is allowed here.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod arcp_profile;
 pub mod arcp_stub;
 pub mod body;
 pub mod client;
+pub mod config;
 pub mod gateway;
+pub mod jwt;
 pub mod problem;
 pub mod server;
 pub mod stub;
@@ -32,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 pub use body::*;
 pub use client::*;
+pub use config::*;
 pub use gateway::*;
 pub use problem::*;
 pub use stub::*;
