@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use common::arcp_profile::*;
 use common::arcp_stub::*;
 use common::jwt::*;
+use common::ws_client::*;
 use common::ws_stub::*;
 use common::{
     assert_problem, GatewayProcess, Proto, TestBody, TestGateway, TestResponse, TlsClient,

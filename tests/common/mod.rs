@@ -22,6 +22,7 @@ pub mod problem;
 pub mod server;
 pub mod stub;
 pub mod tls;
+pub mod ws_client;
 pub mod ws_stub;
 
 use std::convert::Infallible;
