@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod jwt;
 pub mod problem;
 pub mod server;
+pub mod session_env;
 pub mod stub;
 pub mod tls;
 pub mod ws_client;
