@@ -24,6 +24,7 @@ pub mod session_env;
 pub mod stub;
 pub mod tls;
 pub mod ws_client;
+pub mod ws_env;
 pub mod ws_stub;
 
 use std::convert::Infallible;

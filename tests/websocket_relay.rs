@@ -1,11 +1,11 @@
-//! WebSockets through the gateway (docs/design.md §1, §2, §8): the dashboard, agent and public
-//! sockets of ARCP, authenticated in their first frame, with the credential exchange, the
-//! token-free upstream URL and the session-bound closing.
+//! WebSockets through the gateway (docs/design.md §1, §2, §8), what crosses them: the
+//! dashboard, agent and public sockets of ARCP are relayed both ways with the credential
+//! exchange (the gateway's token out, the brokered upstream session in) and a token-free
+//! upstream URL; refused first frames and query tokens close the socket before upstream sees a
+//! frame.
 //!
-//! Every test runs the real gateway over TLS (`wss://`) on `127.0.0.1:0` in front of
-//! [`WsStub`], which behaves like ARCP's sockets and records every upgrade request and every
-//! frame it received; one test runs the gateway binary to read its logs. Every wait is
-//! bounded.
+//! Every test runs the real gateway over TLS (`wss://`) on `127.0.0.1:0` in front of the
+//! WebSocket stub ([`common::ws_env::Env`]). Every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,112 +13,15 @@
 #[allow(unused_imports)]
 mod common;
 
-use std::time::{Duration, Instant};
-
 use http::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use common::arcp_profile::*;
 use common::arcp_stub::*;
 use common::jwt::*;
-use common::ws_client::*;
+use common::ws_env::*;
 use common::ws_stub::*;
-use common::{
-    assert_problem, GatewayProcess, Proto, TestBody, TestGateway, TestResponse, TlsClient,
-};
-
-/// Bound for a socket to close or a recorded effect to show up.
-const SETTLE: Duration = Duration::from_secs(5);
-
-/// The WebSocket stub, the key material and one gateway in front of it.
-struct Env {
-    stub: WsStub,
-    _keys: Keys,
-    gw: TestGateway,
-}
-
-impl Env {
-    async fn start(cfg: ArcpConfig) -> Env {
-        let stub = WsStub::start().await;
-        let keys = Keys::new();
-        let gw = TestGateway::start(keys.options(&stub.url(), &cfg)).await;
-        // The broker logs in upstream as soon as the gateway serves.
-        stub.arcp.wait_for_logins(1, Duration::from_secs(20)).await;
-        Env {
-            stub,
-            _keys: keys,
-            gw,
-        }
-    }
-
-    async fn send(&self, req: http::Request<TestBody>) -> TestResponse {
-        self.gw.client.send(Proto::H1, req).await
-    }
-
-    /// Logs in as the seeds do and returns the gateway token.
-    async fn login(&self, fingerprint: &str) -> String {
-        login(&self.gw.client, fingerprint).await
-    }
-
-    async fn call(&self, method: Method, path: &str, token: &str, fp: &str) -> TestResponse {
-        self.send(api_request(method, path, Some(token), Some(fp), &[], None))
-            .await
-    }
-
-    /// The brokered upstream login (token and fingerprint).
-    fn broker(&self) -> StubSession {
-        self.stub.arcp.last_issued().expect("the broker logged in")
-    }
-
-    async fn ws(&self, path_and_query: &str) -> WsClient {
-        WsClient::connect(&self.gw.client, path_and_query).await
-    }
-}
-
-async fn login(client: &TlsClient, fingerprint: &str) -> String {
-    let resp = client.send(Proto::H1, admin_login(fingerprint)).await;
-    assert_eq!(resp.status, 200, "login: {}", resp.text());
-    resp.json()["access_token"].as_str().unwrap().to_owned()
-}
-
-fn auth_frame(token: &str, fingerprint: &str) -> Value {
-    json!({"type": "auth", "token": token, "fingerprint": fingerprint})
-}
-
-fn is_type(t: &'static str) -> impl Fn(&Value) -> bool {
-    move |v| v["type"] == t
-}
-
-/// Sends `msg` and waits for the stub's echo of it.
-async fn echo_round_trip(ws: &mut WsClient, msg: &Value) {
-    ws.send_json(msg).await;
-    let want = msg.clone();
-    ws.recv_json(SETTLE, move |v| v["type"] == "echo" && v["data"] == want)
-        .await;
-}
-
-/// Headers the gateway sets on every upgrade it makes upstream, from facts.
-fn assert_forwarded_facts(conn: &WsConnection) {
-    assert_eq!(conn.header("x-forwarded-proto"), Some("https"), "{conn:?}");
-    assert_eq!(
-        conn.header("x-forwarded-for"),
-        Some("127.0.0.1"),
-        "{conn:?}"
-    );
-    assert!(
-        conn.header("x-request-id")
-            .is_some_and(|v| v.starts_with("req_")),
-        "{conn:?}"
-    );
-    for never in ["authorization", "cookie", "x-client-fingerprint"] {
-        assert_eq!(
-            conn.header(never),
-            None,
-            "{never} reached upstream: {conn:?}"
-        );
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Relaying with valid credentials.
@@ -475,195 +378,4 @@ async fn an_invalid_query_token_closes_4001_before_upstream_is_contacted() {
         "upstream got upgrades: {:?}",
         env.stub.connections()
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sockets live and die with their session.
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_closes_the_dashboard_socket_within_a_second() {
-    let env = Env::start(ArcpConfig::default()).await;
-    let fp = "fp-logout";
-    let token = env.login(fp).await;
-    let mut ws = env
-        .ws(&format!("/dashboard/ws?token={token}&case=logout"))
-        .await;
-    ws.send_json(&auth_frame(&token, fp)).await;
-    ws.recv_json(SETTLE, is_type("monitoring")).await;
-
-    let logout = tokio::spawn({
-        let client = env.gw.client.clone();
-        let req = api_request(
-            Method::POST,
-            "/auth/logout",
-            Some(&token),
-            Some(fp),
-            &[],
-            None,
-        );
-        async move { client.send(Proto::H1, req).await }
-    });
-    let started = Instant::now();
-    let (code, at) = ws.expect_close(SETTLE).await;
-    let took = at - started;
-    assert_eq!(code, Some(4001));
-    assert!(
-        took < Duration::from_secs(1),
-        "closed {took:?} after the logout request"
-    );
-    let resp = logout.await.unwrap();
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    env.stub
-        .wait_for_case("logout", SETTLE, "upstream socket closed", |c| c.ended)
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_messages_keep_the_session_alive_and_idle_expiry_closes_the_socket() {
-    let idle = 2;
-    let cfg = ArcpConfig {
-        idle_timeout: format!("{idle}s"),
-        ..ArcpConfig::default()
-    };
-    let env = Env::start(cfg).await;
-    let fp = "fp-idle";
-    // The socket is opened right after the login (an argon2id login in a debug build can take
-    // about as long as the idle timeout).
-    let token = env.login(fp).await;
-    let mut ws = env
-        .ws(&format!("/dashboard/ws?token={token}&case=idle"))
-        .await;
-    ws.send_json(&auth_frame(&token, fp)).await;
-    ws.recv_json(SETTLE, is_type("monitoring")).await;
-
-    // A message every half second for five seconds, two and a half idle timeouts.
-    let started = Instant::now();
-    let mut n = 0;
-    while started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        n += 1;
-        echo_round_trip(&mut ws, &json!({"type": "ping", "n": n})).await;
-    }
-    assert!(n >= 9, "only {n} messages");
-    let resp = env.call(Method::GET, "/agents/stats", &token, fp).await;
-    assert_eq!(
-        resp.status,
-        200,
-        "after {:?}: {}",
-        started.elapsed(),
-        resp.text()
-    );
-    let last_activity = Instant::now();
-
-    // Then silence from the client: upstream's monitoring frames are no activity, and the
-    // housekeeping notices the idle session without any traffic.
-    let (code, at) = ws.expect_close(Duration::from_secs(idle + 6)).await;
-    let after = at - last_activity;
-    assert_eq!(code, Some(4001));
-    assert!(
-        after >= Duration::from_millis(idle * 1000 - 500),
-        "closed {after:?} after the last activity, before the idle timeout"
-    );
-    assert!(
-        after < Duration::from_secs(idle + 3),
-        "closed {after:?} after the last activity"
-    );
-    let resp = env.call(Method::GET, "/agents/stats", &token, fp).await;
-    let v = assert_problem(
-        &resp,
-        401,
-        "session-expired",
-        "SESSION_EXPIRED",
-        "/agents/stats",
-    );
-    assert_eq!(v["session_timeout"], idle);
-    env.stub
-        .wait_for_case("idle", SETTLE, "upstream socket closed", |c| c.ended)
-        .await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// `?token=` stays out of upstream and the logs (the binary, JSON logs at debug level).
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn query_tokens_reach_neither_upstream_nor_the_logs() {
-    let stub = WsStub::start().await;
-    let keys = Keys::new();
-    let opts = keys
-        .options(&stub.url(), &ArcpConfig::default())
-        .logging("level", "debug")
-        .logging("format", "json");
-    let mut gw = GatewayProcess::start(opts).await;
-    stub.arcp.wait_for_logins(1, Duration::from_secs(20)).await;
-    let broker = stub.arcp.last_issued().unwrap();
-
-    let fp = "fp-log-check-7f3a91";
-    let token = login(&gw.client, fp).await;
-    let mut ws = WsClient::connect(
-        &gw.client,
-        &format!("/dashboard/ws?token={token}&case=logs&lang=en"),
-    )
-    .await;
-    ws.send_json(&auth_frame(&token, fp)).await;
-    ws.recv_json(SETTLE, is_type("monitoring")).await;
-    echo_round_trip(&mut ws, &json!({"type": "ping"})).await;
-    ws.send(Message::Close(None)).await;
-
-    // A refused `?token=` is not logged either.
-    let forged = hs256(
-        Some("main"),
-        &claims_of(&token),
-        b"not-the-gateway-secret-0123456789",
-    );
-    let mut refused = WsClient::connect(&gw.client, &format!("/dashboard/ws?token={forged}")).await;
-    assert_eq!(refused.expect_close(SETTLE).await.0, Some(4001));
-
-    let conn = stub
-        .wait_for_case("logs", SETTLE, "closed", |c| c.ended)
-        .await;
-    assert_eq!(conn.target(), "/dashboard/ws?case=logs&lang=en");
-    assert_eq!(conn.param("token"), None);
-    assert!(!conn.upgrade_contains(&token), "{conn:?}");
-    assert_eq!(
-        stub.connections().len(),
-        1,
-        "the refused socket never reached upstream"
-    );
-
-    gw.terminate();
-    assert!(gw.wait_exit(Duration::from_secs(20)).await.success());
-    let log = gw.log();
-    let lines: Vec<Value> = log
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
-        })
-        .collect();
-    assert!(
-        lines.iter().any(|l| l["level"] == "DEBUG"),
-        "the gateway logged at debug level:\n{log}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l["path"] == "/dashboard/ws" && l["status"] == 101),
-        "the upgrade was logged:\n{log}"
-    );
-    let signature = |t: &str| t.rsplit('.').next().unwrap().to_owned();
-    for (what, secret) in [
-        ("gateway token", token.clone()),
-        ("gateway token signature", signature(&token)),
-        ("forged token", forged.clone()),
-        ("forged token signature", signature(&forged)),
-        ("upstream admin token", broker.token.clone()),
-        ("client fingerprint", fp.to_owned()),
-    ] {
-        assert!(
-            !log.contains(&secret),
-            "the {what} appears in the gateway's logs:\n{log}"
-        );
-    }
 }
