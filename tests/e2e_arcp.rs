@@ -16,6 +16,8 @@ mod client;
 mod harness;
 #[path = "e2e_arcp/steps.rs"]
 mod steps;
+#[path = "e2e_arcp/steps_failures.rs"]
+mod steps_failures;
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -69,16 +71,16 @@ fn arcp_behind_the_gateway() {
         || steps::agent_flow(&world, AGENT_KEYS[1]),
     );
     steps.run("4 session-invalid, session-expired, fresh login", || {
-        steps::session_problems(&world, SHORT_IDLE_SECS)
+        steps_failures::session_problems(&world, SHORT_IDLE_SECS)
     });
     steps.run("5 upstream restart on the same port", || {
-        steps::upstream_restart(&mut world, &admin)
+        steps_failures::upstream_restart(&mut world, &admin)
     });
     steps.run("6 forged admin token stopped at the gateway", || {
-        steps::forged_token(&world, &admin, UPSTREAM_ADMIN)
+        steps_failures::forged_token(&world, &admin, UPSTREAM_ADMIN)
     });
     steps.run("7 login lockout per address, X-Forwarded-For", || {
-        steps::lockout_and_forwarded_for(&world, MAX_FAILURES_PER_IP)
+        steps_failures::lockout_and_forwarded_for(&world, MAX_FAILURES_PER_IP)
     });
 
     drop(world); // stops both gateways and the upstream
