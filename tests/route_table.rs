@@ -256,17 +256,17 @@ const EXTRA: &[Row] = &[
 ];
 
 fn settings() -> arcp_gateway::config::Settings {
-    let yaml = "\
+    let yaml = r#"
 listeners:
-  - address: \"127.0.0.1:0\"
+  - address: "127.0.0.1:0"
     tls:
       development: {}
 upstream:
-  url: \"http://127.0.0.1:8001\"
+  url: "http://127.0.0.1:8001"
 routes:
   profile: arcp
   default_access: admin
-";
+"#;
     arcp_gateway::config::from_str(yaml, "route_table.yaml", Path::new("."))
         .unwrap_or_else(|e| panic!("minimal config rejected: {e}"))
 }

@@ -1,12 +1,19 @@
-//! Shared harness for the integration tests: a recording stub upstream ([`stub`]), the real
-//! gateway in-process or as a subprocess ([`gateway`]) configured from typed values
-//! ([`config`]), a TLS client for HTTP/1.1, HTTP/2 and
-//! raw bytes ([`client`]) on the one TLS configuration every suite uses ([`tls`]), streamed
-//! test bodies ([`body`]) and problem-document assertions ([`problem`]).
+//! Shared harness for the integration tests, a small library in three layers:
+//!
+//! * **The gateway**: in-process on `127.0.0.1:0`, optionally on an injected clock, or the
+//!   binary as a subprocess ([`gateway`]), configured from typed values ([`config`]); for ARCP
+//!   the profile, keys and requests ([`arcp_profile`]) and JWT helpers ([`jwt`]).
+//! * **Clients**: HTTP/1.1, HTTP/2, raw bytes or a chosen source address ([`client`]) and
+//!   `wss://` ([`ws_client`]), all on the one TLS configuration every suite uses ([`tls`]).
+//! * **Stub upstreams** on one skeleton ([`server`]): a recording echo server ([`stub`]),
+//!   ARCP's session rule ([`arcp_stub`]) and ARCP's WebSockets ([`ws_stub`]).
+//!
+//! Plus streamed test bodies ([`body`]), problem-document assertions ([`problem`]) and the
+//! setups the session and WebSocket suites share ([`session_env`], [`ws_env`]).
 //!
 //! Everything runs on loopback with ephemeral ports. Every wait is bounded ([`within`],
-//! [`Stub::wait_until`]); nothing sleeps to wait for something to happen. Large bodies are
-//! generated and hashed on the fly, never held whole.
+//! [`server::Journal::wait_until`]); nothing sleeps to wait for something to happen. Large
+//! bodies are generated and hashed on the fly, never held whole.
 //!
 //! Not every test file uses every helper, hence `dead_code` is allowed here.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
