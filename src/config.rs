@@ -17,8 +17,8 @@ pub mod units;
 use std::fmt;
 use std::path::Path;
 
-pub use raw::LogFormat;
-pub use secret::Secret;
+pub use crate::observability::LogFormat;
+pub use crate::secret::Secret;
 pub use settings::*;
 
 /// The built-in ARCP route profile (docs/design.md §5), also shipped as `config/routes/arcp.yaml`.

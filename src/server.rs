@@ -21,9 +21,25 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::clock::Clock;
-use crate::config::{ServerSettings, Settings};
-use crate::pipeline::{self, State};
+use crate::config::Settings;
+use crate::pipeline::{self, Handles, Snapshot, State};
 use crate::proxy::ConnInfo;
+use crate::tls::TlsSettings;
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: u32,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub address: SocketAddr,
+    /// `None` is a plain-HTTP listener (behind a TLS-terminating load balancer).
+    pub tls: Option<TlsSettings>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -60,7 +76,13 @@ impl Gateway {
     /// Like [`Gateway::bind`], deciding token and session lifetimes against `clock`
     /// (tests move it forward instead of sleeping).
     pub async fn bind_with_clock(settings: Settings, clock: Clock) -> Result<Gateway, ServerError> {
-        let state = State::new(&settings, clock)?;
+        let handles = Handles::new(
+            &settings.upstream,
+            &settings.sessions,
+            &settings.auth.login,
+            clock.clone(),
+        )?;
+        let state = State::new(handles, snapshot_of(&settings, clock));
         let mut bound = Vec::with_capacity(settings.listeners.len());
         for l in &settings.listeners {
             let listener =
@@ -99,6 +121,13 @@ impl Gateway {
         &self.state
     }
 
+    /// A handle that replaces the configuration snapshot while the gateway serves.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            state: self.state.clone(),
+        }
+    }
+
     /// Serves until `shutdown` resolves, then drains.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -129,8 +158,8 @@ impl Gateway {
             loops.push(tokio::spawn(accept_loop(b, ctx, stop_rx.clone())));
         }
 
-        let refresher = self.state.broker.spawn_refresher();
-        let sessions = self.state.auth.sessions.clone();
+        let refresher = self.state.handles.broker.spawn_refresher();
+        let sessions = self.state.handles.sessions.clone();
         let housekeeping = tokio::spawn(async move {
             // Apply idle expiry promptly so sockets of expired sessions close without traffic.
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -157,6 +186,37 @@ impl Gateway {
             ),
         }
     }
+}
+
+/// Replaces the per-request [`Snapshot`] (the seam configuration reload lands on).
+///
+/// What a snapshot holds takes effect for every request that starts after
+/// [`Reloader::apply`]: the route policy, limits, token keys, users and the replay buffer
+/// size. Requests in flight finish on the snapshot they started with. Listeners, the
+/// upstream connection pool, the session store and the login throttle are handles bound
+/// once and are not changed here.
+#[derive(Clone)]
+pub struct Reloader {
+    state: Arc<State>,
+}
+
+impl Reloader {
+    /// Makes `settings` the configuration of the next request.
+    pub fn apply(&self, settings: &Settings) {
+        let clock = self.state.handles.clock.clone();
+        self.state.replace_snapshot(snapshot_of(settings, clock));
+    }
+}
+
+/// The part of the settings every request is decided by.
+fn snapshot_of(settings: &Settings, clock: Clock) -> Snapshot {
+    Snapshot::new(
+        settings.policy.clone(),
+        settings.limits,
+        &settings.auth,
+        settings.upstream.replay_buffer_bytes,
+        clock,
+    )
 }
 
 struct AcceptCtx {

@@ -92,3 +92,19 @@ fn every_file_is_checked_and_one_failure_fails_the_run() {
         assert!(!stderr.contains(secret));
     }
 }
+
+#[test]
+fn unknown_gateway_endpoint_exits_1_with_its_line() {
+    let file = "tests/fixtures/config/unknown-gateway-endpoint.yaml";
+    let out = check_config(&[file]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(
+            "tests/fixtures/config/unknown-gateway-endpoint.yaml:12:25: \
+             routes.rules[0].access.gateway: unknown variant `whoami`, expected one of live, ready, login"
+        ),
+        "stderr: {stderr}"
+    );
+}

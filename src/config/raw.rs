@@ -14,6 +14,9 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::units::{parse_bytes, parse_duration};
+use crate::auth::Role;
+pub use crate::observability::LogFormat;
+use crate::policy::Endpoint;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,17 +118,6 @@ pub struct RawLogging {
     pub level: Option<Spanned<String>>,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One JSON object per line (for collectors).
-    #[default]
-    Json,
-    /// Human-readable lines (for terminals).
-    Pretty,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
@@ -162,13 +154,6 @@ fn default_role() -> Role {
     Role::Admin
 }
 
-/// Role of a gateway user. ARCP knows one human role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
@@ -197,7 +182,7 @@ pub struct RawRoutes {
     #[serde(default)]
     pub rules: Vec<Spanned<RawRule>>,
     /// Access kind for paths no rule matches (default `admin`).
-    pub default_access: Option<crate::policy::Access>,
+    pub default_access: Option<Spanned<RawAccess>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,12 +192,91 @@ pub struct RawRule {
     pub path: Spanned<String>,
     #[serde(default)]
     pub methods: Vec<Spanned<String>>,
-    pub access: crate::policy::Access,
+    pub access: Spanned<RawAccess>,
     #[serde(default)]
     pub require_pin: Option<Spanned<bool>>,
 }
 
 /// A duration written as `30s`, `5m`, `250ms`.
+/// The `access` of a rule as written: a kind (`access: admin`), or for the gateway's own
+/// endpoints the kind with the endpoint that answers (`access: {gateway: login}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawAccess {
+    Public,
+    Gateway(Endpoint),
+    Admin,
+    Agent,
+    AgentOnly,
+    Temp,
+    Passthrough,
+    Deny,
+}
+
+impl RawAccess {
+    const NAMES: &'static [&'static str] = &[
+        "public",
+        "gateway",
+        "admin",
+        "agent",
+        "agent_only",
+        "temp",
+        "passthrough",
+        "deny",
+    ];
+}
+
+impl<'de> Deserialize<'de> for RawAccess {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAccess;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an access kind such as `admin`, or `{gateway: ENDPOINT}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAccess, E> {
+                Ok(match v {
+                    "public" => RawAccess::Public,
+                    "admin" => RawAccess::Admin,
+                    "agent" => RawAccess::Agent,
+                    "agent_only" => RawAccess::AgentOnly,
+                    "temp" => RawAccess::Temp,
+                    "passthrough" => RawAccess::Passthrough,
+                    "deny" => RawAccess::Deny,
+                    "gateway" => {
+                        return Err(E::custom(
+                            "`gateway` names the endpoint that answers: write `{gateway: ENDPOINT}`, e.g. `{gateway: login}`",
+                        ))
+                    }
+                    other => {
+                        return Err(E::custom(format!(
+                            "unknown variant `{other}`, expected one of {}",
+                            RawAccess::NAMES.join(", ")
+                        )))
+                    }
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawAccess, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom("an empty mapping is not an access kind"));
+                };
+                if key != "gateway" {
+                    return Err(de::Error::custom(format!(
+                        "`{key}` takes no endpoint; only `gateway` does (`{{gateway: ENDPOINT}}`)"
+                    )));
+                }
+                let endpoint: Endpoint = map.next_value()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "`{gateway: ENDPOINT}` names one endpoint",
+                    ));
+                }
+                Ok(RawAccess::Gateway(endpoint))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct DurationValue(pub Duration);
 

@@ -1,7 +1,5 @@
 //! Typed settings, valid by construction (step 2 of loading).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +9,20 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_saphyr::Spanned;
 
-use super::raw::{self, LogFormat, RawConfig, Role};
-use super::secret::{Secret, SecretRef};
+use super::raw::{self, RawAccess, RawConfig};
+use super::secret::SecretRef;
 use super::{ConfigError, Ctx};
+use crate::auth::token::{GatewayKey, UpstreamTokens};
+use crate::auth::{AuthSettings, UserSettings};
+use crate::observability::LoggingSettings;
+use crate::pipeline::Limits;
 use crate::policy::{Access, Policy, Rule};
+use crate::ratelimit::LoginSettings;
+use crate::secret::Secret;
+use crate::server::{ListenerSettings, ServerSettings};
+use crate::session::SessionSettings;
+use crate::tls::TlsSettings;
+use crate::upstream::{ServiceAccount, UpstreamSettings};
 
 /// Everything the gateway needs, checked.
 #[derive(Debug, Clone)]
@@ -27,149 +35,6 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
     pub policy: Policy,
-}
-
-#[derive(Debug, Clone)]
-pub struct ListenerSettings {
-    pub address: SocketAddr,
-    /// `None` is a plain-HTTP listener (behind a TLS-terminating load balancer).
-    pub tls: Option<TlsSettings>,
-}
-
-#[derive(Debug, Clone)]
-pub enum TlsSettings {
-    /// A certificate chain and key from PEM files.
-    Files {
-        chain: Vec<CertificateDer<'static>>,
-        key: Arc<PrivateKeyDer<'static>>,
-    },
-    /// A development CA and leaf made at start (rcgen).
-    Development {
-        write_ca_to: Option<PathBuf>,
-        names: Vec<String>,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub handshake_timeout: Duration,
-    pub header_read_timeout: Duration,
-    pub max_connections: u32,
-    pub drain_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    /// `http://` or `https://` with an authority and no path.
-    pub url: Uri,
-    /// Extra roots for an `https://` upstream; system roots when `None`.
-    pub ca: Option<Vec<CertificateDer<'static>>>,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    pub service_account: Option<ServiceAccount>,
-    pub token_verification: Option<UpstreamTokens>,
-    pub session_refresh_margin: Duration,
-    pub replay_buffer_bytes: u64,
-    pub login_backoff_max: Duration,
-}
-
-/// Credentials of the upstream admin account the gateway logs in with.
-#[derive(Debug, Clone)]
-pub struct ServiceAccount {
-    pub username: String,
-    pub password: Secret,
-    pub fingerprint: Option<String>,
-}
-
-/// How upstream-minted agent and temp tokens are verified.
-#[derive(Clone)]
-pub struct UpstreamTokens {
-    pub algorithm: Algorithm,
-    pub key: DecodingKey,
-    pub leeway: Duration,
-}
-
-impl std::fmt::Debug for UpstreamTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamTokens")
-            .field("algorithm", &self.algorithm)
-            .field("leeway", &self.leeway)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Sum of name and value lengths of the request headers (as upstream counts them).
-    pub max_header_bytes: usize,
-    pub max_uri_bytes: usize,
-    pub max_body_bytes: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct LoggingSettings {
-    pub format: LogFormat,
-    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
-    pub level: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct AuthSettings {
-    pub issuer: String,
-    /// Verification keys; the signing key is among them.
-    pub keys: Vec<GatewayKey>,
-    pub signing_kid: String,
-    pub users: Vec<UserSettings>,
-    pub login: LoginSettings,
-}
-
-/// A gateway token key with its `kid`.
-#[derive(Clone)]
-pub struct GatewayKey {
-    pub kid: String,
-    pub algorithm: Algorithm,
-    /// `None` for verification-only keys (kept during a rotation).
-    pub encoding: Option<EncodingKey>,
-    pub decoding: DecodingKey,
-    /// The HMAC secret of an HS256 key (for the allocation-free verification path).
-    pub hmac_secret: Option<Secret>,
-}
-
-impl std::fmt::Debug for GatewayKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayKey")
-            .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
-            .field("can_sign", &self.encoding.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct UserSettings {
-    pub name: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    pub role: Role,
-}
-
-#[derive(Debug, Clone)]
-pub struct LoginSettings {
-    pub max_failures_per_ip: u32,
-    pub max_failures_per_user: u32,
-    pub failure_window: Duration,
-    pub lockout: Duration,
-    pub attempts_per_minute_per_ip: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
-    pub idle_timeout: Duration,
-    pub absolute_timeout: Duration,
-    pub max_per_user: u32,
-    pub capacity: u64,
 }
 
 const DEFAULT_DEV_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
@@ -245,7 +110,8 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         format: raw.logging.format.unwrap_or_default(),
         level,
     };
-    let auth = auth(raw.auth.as_ref(), ctx)?;
+    let upstream_tokens = upstream_tokens(&raw.upstream, ctx)?;
+    let auth = auth(raw.auth.as_ref(), upstream_tokens, ctx)?;
     let sessions = SessionSettings {
         idle_timeout: dur(raw.sessions.idle_timeout, Duration::from_secs(60 * 60)),
         absolute_timeout: raw
@@ -460,7 +326,26 @@ fn upstream(u: &Spanned<raw::RawUpstream>, ctx: &Ctx<'_>) -> Result<UpstreamSett
             })
         }
     };
-    let token_verification = match &raw.token_verification {
+    Ok(UpstreamSettings {
+        url,
+        ca,
+        connect_timeout: dur(raw.connect_timeout, Duration::from_secs(5)),
+        response_timeout: dur(raw.response_timeout, Duration::from_secs(60)),
+        pool_idle_timeout: dur(raw.pool_idle_timeout, Duration::from_secs(90)),
+        pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
+        service_account,
+        session_refresh_margin: dur(raw.session_refresh_margin, Duration::from_secs(120)),
+        replay_buffer_bytes: raw.replay_buffer_bytes.map_or(64 << 10, |b| b.0),
+        login_backoff_max: dur(raw.login_backoff_max, Duration::from_secs(60)),
+    })
+}
+
+/// `upstream.token_verification`: how agent and temp tokens minted upstream are verified.
+fn upstream_tokens(
+    u: &Spanned<raw::RawUpstream>,
+    ctx: &Ctx<'_>,
+) -> Result<Option<UpstreamTokens>, ConfigError> {
+    Ok(match &u.value.token_verification {
         None => None,
         Some(tv) => {
             let path = "upstream.token_verification";
@@ -503,23 +388,14 @@ fn upstream(u: &Spanned<raw::RawUpstream>, ctx: &Ctx<'_>) -> Result<UpstreamSett
                 leeway,
             })
         }
-    };
-    Ok(UpstreamSettings {
-        url,
-        ca,
-        connect_timeout: dur(raw.connect_timeout, Duration::from_secs(5)),
-        response_timeout: dur(raw.response_timeout, Duration::from_secs(60)),
-        pool_idle_timeout: dur(raw.pool_idle_timeout, Duration::from_secs(90)),
-        pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
-        service_account,
-        token_verification,
-        session_refresh_margin: dur(raw.session_refresh_margin, Duration::from_secs(120)),
-        replay_buffer_bytes: raw.replay_buffer_bytes.map_or(64 << 10, |b| b.0),
-        login_backoff_max: dur(raw.login_backoff_max, Duration::from_secs(60)),
     })
 }
 
-fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings, ConfigError> {
+fn auth(
+    a: Option<&Spanned<raw::RawAuth>>,
+    upstream_tokens: Option<UpstreamTokens>,
+    ctx: &Ctx<'_>,
+) -> Result<AuthSettings, ConfigError> {
     let login_defaults = |l: &raw::RawLogin| LoginSettings {
         max_failures_per_ip: l.max_failures_per_ip.unwrap_or(5).max(1),
         max_failures_per_user: l.max_failures_per_user.unwrap_or(20).max(1),
@@ -543,6 +419,7 @@ fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings
             signing_kid: "ephemeral".into(),
             users: Vec::new(),
             login: login_defaults(&raw::RawLogin::default()),
+            upstream_tokens,
         });
     };
     let raw = &a.value;
@@ -599,7 +476,7 @@ fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings
             ));
         }
         let hash = &u.value.password_hash;
-        crate::auth::credentials::check_phc(&hash.value).map_err(|m| {
+        let user = UserSettings::new(&u.value.name, &hash.value, u.value.role).map_err(|m| {
             ctx.err(
                 hash.referenced,
                 format!("{path}.password_hash"),
@@ -607,11 +484,7 @@ fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings
                 Some("make one with `arcp-gateway hash-password`"),
             )
         })?;
-        users.push(UserSettings {
-            name: u.value.name.clone(),
-            password_hash: hash.value.clone(),
-            role: u.value.role,
-        });
+        users.push(user);
     }
     Ok(AuthSettings {
         issuer: raw.issuer.clone().unwrap_or_else(|| "arcp-gateway".into()),
@@ -619,6 +492,7 @@ fn auth(a: Option<&Spanned<raw::RawAuth>>, ctx: &Ctx<'_>) -> Result<AuthSettings
         signing_kid: raw.signing_key.value.clone(),
         users,
         login: login_defaults(&raw.login),
+        upstream_tokens,
     })
 }
 
@@ -785,15 +659,16 @@ fn rules(
                 })?;
             methods.push(method);
         }
+        let access = access(r.value.access.value);
         let require_pin = r.value.require_pin.as_ref().is_some_and(|p| p.value);
         if let Some(pin) = r.value.require_pin.as_ref().filter(|p| p.value) {
-            if !matches!(r.value.access, Access::Admin | Access::Agent) {
+            if !matches!(access, Access::Admin | Access::Agent) {
                 return Err(ctx.err(
                     pin.referenced,
                     format!("{path}.require_pin"),
                     format!(
                         "`require_pin` needs an admin session; access `{}` has none",
-                        r.value.access.as_str()
+                        access.as_str()
                     ),
                     Some("use it on `admin` or `agent` routes"),
                 ));
@@ -803,7 +678,7 @@ fn rules(
             r.value.name.clone(),
             &r.value.path.value,
             methods,
-            r.value.access,
+            access,
             require_pin,
         )
         .map_err(|m| ctx.err(r.value.path.referenced, format!("{path}.path"), m, None))?;
@@ -839,8 +714,33 @@ fn policy(raw: &raw::RawRoutes, ctx: &Ctx<'_>) -> Result<Policy, ConfigError> {
             ));
         }
     }
-    Ok(Policy::new(
-        all,
-        raw.default_access.unwrap_or(Access::Admin),
-    ))
+    let default_access = match &raw.default_access {
+        None => Access::Admin,
+        Some(a) => match access(a.value) {
+            Access::Gateway(_) => {
+                return Err(ctx.err(
+                    a.referenced,
+                    "routes.default_access",
+                    "a gateway endpoint cannot be the default for every unmatched path",
+                    Some("use `admin` (the default) or `deny`"),
+                ))
+            }
+            other => other,
+        },
+    };
+    Ok(Policy::new(all, default_access))
+}
+
+/// The typed access of a rule.
+fn access(raw: RawAccess) -> Access {
+    match raw {
+        RawAccess::Public => Access::Public,
+        RawAccess::Gateway(endpoint) => Access::Gateway(endpoint),
+        RawAccess::Admin => Access::Admin,
+        RawAccess::Agent => Access::Agent,
+        RawAccess::AgentOnly => Access::AgentOnly,
+        RawAccess::Temp => Access::Temp,
+        RawAccess::Passthrough => Access::Passthrough,
+        RawAccess::Deny => Access::Deny,
+    }
 }

@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::{from_str, load, ConfigError, TlsSettings, ARCP_PROFILE};
-use crate::policy::Access;
+use super::{from_str, load, ConfigError, ARCP_PROFILE};
+use crate::policy::{Access, Endpoint};
+use crate::tls::TlsSettings;
 
 /// Serialises the tests of this module that set or remove environment variables.
 static ENV: Mutex<()> = Mutex::new(());
@@ -301,7 +302,7 @@ fn example_config_loads() {
         .expect("service_account");
     assert_eq!(account.username, "admin");
     assert_eq!(account.password.expose(), "example-admin-password");
-    assert!(s.upstream.token_verification.is_some());
+    assert!(s.auth.upstream_tokens.is_some());
     assert_eq!(s.limits.max_header_bytes, 7680);
     assert_eq!(s.limits.max_body_bytes, 8 << 20);
     assert_eq!(s.auth.signing_kid, "main");
@@ -337,7 +338,7 @@ fn builtin_arcp_profile_parses() {
     };
     assert_eq!(
         route(Method::POST, "/auth/login"),
-        ("login".into(), Access::Gateway, false)
+        ("login".into(), Access::Gateway(Endpoint::Login), false)
     );
     assert_eq!(route(Method::GET, "/health").1, Access::Public);
     assert_eq!(route(Method::GET, "/health/redis").1, Access::Admin);
@@ -346,7 +347,10 @@ fn builtin_arcp_profile_parses() {
         route(Method::POST, "/tokens/mint"),
         ("token_mint".into(), Access::Admin, true)
     );
-    assert_eq!(route(Method::GET, "/tokens/validate").1, Access::Gateway);
+    assert_eq!(
+        route(Method::GET, "/tokens/validate").1,
+        Access::Gateway(Endpoint::TokenValidate)
+    );
     assert_eq!(
         route(Method::GET, "/auth/agent/validation/abc").1,
         Access::Temp

@@ -9,12 +9,12 @@ use http::StatusCode;
 use super::admit::AdmitError;
 use super::answer::AnswerError;
 use super::frame::FrameError;
-use super::websocket::SocketError;
 use super::GatewayError;
 use crate::auth::token::TokenError;
-use crate::config::SessionSettings;
 use crate::problem::{Problem, ProblemKind};
+use crate::proxy::websocket::SocketError;
 use crate::session::Ended;
+use crate::session::SessionSettings;
 use crate::upstream::{BrokerError, UpstreamError};
 
 const INTERNAL: &str = "An unexpected error occurred. Try again later.";
@@ -25,7 +25,7 @@ impl GatewayError {
         match self {
             GatewayError::Frame(e) => frame(e),
             GatewayError::Admit(e) => admit(e, sessions),
-            GatewayError::Answer(e) => answer(e, sessions),
+            GatewayError::Answer(e) => answer(e),
             GatewayError::Upstream(e) => upstream(e),
             GatewayError::Broker(e) => broker(e),
             GatewayError::ReplayImpossible => Problem::new(
@@ -205,7 +205,7 @@ fn sanitize_role(role: &str) -> String {
         .collect()
 }
 
-fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
+fn answer(e: &AnswerError) -> Problem {
     match e {
         AnswerError::Throttled(t) => {
             let secs = t.retry_after.as_secs().max(1);
@@ -243,7 +243,6 @@ fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
             ProblemKind::AuthenticationFailed,
             "Authentication failed: Invalid credentials - provide either agent_id/agent_type or username/password",
         ),
-        AnswerError::Admit(a) => admit(a, sessions),
         AnswerError::PinAlreadySet => {
             Problem::new(ProblemKind::PinAlreadySet, "PIN already set for this session")
         }
@@ -255,7 +254,7 @@ fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
         )
         .with_status(StatusCode::SERVICE_UNAVAILABLE)
         .with_retry_after(1),
-        AnswerError::Internal | AnswerError::Unknown(_) => {
+        AnswerError::Internal | AnswerError::NoProof(_) => {
             Problem::new(ProblemKind::InternalError, INTERNAL)
         }
     }
