@@ -14,7 +14,7 @@ use http::Method;
 use serde::Deserialize;
 
 /// The credential a route demands (docs/design.md §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Forwarded without credentials: `Authorization` and the fingerprint are stripped.

@@ -27,6 +27,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
     pub policy: Policy,
+    /// The optional admin listener (health endpoints).
+    pub admin: Option<crate::admin::AdminSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +176,9 @@ pub struct SessionSettings {
 
 const DEFAULT_DEV_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 
+/// Stands in for every secret in `--structure-only` mode (long enough for every length rule).
+const STRUCTURE_ONLY_PLACEHOLDER: &str = "structure-only-placeholder-never-used-0123456789";
+
 fn dur(v: Option<raw::DurationValue>, default: Duration) -> Duration {
     v.map_or(default, |d| d.0)
 }
@@ -276,6 +281,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         ));
     }
     let policy = policy(&raw.routes, ctx)?;
+    let admin = admin(raw.admin.as_ref(), &listeners, ctx)?;
     Ok(Settings {
         listeners,
         server,
@@ -285,7 +291,39 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         auth,
         sessions,
         policy,
+        admin,
     })
+}
+
+/// `admin:` — its own address, never one of the client listeners'.
+fn admin(
+    raw: Option<&Spanned<raw::RawAdmin>>,
+    listeners: &[ListenerSettings],
+    ctx: &Ctx<'_>,
+) -> Result<Option<crate::admin::AdminSettings>, ConfigError> {
+    let Some(a) = raw else { return Ok(None) };
+    let address = &a.value.address;
+    let clash = address.value.port() != 0
+        && listeners.iter().any(|l| {
+            l.address.port() == address.value.port()
+                && (l.address.ip() == address.value.ip()
+                    || l.address.ip().is_unspecified()
+                    || address.value.ip().is_unspecified())
+        });
+    if clash {
+        return Err(ctx.err(
+            address.referenced,
+            "admin.address",
+            format!(
+                "{} is (or overlaps) a client listener's address",
+                address.value
+            ),
+            Some("the admin listener needs a port of its own, e.g. 127.0.0.1:9901"),
+        ));
+    }
+    Ok(Some(crate::admin::AdminSettings {
+        address: address.value,
+    }))
 }
 
 fn listener(
@@ -326,6 +364,10 @@ fn tls_settings(
 ) -> Result<TlsSettings, ConfigError> {
     let t = &tls.value;
     match (&t.cert_file, &t.key_file, &t.development) {
+        (Some(_), Some(_), None) if ctx.structure_only => Ok(TlsSettings::Development {
+            write_ca_to: None,
+            names: Vec::new(),
+        }),
         (Some(cert), Some(key), None) => {
             let cert_path = ctx.resolve(cert);
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
@@ -388,6 +430,20 @@ impl UpstreamSettings {
         self.url = parse_upstream_url(text)?;
         Ok(())
     }
+
+    /// Replaces the service account's user name (command-line override).
+    pub fn set_service_username(&mut self, name: &str) -> Result<(), String> {
+        if name.is_empty() {
+            return Err("the user name is empty".into());
+        }
+        match &mut self.service_account {
+            Some(account) => {
+                account.username = name.to_owned();
+                Ok(())
+            }
+            None => Err("the configuration has no `upstream.service_account`".into()),
+        }
+    }
 }
 
 /// `http://` or `https://`, with a host and no path.
@@ -427,6 +483,7 @@ fn upstream(u: &Spanned<raw::RawUpstream>, ctx: &Ctx<'_>) -> Result<UpstreamSett
     let url = parse_upstream_url(&raw.url.value).map_err(url_err)?;
     let ca = match &raw.ca_file {
         None => None,
+        Some(_) if ctx.structure_only => Some(Vec::new()),
         Some(file) => {
             let p = ctx.resolve(file);
             let certs = CertificateDer::pem_file_iter(&p)
@@ -682,6 +739,18 @@ fn gateway_key(
                 return Err(ctx.err(at, path, "an EdDSA key uses key files, not a secret", None));
             }
             let public = match &raw.public_key_file {
+                Some(_) if ctx.structure_only => {
+                    return Ok(GatewayKey {
+                        kid: raw.kid.clone(),
+                        algorithm: Algorithm::EdDSA,
+                        encoding: raw
+                            .private_key_file
+                            .as_ref()
+                            .map(|_| EncodingKey::from_secret(&[])),
+                        decoding: DecodingKey::from_secret(&[]),
+                        hmac_secret: None,
+                    })
+                }
                 Some(f) => read(f, "public_key_file")?,
                 None => {
                     return Err(ctx.err(
@@ -747,6 +816,9 @@ fn secret(
         resolved_file.as_deref(),
     )
     .map_err(|m| ctx.err(parent, parent_path, m, None))?;
+    if ctx.structure_only {
+        return Ok(Secret::new(STRUCTURE_ONLY_PLACEHOLDER));
+    }
     reference.resolve().map_err(|m| {
         let (key, at) = match (env, file) {
             (Some(e), _) => (format!("{field}_env"), e.referenced),
@@ -822,6 +894,7 @@ fn policy(raw: &raw::RawRoutes, ctx: &Ctx<'_>) -> Result<Policy, ConfigError> {
             let profile_ctx = Ctx {
                 file: "config/routes/arcp.yaml",
                 base: ctx.base,
+                structure_only: ctx.structure_only,
             };
             all.extend(rules(&file.rules, "rules", &profile_ctx)?);
         }
