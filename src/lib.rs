@@ -13,6 +13,7 @@
 //! Embedding: `Gateway::bind(settings)` opens the listeners (port 0 works; see
 //! `local_addrs`), `serve(shutdown)` runs until the future resolves and then drains.
 
+pub mod admin;
 pub mod arcp;
 pub mod auth;
 pub mod body;

@@ -55,7 +55,7 @@ impl Access {
 /// an unknown name is a configuration error with its location). Admission checks what
 /// each demands ([`Endpoint::demand`]) before the answer stage runs, so an answer always
 /// holds its proof value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
     /// Liveness of the gateway process.

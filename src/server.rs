@@ -53,6 +53,8 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("upstream client setup")]
     Upstream(#[from] crate::upstream::UpstreamError),
+    #[error("admin listener setup")]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 struct Bound {
@@ -65,6 +67,7 @@ pub struct Gateway {
     bound: Vec<Bound>,
     state: Arc<State>,
     server: ServerSettings,
+    admin: Option<crate::admin::AdminListener>,
 }
 
 impl Gateway {
@@ -101,10 +104,15 @@ impl Gateway {
             };
             bound.push(Bound { listener, tls });
         }
+        let admin = match &settings.admin {
+            Some(a) => Some(crate::admin::AdminListener::bind(a).await?),
+            None => None,
+        };
         Ok(Gateway {
             bound,
             state,
             server: settings.server.clone(),
+            admin,
         })
     }
 
@@ -114,6 +122,11 @@ impl Gateway {
             .iter()
             .filter_map(|b| b.listener.local_addr().ok())
             .collect()
+    }
+
+    /// Address of the admin listener, when one is configured (port 0 resolved).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr())
     }
 
     /// The shared handles (for tests and embedding).
@@ -158,6 +171,9 @@ impl Gateway {
             loops.push(tokio::spawn(accept_loop(b, ctx, stop_rx.clone())));
         }
 
+        let admin = self
+            .admin
+            .map(|a| a.spawn(self.state.handles.broker.clone(), stop_rx.clone()));
         let refresher = self.state.handles.broker.spawn_refresher();
         let sessions = self.state.handles.sessions.clone();
         let housekeeping = tokio::spawn(async move {
@@ -184,6 +200,9 @@ impl Gateway {
                 ?drain,
                 "shutdown: drain deadline passed; closing remaining connections"
             ),
+        }
+        if let Some(admin) = admin {
+            admin.abort();
         }
     }
 }

@@ -4,6 +4,9 @@
 //! subprocess where memory or signals are measured) in front of a recording stub upstream.
 //! Every route is public here (`routes: {profile: none, default_access: public}`); auth is
 //! tested elsewhere.
+
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -4,6 +4,10 @@
 //! The gateway runs in-process on a plain-HTTP loopback listener in front of a tiny
 //! upstream that holds `/slow` until the test releases it.
 
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -18,34 +19,56 @@ use crate::auth::Role;
 pub use crate::observability::LogFormat;
 use crate::policy::Endpoint;
 
-#[derive(Debug, Deserialize)]
+/// arcp-gateway configuration
+///
+/// The YAML file `arcp-gateway run --config` reads; `arcp-gateway check-config` checks it
+/// (this schema covers its shape, not rules across fields or secrets).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "arcp-gateway configuration")]
 pub struct RawConfig {
+    #[schemars(with = "Vec<RawListener>")]
     pub listeners: Vec<Spanned<RawListener>>,
     #[serde(default)]
     pub server: RawServer,
+    #[schemars(with = "RawUpstream")]
     pub upstream: Spanned<RawUpstream>,
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
     pub logging: RawLogging,
+    #[schemars(with = "Option<RawAuth>")]
     pub auth: Option<Spanned<RawAuth>>,
     #[serde(default)]
     pub sessions: RawSessions,
     #[serde(default)]
     pub routes: RawRoutes,
+    /// Optional admin listener (plain HTTP, its own address): `/healthz`, `/readyz`.
+    #[schemars(with = "Option<RawAdmin>")]
+    pub admin: Option<Spanned<RawAdmin>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The admin listener: health endpoints for probes, on an address of its own.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Plain HTTP; keep it on loopback or a network only probes and scrapers reach.
+    #[schemars(with = "SocketAddr")]
+    pub address: Spanned<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
+    #[schemars(with = "SocketAddr")]
     pub address: Spanned<SocketAddr>,
+    #[schemars(with = "Option<RawTls>")]
     pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub plain_http: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert_file: Option<String>,
@@ -53,57 +76,67 @@ pub struct RawTls {
     pub development: Option<RawDevTls>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDevTls {
     pub write_ca_to: Option<String>,
     pub names: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub handshake_timeout: Option<DurationValue>,
     pub header_read_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<u32>")]
     pub max_connections: Option<Spanned<u32>>,
     pub drain_timeout: Option<DurationValue>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
     pub ca_file: Option<String>,
     pub connect_timeout: Option<DurationValue>,
     pub response_timeout: Option<DurationValue>,
     pub pool_idle_timeout: Option<DurationValue>,
     pub pool_max_idle_per_host: Option<usize>,
+    #[schemars(with = "Option<RawServiceAccount>")]
     pub service_account: Option<Spanned<RawServiceAccount>>,
+    #[schemars(with = "Option<RawTokenVerification>")]
     pub token_verification: Option<Spanned<RawTokenVerification>>,
     pub session_refresh_margin: Option<DurationValue>,
     pub replay_buffer_bytes: Option<ByteSize>,
     pub login_backoff_max: Option<DurationValue>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServiceAccount {
     pub username: String,
+    #[schemars(with = "Option<String>")]
     pub password_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub password_file: Option<Spanned<String>>,
     pub fingerprint: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenVerification {
+    #[schemars(with = "String", extend("enum" = ["HS256", "HS384", "HS512"]))]
     pub algorithm: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub secret_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub secret_file: Option<Spanned<String>>,
+    #[schemars(with = "Option<DurationValue>")]
     pub leeway: Option<Spanned<DurationValue>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_header_bytes: Option<ByteSize>,
@@ -111,40 +144,48 @@ pub struct RawLimits {
     pub max_body_bytes: Option<ByteSize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
     pub format: Option<LogFormat>,
+    #[schemars(with = "Option<String>")]
     pub level: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub issuer: Option<String>,
+    #[schemars(with = "String")]
     pub signing_key: Spanned<String>,
+    #[schemars(with = "Vec<RawKey>")]
     pub keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
+    #[schemars(with = "Vec<RawUser>")]
     pub users: Vec<Spanned<RawUser>>,
     #[serde(default)]
     pub login: RawLogin,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawKey {
     pub kid: String,
+    #[schemars(with = "String", extend("enum" = ["HS256", "EdDSA"]))]
     pub algorithm: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub secret_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub secret_file: Option<Spanned<String>>,
     pub private_key_file: Option<String>,
     pub public_key_file: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub name: String,
+    #[schemars(with = "String")]
     pub password_hash: Spanned<String>,
     #[serde(default = "default_role")]
     pub role: Role,
@@ -154,7 +195,7 @@ fn default_role() -> Role {
     Role::Admin
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
     pub max_failures_per_ip: Option<u32>,
@@ -164,40 +205,48 @@ pub struct RawLogin {
     pub attempts_per_minute_per_ip: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
     pub idle_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<DurationValue>")]
     pub absolute_timeout: Option<Spanned<DurationValue>>,
+    #[schemars(with = "Option<u32>")]
     pub max_per_user: Option<Spanned<u32>>,
     pub capacity: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoutes {
     /// `arcp` (the built-in profile, the default) or `none`.
+    #[schemars(with = "Option<String>", extend("enum" = ["arcp", "none"]))]
     pub profile: Option<Spanned<String>>,
     /// Rules checked before the profile's.
     #[serde(default)]
+    #[schemars(with = "Vec<RawRule>")]
     pub rules: Vec<Spanned<RawRule>>,
     /// Access kind for paths no rule matches (default `admin`).
+    #[schemars(with = "Option<RawAccess>")]
     pub default_access: Option<Spanned<RawAccess>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub name: Option<String>,
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub methods: Vec<Spanned<String>>,
+    #[schemars(with = "RawAccess")]
     pub access: Spanned<RawAccess>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub require_pin: Option<Spanned<bool>>,
 }
 
-/// A duration written as `30s`, `5m`, `250ms`.
 /// The `access` of a rule as written: a kind (`access: admin`), or for the gateway's own
 /// endpoints the kind with the endpoint that answers (`access: {gateway: login}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,5 +375,64 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+// JSON Schema of the unit types: what a YAML editor can check before the gateway parses
+// the text (the parsers in `units` stay the authority).
+
+impl JsonSchema for RawAccess {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Access".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let endpoint = generator.subschema_for::<Endpoint>();
+        schemars::json_schema!({
+            "description": "The credential a route demands, or `{gateway: ENDPOINT}` for an endpoint the gateway answers itself.",
+            "oneOf": [
+                {
+                    "type": "string",
+                    "enum": ["public", "admin", "agent", "agent_only", "temp", "passthrough", "deny"]
+                },
+                {
+                    "type": "object",
+                    "properties": {"gateway": endpoint},
+                    "required": ["gateway"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+/// A duration written as `30s`, `5m`, `250ms`.
+impl JsonSchema for DurationValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration with a unit: `250ms`, `30s`, `5m`, `1h 30m` (humantime syntax).",
+            "type": "string",
+            "pattern": r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$"
+        })
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A byte size: an integer, or a number with `B`, `KiB`, `MiB`, `GiB` (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000).",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\s*$"}
+            ]
+        })
     }
 }

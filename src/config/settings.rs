@@ -36,7 +36,12 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
     pub policy: Policy,
+    /// The optional admin listener (health endpoints).
+    pub admin: Option<crate::admin::AdminSettings>,
 }
+
+/// Stands in for every secret in `--structure-only` mode (long enough for every length rule).
+const STRUCTURE_ONLY_PLACEHOLDER: &str = "structure-only-placeholder-never-used-0123456789";
 
 pub(super) fn dur(v: Option<raw::DurationValue>, default: Duration) -> Duration {
     v.map_or(default, |d| d.0)
@@ -141,6 +146,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         ));
     }
     let policy = policy(&raw.routes, ctx)?;
+    let admin = admin(raw.admin.as_ref(), &listeners, ctx)?;
     Ok(Settings {
         listeners,
         server,
@@ -150,7 +156,39 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         auth,
         sessions,
         policy,
+        admin,
     })
+}
+
+/// `admin:` — its own address, never one of the client listeners'.
+fn admin(
+    raw: Option<&Spanned<raw::RawAdmin>>,
+    listeners: &[ListenerSettings],
+    ctx: &Ctx<'_>,
+) -> Result<Option<crate::admin::AdminSettings>, ConfigError> {
+    let Some(a) = raw else { return Ok(None) };
+    let address = &a.value.address;
+    let clash = address.value.port() != 0
+        && listeners.iter().any(|l| {
+            l.address.port() == address.value.port()
+                && (l.address.ip() == address.value.ip()
+                    || l.address.ip().is_unspecified()
+                    || address.value.ip().is_unspecified())
+        });
+    if clash {
+        return Err(ctx.err(
+            address.referenced,
+            "admin.address",
+            format!(
+                "{} is (or overlaps) a client listener's address",
+                address.value
+            ),
+            Some("the admin listener needs a port of its own, e.g. 127.0.0.1:9901"),
+        ));
+    }
+    Ok(Some(crate::admin::AdminSettings {
+        address: address.value,
+    }))
 }
 
 /// Reads a secret given by `<field>_env` or `<field>_file`; errors point at the reference
@@ -170,6 +208,9 @@ pub(super) fn secret(
         resolved_file.as_deref(),
     )
     .map_err(|m| ctx.err(parent, parent_path, m, None))?;
+    if ctx.structure_only {
+        return Ok(Secret::new(STRUCTURE_ONLY_PLACEHOLDER));
+    }
     reference.resolve().map_err(|m| {
         let (key, at) = match (env, file) {
             (Some(e), _) => (format!("{field}_env"), e.referenced),

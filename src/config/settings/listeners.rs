@@ -51,6 +51,10 @@ fn tls_settings(
 ) -> Result<TlsSettings, ConfigError> {
     let t = &tls.value;
     match (&t.cert_file, &t.key_file, &t.development) {
+        (Some(_), Some(_), None) if ctx.structure_only => Ok(TlsSettings::Development {
+            write_ca_to: None,
+            names: Vec::new(),
+        }),
         (Some(cert), Some(key), None) => {
             let cert_path = ctx.resolve(cert);
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)

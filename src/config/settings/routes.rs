@@ -74,6 +74,7 @@ pub(super) fn policy(raw: &raw::RawRoutes, ctx: &Ctx<'_>) -> Result<Policy, Conf
             let profile_ctx = Ctx {
                 file: "config/routes/arcp.yaml",
                 base: ctx.base,
+                structure_only: ctx.structure_only,
             };
             all.extend(rules(&file.rules, "rules", &profile_ctx)?);
         }

@@ -20,6 +20,20 @@ impl UpstreamSettings {
         self.url = parse_upstream_url(text)?;
         Ok(())
     }
+
+    /// Replaces the service account's user name (command-line override).
+    pub fn set_service_username(&mut self, name: &str) -> Result<(), String> {
+        if name.is_empty() {
+            return Err("the user name is empty".into());
+        }
+        match &mut self.service_account {
+            Some(account) => {
+                account.username = name.to_owned();
+                Ok(())
+            }
+            None => Err("the configuration has no `upstream.service_account`".into()),
+        }
+    }
 }
 
 /// `http://` or `https://`, with a host and no path.
@@ -62,6 +76,7 @@ pub(super) fn upstream(
     let url = parse_upstream_url(&raw.url.value).map_err(url_err)?;
     let ca = match &raw.ca_file {
         None => None,
+        Some(_) if ctx.structure_only => Some(Vec::new()),
         Some(file) => {
             let p = ctx.resolve(file);
             let certs = CertificateDer::pem_file_iter(&p)
