@@ -5,8 +5,8 @@
 //! configuration); the session store and the login throttle are long-lived handles.
 
 pub mod credentials;
-pub mod login;
-pub mod pin;
+pub(crate) mod login;
+pub(crate) mod pin;
 pub mod token;
 
 use std::collections::HashMap;
@@ -29,12 +29,22 @@ pub struct AuthSettings {
     pub upstream_tokens: Option<UpstreamTokens>,
 }
 
-#[derive(Debug, Clone)]
+/// A person who can log in. `Debug` shows the name and role, never the hash.
+#[derive(Clone)]
 pub struct UserSettings {
     pub name: String,
     /// argon2id PHC string.
     pub password_hash: String,
     pub role: Role,
+}
+
+impl std::fmt::Debug for UserSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSettings")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UserSettings {

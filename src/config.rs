@@ -9,11 +9,11 @@
 //! Every error names the file, `line:column`, the dotted path and, where one helps, a hint.
 //! No secret value ever appears in an error.
 
-pub mod raw;
+pub(crate) mod raw;
 pub mod schema;
-pub mod secret;
+pub(crate) mod secret;
 pub mod settings;
-pub mod units;
+pub(crate) mod units;
 
 use std::fmt;
 use std::path::Path;

@@ -14,9 +14,9 @@
 //! `local_addrs`), `serve(shutdown)` runs until the future resolves and then drains.
 
 pub mod admin;
-pub mod arcp;
+pub(crate) mod arcp;
 pub mod auth;
-pub mod body;
+pub(crate) mod body;
 pub mod clock;
 pub mod config;
 pub mod observability;
@@ -25,7 +25,7 @@ pub mod policy;
 pub mod problem;
 pub mod proxy;
 pub mod ratelimit;
-pub mod secret;
+pub(crate) mod secret;
 pub mod server;
 pub mod session;
 pub mod tls;

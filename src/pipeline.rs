@@ -10,11 +10,11 @@
 //! once with the request id and renders the problem document.
 
 pub mod admit;
-pub mod answer;
+pub(crate) mod answer;
 pub mod frame;
 mod problems;
 pub mod state;
-pub mod websocket;
+pub(crate) mod websocket;
 
 use std::sync::Arc;
 

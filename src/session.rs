@@ -14,8 +14,8 @@
 //!
 //! No lock here is held across an `.await`.
 
-pub mod fingerprint;
-pub mod id;
+mod fingerprint;
+mod id;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,12 +56,22 @@ pub struct Session {
     pin: Mutex<PinState>,
 }
 
-/// PIN state of a session (the PIN itself is an argon2id hash).
-#[derive(Debug, Default, Clone)]
+/// PIN state of a session (the PIN itself is an argon2id hash). `Debug` shows whether a
+/// PIN is set, never its hash.
+#[derive(Default, Clone)]
 pub struct PinState {
     pub hash: Option<String>,
     /// Consecutive wrong PIN attempts.
     pub failures: u32,
+}
+
+impl std::fmt::Debug for PinState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinState")
+            .field("set", &self.hash.is_some())
+            .field("failures", &self.failures)
+            .finish()
+    }
 }
 
 impl Session {

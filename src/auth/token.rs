@@ -89,8 +89,9 @@ pub enum TokenError {
     Sign,
 }
 
-/// Claims of a gateway admin token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// Claims of a gateway admin token. `Debug` leaves the session id out (ids are redacted in
+/// logs; docs/design.md §4).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GatewayClaims {
     pub iss: String,
     pub sub: String,
@@ -100,6 +101,18 @@ pub struct GatewayClaims {
     pub scopes: Vec<String>,
     pub iat: i64,
     pub exp: i64,
+}
+
+impl std::fmt::Debug for GatewayClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayClaims")
+            .field("iss", &self.iss)
+            .field("sub", &self.sub)
+            .field("role", &self.role)
+            .field("iat", &self.iat)
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the gateway learned from a verified upstream token.

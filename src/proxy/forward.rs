@@ -59,7 +59,12 @@ pub fn upstream_request(
             headers.remove(AUTHORIZATION);
             headers.remove(&X_CLIENT_FINGERPRINT);
         }
-        Credentials::Keep => {}
+        Credentials::Keep => {
+            // A verified bearer goes up as is; never indexed by HPACK, never printed.
+            if let Some(v) = headers.get_mut(AUTHORIZATION) {
+                v.set_sensitive(true);
+            }
+        }
         Credentials::Swap {
             authorization,
             fingerprint,
