@@ -20,6 +20,8 @@ pub struct Auth {
     pub tokens: Tokens,
     pub sessions: SessionStore,
     pub throttle: LoginThrottle,
+    /// How fast login and PIN bodies must arrive (`server.body_*`).
+    pub body_pace: crate::body::Pace,
     users: Arc<HashMap<String, UserSettings>>,
     /// A hash with the shipped parameters, verified for unknown users (equal work).
     dummy_hash: Arc<str>,
@@ -43,6 +45,7 @@ impl Auth {
             ),
             sessions: SessionStore::new(&settings.sessions, clock),
             throttle: LoginThrottle::new(&settings.auth.login),
+            body_pace: settings.server.body_pace(),
             users: Arc::new(users),
             dummy_hash: Arc::from(dummy),
         }

@@ -24,11 +24,10 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::auth::Auth;
-use crate::body::Body;
+use crate::body::{read_limited, Body, Pace, ReadError};
 use crate::clock::Clock;
 use crate::config::{Limits, SessionSettings, Settings};
 use crate::observability::{self, AccessLog};
@@ -50,6 +49,8 @@ pub struct State {
     pub broker: Broker,
     pub auth: Auth,
     pub replay_buffer_bytes: u64,
+    /// How fast bodies the gateway buffers itself must arrive.
+    pub body_pace: Pace,
 }
 
 impl State {
@@ -63,6 +64,7 @@ impl State {
             upstream,
             auth: Auth::new(settings, clock),
             replay_buffer_bytes: settings.upstream.replay_buffer_bytes,
+            body_pace: settings.server.body_pace(),
         }))
     }
 }
@@ -84,6 +86,19 @@ pub enum GatewayError {
     ReplayImpossible,
     #[error("WebSocket")]
     Socket(#[from] websocket::SocketError),
+    #[error("request body")]
+    BodyTooSlow(#[source] ReadError),
+}
+
+impl GatewayError {
+    /// Whether the connection must close after the answer: the client was cut off in the
+    /// middle of a body, so what follows on the connection cannot be framed.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::BodyTooSlow(_) | GatewayError::Answer(AnswerError::BodyTooSlow(_))
+        )
+    }
 }
 
 /// Mutable facts gathered for the access log (borrowed or shared, never copied).
@@ -100,13 +115,20 @@ pub async fn handle(state: Arc<State>, conn: ConnInfo, req: Request<Incoming>) -
     let request_id = frame::request_id(req.headers());
     let method = req.method().clone();
     let raw_path = req.uri().path().to_owned();
+    let http1 = req.version() < http::Version::HTTP_2;
     let mut trace = Trace::default();
     let mut response = match handle_inner(&state, &conn, req, &request_id, &mut trace).await {
         Ok(response) => response,
         Err(err) => {
             let problem = err.problem(&state.sessions);
             observability::log_error(&err, &request_id, problem.status());
-            problem.into_response(&raw_path, &request_id)
+            let mut response = problem.into_response(&raw_path, &request_id);
+            if http1 && err.closes_connection() {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -278,7 +300,7 @@ async fn forward_admin(
     let bytes = if body.is_end_stream() {
         Bytes::new()
     } else {
-        read_replayable(body, state.replay_buffer_bytes).await?
+        read_replayable(body, state.replay_buffer_bytes, state.body_pace).await?
     };
     let response = send(
         state,
@@ -311,17 +333,16 @@ async fn forward_admin(
     .await?)
 }
 
-async fn read_replayable(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
-    Limited::new(body, limit as usize)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|_| {
+async fn read_replayable(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes, GatewayError> {
+    read_limited(body, limit, pace).await.map_err(|e| match e {
+        ReadError::TooSlow { .. } => GatewayError::BodyTooSlow(e),
+        ReadError::TooLarge { .. } | ReadError::Body(_) => {
             GatewayError::Frame(FrameError::BodyTooLarge {
                 declared: limit + 1,
                 max: limit,
             })
-        })
+        }
+    })
 }
 
 fn clone_parts(parts: &Parts) -> Parts {

@@ -64,6 +64,13 @@ pub struct RawServer {
     pub header_read_timeout: Option<DurationValue>,
     pub max_connections: Option<Spanned<u32>>,
     pub drain_timeout: Option<DurationValue>,
+    pub max_connections_per_address: Option<Spanned<u32>>,
+    pub idle_timeout: Option<DurationValue>,
+    pub body_read_timeout: Option<DurationValue>,
+    pub body_min_rate: Option<Spanned<ByteSize>>,
+    pub http2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub http2_keep_alive_interval: Option<DurationValue>,
+    pub http2_keep_alive_timeout: Option<DurationValue>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,9 +53,34 @@ pub enum TlsSettings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub handshake_timeout: Duration,
+    /// Deadline for a complete request head: from the end of the TLS handshake for the first
+    /// request (protocol detection and the HTTP/2 preface included), and for every HTTP/1.1 head.
     pub header_read_timeout: Duration,
     pub max_connections: u32,
     pub drain_timeout: Duration,
+    /// Concurrent connections from one client address (an IPv6 /64 counts as one).
+    pub max_connections_per_address: u32,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Bodies the gateway reads itself: the time they may lag behind `body_min_rate`.
+    pub body_read_timeout: Duration,
+    /// Bodies the gateway reads itself: bytes per second they must average after the grace.
+    pub body_min_rate: u64,
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 PING interval on a connection (dead peers are found while streams are open).
+    pub http2_keep_alive_interval: Duration,
+    /// A PING unanswered for this long closes the connection.
+    pub http2_keep_alive_timeout: Duration,
+}
+
+impl ServerSettings {
+    /// The pace bodies the gateway reads itself must keep.
+    pub fn body_pace(&self) -> crate::body::Pace {
+        crate::body::Pace {
+            grace: self.body_read_timeout,
+            min_rate: self.body_min_rate,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -211,13 +236,43 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             .as_ref()
             .map_or(10_000, |m| m.value),
         drain_timeout: dur(raw.server.drain_timeout, Duration::from_secs(30)),
+        max_connections_per_address: raw
+            .server
+            .max_connections_per_address
+            .as_ref()
+            .map_or(256, |m| m.value),
+        idle_timeout: dur(raw.server.idle_timeout, Duration::from_secs(60)),
+        body_read_timeout: dur(raw.server.body_read_timeout, Duration::from_secs(20)),
+        body_min_rate: raw.server.body_min_rate.as_ref().map_or(500, |b| b.value.0),
+        http2_max_concurrent_streams: raw
+            .server
+            .http2_max_concurrent_streams
+            .as_ref()
+            .map_or(256, |m| m.value),
+        http2_keep_alive_interval: dur(raw.server.http2_keep_alive_interval, Duration::from_secs(30)),
+        http2_keep_alive_timeout: dur(raw.server.http2_keep_alive_timeout, Duration::from_secs(20)),
     };
-    if let Some(m) = raw.server.max_connections.as_ref().filter(|m| m.value == 0) {
+    for (value, path) in [
+        (&raw.server.max_connections, "server.max_connections"),
+        (
+            &raw.server.max_connections_per_address,
+            "server.max_connections_per_address",
+        ),
+        (
+            &raw.server.http2_max_concurrent_streams,
+            "server.http2_max_concurrent_streams",
+        ),
+    ] {
+        if let Some(m) = value.as_ref().filter(|m| m.value == 0) {
+            return Err(ctx.err(m.referenced, path, "must be at least 1", None));
+        }
+    }
+    if let Some(m) = raw.server.body_min_rate.as_ref().filter(|m| m.value.0 == 0) {
         return Err(ctx.err(
             m.referenced,
-            "server.max_connections",
-            "must be at least 1",
-            None,
+            "server.body_min_rate",
+            "must be at least 1 (bytes per second)",
+            Some("for example `500` or `1KiB`"),
         ));
     }
 
