@@ -96,7 +96,9 @@ impl GatewayError {
     fn closes_connection(&self) -> bool {
         matches!(
             self,
-            GatewayError::BodyTooSlow(_) | GatewayError::Answer(AnswerError::BodyTooSlow(_))
+            GatewayError::BodyTooSlow(_)
+                | GatewayError::Answer(AnswerError::BodyTooSlow(_))
+                | GatewayError::Frame(FrameError::AmbiguousFraming(_))
         )
     }
 }
@@ -109,15 +111,27 @@ pub struct Trace<'a> {
     pub user: Option<Arc<str>>,
 }
 
-/// Serves one request. Never fails.
-pub async fn handle(state: Arc<State>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+/// Serves one request. Never fails. `framing` is why the connection reader found this
+/// request's raw HTTP/1.1 head ambiguous, if it did (`server::framing`).
+pub async fn handle(
+    state: Arc<State>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    framing: Option<&'static str>,
+) -> Response<Body> {
     let started = Instant::now();
     let request_id = frame::request_id(req.headers());
     let method = req.method().clone();
     let raw_path = req.uri().path().to_owned();
     let http1 = req.version() < http::Version::HTTP_2;
     let mut trace = Trace::default();
-    let mut response = match handle_inner(&state, &conn, req, &request_id, &mut trace).await {
+    let inner = async {
+        if let Some(why) = framing {
+            return Err(FrameError::AmbiguousFraming(why).into());
+        }
+        handle_inner(&state, &conn, req, &request_id, &mut trace).await
+    };
+    let mut response = match inner.await {
         Ok(response) => response,
         Err(err) => {
             let problem = err.problem(&state.sessions);

@@ -99,6 +99,10 @@ fn frame(e: &FrameError) -> Problem {
             ProblemKind::RequestError,
             format!("Ambiguous request path rejected: {why}"),
         ),
+        FrameError::AmbiguousFraming(why) => Problem::new(
+            ProblemKind::RequestError,
+            format!("Ambiguous message framing rejected: {why}"),
+        ),
     }
 }
 
@@ -396,6 +400,7 @@ mod tests {
                 503,
             ),
             (FrameError::AmbiguousPath("x").into(), "request-error", 400),
+            (FrameError::AmbiguousFraming("x").into(), "request-error", 400),
             (
                 GatewayError::BodyTooSlow(crate::body::ReadError::TooSlow { min_rate: 1 }),
                 "request-error",
