@@ -244,7 +244,10 @@ mod tests {
         let err = read_limited(trickle(1000, 1, Duration::from_secs(1)), 4096, PACE)
             .await
             .unwrap_err();
-        assert!(matches!(err, ReadError::TooSlow { min_rate: 100 }), "{err:?}");
+        assert!(
+            matches!(err, ReadError::TooSlow { min_rate: 100 }),
+            "{err:?}"
+        );
         let took = started.elapsed();
         assert!(took >= PACE.grace && took < PACE.grace * 2, "{took:?}");
     }

@@ -249,7 +249,10 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             .http2_max_concurrent_streams
             .as_ref()
             .map_or(256, |m| m.value),
-        http2_keep_alive_interval: dur(raw.server.http2_keep_alive_interval, Duration::from_secs(30)),
+        http2_keep_alive_interval: dur(
+            raw.server.http2_keep_alive_interval,
+            Duration::from_secs(30),
+        ),
         http2_keep_alive_timeout: dur(raw.server.http2_keep_alive_timeout, Duration::from_secs(20)),
     };
     for (value, path) in [

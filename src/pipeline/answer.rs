@@ -387,7 +387,10 @@ async fn read_pin(req: Request<Incoming>, pace: Pace) -> Result<String, AnswerEr
 }
 
 /// Reads a small JSON object body, at the server's minimum pace.
-async fn read_object(req: Request<Incoming>, pace: Pace) -> Result<Map<String, Value>, AnswerError> {
+async fn read_object(
+    req: Request<Incoming>,
+    pace: Pace,
+) -> Result<Map<String, Value>, AnswerError> {
     let body = read_limited(req.into_body(), MAX_BODY, pace)
         .await
         .map_err(|e| match e {

@@ -400,7 +400,11 @@ mod tests {
                 503,
             ),
             (FrameError::AmbiguousPath("x").into(), "request-error", 400),
-            (FrameError::AmbiguousFraming("x").into(), "request-error", 400),
+            (
+                FrameError::AmbiguousFraming("x").into(),
+                "request-error",
+                400,
+            ),
             (
                 GatewayError::BodyTooSlow(crate::body::ReadError::TooSlow { min_rate: 1 }),
                 "request-error",

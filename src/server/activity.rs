@@ -244,7 +244,10 @@ mod tests {
         assert_eq!(why, Closed::Idle);
         let took = started.elapsed();
         let expected = Duration::from_secs(600) + DEADLINES.idle;
-        assert!(took >= expected && took <= expected + CLOSE_GRACE, "{took:?}");
+        assert!(
+            took >= expected && took <= expected + CLOSE_GRACE,
+            "{took:?}"
+        );
         script.await.unwrap();
     }
 

@@ -143,7 +143,10 @@ impl Default for State {
 /// RFC 9112 §7.1 chunked framing, as hyper's decoder reads it.
 #[derive(Debug, Clone, Copy)]
 enum Chunk {
-    Size { size: u64, digits: u8 },
+    Size {
+        size: u64,
+        digits: u8,
+    },
     /// Whitespace or an extension after the size, up to CR.
     SizeTail(u64),
     SizeLf(u64),
@@ -151,7 +154,9 @@ enum Chunk {
     DataCr,
     DataLf,
     /// After the last chunk: trailer lines; `at_start` while nothing of a line was seen.
-    Trailer { at_start: bool },
+    Trailer {
+        at_start: bool,
+    },
     EndLf,
 }
 
@@ -251,13 +256,13 @@ fn examine(head: &[u8]) -> Result<State, &'static str> {
         match b {
             0 => return Err("NUL in the request head"),
             b'\n' if i == 0 || head[i - 1] != b'\r' => return Err("bare LF in the request head"),
-            b'\r' if head.get(i + 1) != Some(&b'\n') => {
-                return Err("bare CR in the request head")
-            }
+            b'\r' if head.get(i + 1) != Some(&b'\n') => return Err("bare CR in the request head"),
             _ => {}
         }
     }
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let request_line = lines.next().unwrap_or_default();
     let mut aside = request_line.starts_with(b"CONNECT ");
     let (mut lengths, mut codings) = (Vec::new(), Vec::new());
@@ -288,7 +293,9 @@ fn examine(head: &[u8]) -> Result<State, &'static str> {
         (&[], &[_]) => return Err("a transfer coding other than chunked"),
         (&[length], &[]) => {
             let digits = !length.is_empty() && length.len() <= 19;
-            let parsed = std::str::from_utf8(length).ok().and_then(|s| s.parse::<u64>().ok());
+            let parsed = std::str::from_utf8(length)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
             match parsed {
                 Some(n) if digits && length.iter().all(u8::is_ascii_digit) => {
                     if n == 0 {

@@ -106,6 +106,10 @@ mod tests {
         drop(a1);
         assert!(limit.try_acquire(ip("2001:db8::3")).is_some());
         drop(_b);
-        assert!(!limit.open.lock().unwrap().contains_key(&ip("2001:db8:0:1::")));
+        assert!(!limit
+            .open
+            .lock()
+            .unwrap()
+            .contains_key(&ip("2001:db8:0:1::")));
     }
 }
