@@ -59,6 +59,14 @@ impl Clock {
     }
 }
 
+/// Now on tokio's timer, for connection and body deadlines (I/O timing that
+/// `tokio::time::pause` moves in tests). Session, token and lockout decisions use a
+/// [`Clock`] instead.
+pub fn io_now() -> tokio::time::Instant {
+    #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
+    tokio::time::Instant::now()
+}
+
 /// Measures how long something took, for reports only (never for decisions).
 #[derive(Debug, Clone, Copy)]
 pub struct Stopwatch(tokio::time::Instant);

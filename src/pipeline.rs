@@ -24,11 +24,10 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::arcp::X_REQUEST_ID;
-use crate::body::Body;
+use crate::body::{read_limited, Body, Pace, ReadError};
 use crate::clock::Stopwatch;
 use crate::observability::{self, AccessLog};
 use crate::policy::Access;
@@ -58,6 +57,21 @@ pub enum GatewayError {
     ReplayImpossible,
     #[error("WebSocket")]
     Socket(#[from] SocketError),
+    #[error("request body")]
+    BodyTooSlow(#[source] ReadError),
+}
+
+impl GatewayError {
+    /// Whether the connection must close after the answer: the client was cut off in the
+    /// middle of a body, so what follows on the connection cannot be framed.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::BodyTooSlow(_)
+                | GatewayError::Answer(AnswerError::BodyTooSlow(_))
+                | GatewayError::Frame(FrameError::AmbiguousFraming(_))
+        )
+    }
 }
 
 /// Mutable facts gathered for the access log (borrowed or shared, never copied).
@@ -68,30 +82,48 @@ pub struct Trace<'a> {
     pub user: Option<Arc<str>>,
 }
 
-/// Serves one request. Never fails.
-pub async fn handle(state: Arc<State>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+/// Serves one request. Never fails. `framing` is why the connection reader found this
+/// request's raw HTTP/1.1 head ambiguous, if it did (`server::framing`).
+pub async fn handle(
+    state: Arc<State>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    framing: Option<&'static str>,
+) -> Response<Body> {
     let started = Stopwatch::start();
     let request_id = frame::request_id(req.headers());
     let method = req.method().clone();
     let raw_path = req.uri().path().to_owned();
+    let http1 = req.version() < http::Version::HTTP_2;
     let mut trace = Trace::default();
     // Loaded once: this request is decided by this snapshot to its end.
     let snapshot = state.snapshot();
-    let result = handle_inner(
-        &snapshot,
-        &state.handles,
-        &conn,
-        req,
-        &request_id,
-        &mut trace,
-    )
-    .await;
+    let result = match framing {
+        Some(why) => Err(FrameError::AmbiguousFraming(why).into()),
+        None => {
+            handle_inner(
+                &snapshot,
+                &state.handles,
+                &conn,
+                req,
+                &request_id,
+                &mut trace,
+            )
+            .await
+        }
+    };
     let mut response = match result {
         Ok(response) => response,
         Err(err) => {
             let problem = err.problem(state.handles.sessions.settings());
             observability::log_error(&err, &request_id, problem.status());
-            problem.into_response(&raw_path, &request_id)
+            let mut response = problem.into_response(&raw_path, &request_id);
+            if http1 && err.closes_connection() {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -279,7 +311,7 @@ async fn forward_admin(
     let bytes = if body.is_end_stream() {
         Bytes::new()
     } else {
-        read_replayable(body, snapshot.replay_buffer_bytes).await?
+        read_replayable(body, snapshot.replay_buffer_bytes, snapshot.body_pace).await?
     };
     let response = send(
         handles,
@@ -312,17 +344,16 @@ async fn forward_admin(
     .await?)
 }
 
-async fn read_replayable(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
-    Limited::new(body, limit as usize)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|_| {
+async fn read_replayable(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes, GatewayError> {
+    read_limited(body, limit, pace).await.map_err(|e| match e {
+        ReadError::TooSlow { .. } => GatewayError::BodyTooSlow(e),
+        ReadError::TooLarge { .. } | ReadError::Body(_) => {
             GatewayError::Frame(FrameError::BodyTooLarge {
                 declared: limit + 1,
                 max: limit,
             })
-        })
+        }
+    })
 }
 
 fn clone_parts(parts: &Parts) -> Parts {

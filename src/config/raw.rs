@@ -91,6 +91,16 @@ pub struct RawServer {
     #[schemars(with = "Option<u32>")]
     pub max_connections: Option<Spanned<u32>>,
     pub drain_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<u32>")]
+    pub max_connections_per_address: Option<Spanned<u32>>,
+    pub idle_timeout: Option<DurationValue>,
+    pub body_read_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<ByteSize>")]
+    pub body_min_rate: Option<Spanned<ByteSize>>,
+    #[schemars(with = "Option<u32>")]
+    pub http2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub http2_keep_alive_interval: Option<DurationValue>,
+    pub http2_keep_alive_timeout: Option<DurationValue>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -80,13 +80,46 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             .as_ref()
             .map_or(10_000, |m| m.value),
         drain_timeout: dur(raw.server.drain_timeout, Duration::from_secs(30)),
+        max_connections_per_address: raw
+            .server
+            .max_connections_per_address
+            .as_ref()
+            .map_or(256, |m| m.value),
+        idle_timeout: dur(raw.server.idle_timeout, Duration::from_secs(60)),
+        body_read_timeout: dur(raw.server.body_read_timeout, Duration::from_secs(20)),
+        body_min_rate: raw.server.body_min_rate.as_ref().map_or(500, |b| b.value.0),
+        http2_max_concurrent_streams: raw
+            .server
+            .http2_max_concurrent_streams
+            .as_ref()
+            .map_or(256, |m| m.value),
+        http2_keep_alive_interval: dur(
+            raw.server.http2_keep_alive_interval,
+            Duration::from_secs(30),
+        ),
+        http2_keep_alive_timeout: dur(raw.server.http2_keep_alive_timeout, Duration::from_secs(20)),
     };
-    if let Some(m) = raw.server.max_connections.as_ref().filter(|m| m.value == 0) {
+    for (value, path) in [
+        (&raw.server.max_connections, "server.max_connections"),
+        (
+            &raw.server.max_connections_per_address,
+            "server.max_connections_per_address",
+        ),
+        (
+            &raw.server.http2_max_concurrent_streams,
+            "server.http2_max_concurrent_streams",
+        ),
+    ] {
+        if let Some(m) = value.as_ref().filter(|m| m.value == 0) {
+            return Err(ctx.err(m.referenced, path, "must be at least 1", None));
+        }
+    }
+    if let Some(m) = raw.server.body_min_rate.as_ref().filter(|m| m.value.0 == 0) {
         return Err(ctx.err(
             m.referenced,
-            "server.max_connections",
-            "must be at least 1",
-            None,
+            "server.body_min_rate",
+            "must be at least 1 (bytes per second)",
+            Some("for example `500` or `1KiB`"),
         ));
     }
 

@@ -82,6 +82,11 @@ fn example_config_loads() {
         other => panic!("development TLS expected, got {other:?}"),
     }
     assert_eq!(s.server.max_connections, 10_000);
+    assert_eq!(s.server.max_connections_per_address, 256);
+    assert_eq!(s.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(s.server.body_read_timeout, Duration::from_secs(20));
+    assert_eq!(s.server.body_min_rate, 500);
+    assert_eq!(s.server.http2_max_concurrent_streams, 256);
     assert_eq!(s.upstream.url.scheme_str(), Some("http"));
     assert_eq!(
         s.upstream.url.authority().unwrap().as_str(),

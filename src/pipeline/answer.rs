@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
@@ -18,13 +17,13 @@ use super::{ConnInfo, Trace};
 use crate::arcp::X_CLIENT_FINGERPRINT;
 use crate::auth::login::{self, Login, LoginError};
 use crate::auth::pin::{self, PinError};
-use crate::body::Body;
+use crate::body::{read_limited, Body, Pace, ReadError};
 use crate::policy::Endpoint;
 use crate::ratelimit::Throttled;
 use crate::session::Ended;
 
 /// Largest body a gateway endpoint reads.
-const MAX_BODY: usize = 16 * 1024;
+const MAX_BODY: u64 = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnswerError {
@@ -34,6 +33,8 @@ pub enum AnswerError {
     Invalid(String),
     #[error("request body too large")]
     BodyTooLarge,
+    #[error("request body too slow")]
+    BodyTooSlow(#[source] ReadError),
     #[error("direct agent login attempted")]
     AgentLogin,
     #[error("login without X-Client-Fingerprint")]
@@ -87,12 +88,12 @@ pub async fn answer(
             ok(json!({"status":"success","message":"Logged out and session PIN cleared"}))
         }
         (Endpoint::SetPin, Principal::Admin(admin)) => {
-            let pin_value = read_pin(req).await?;
+            let pin_value = read_pin(req, snapshot.body_pace).await?;
             pin::set(&admin.session, pin_value).await?;
             ok(json!({"status":"success","message":"PIN set for session"}))
         }
         (Endpoint::VerifyPin, Principal::Admin(admin)) => {
-            let pin_value = read_pin(req).await?;
+            let pin_value = read_pin(req, snapshot.body_pace).await?;
             if pin_value.is_empty() || pin_value.chars().count() > 32 {
                 return Err(AnswerError::Invalid(
                     "PIN must have 1 to 32 characters".into(),
@@ -199,7 +200,7 @@ async fn login(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_owned);
-    let fields = read_object(req)
+    let fields = read_object(req, snapshot.body_pace)
         .await
         .inspect_err(|_| handles.throttle.record_failure(ip, None))?;
     let ctx = Login {
@@ -223,29 +224,26 @@ async fn login(
     )))
 }
 
-async fn read_pin(req: Request<Incoming>) -> Result<String, AnswerError> {
-    let fields = read_object(req).await?;
+async fn read_pin(req: Request<Incoming>, pace: Pace) -> Result<String, AnswerError> {
+    let fields = read_object(req, pace).await?;
     match fields.get("pin") {
         Some(Value::String(p)) => Ok(p.clone()),
         _ => Err(AnswerError::Invalid("pin must be a string".into())),
     }
 }
 
-/// Reads a small JSON object body.
-async fn read_object(req: Request<Incoming>) -> Result<Map<String, Value>, AnswerError> {
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+/// Reads a small JSON object body, at the server's minimum pace.
+async fn read_object(
+    req: Request<Incoming>,
+    pace: Pace,
+) -> Result<Map<String, Value>, AnswerError> {
+    let body = read_limited(req.into_body(), MAX_BODY, pace)
         .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                AnswerError::BodyTooLarge
-            } else {
-                AnswerError::Invalid("cannot read the request body".into())
-            }
-        })?
-        .to_bytes();
+        .map_err(|e| match e {
+            ReadError::TooLarge { .. } => AnswerError::BodyTooLarge,
+            ReadError::TooSlow { .. } => AnswerError::BodyTooSlow(e),
+            ReadError::Body(_) => AnswerError::Invalid("cannot read the request body".into()),
+        })?;
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(AnswerError::Invalid(

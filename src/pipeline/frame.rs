@@ -33,6 +33,9 @@ pub enum FrameError {
     BadContentLength,
     #[error("ambiguous request path: {0}")]
     AmbiguousPath(&'static str),
+    /// RFC 9112 §6.3, as strict as nginx ≥ 1.21.1: the head could be framed more than one way.
+    #[error("ambiguous message framing: {0}")]
+    AmbiguousFraming(&'static str),
 }
 
 /// A request id: the client's `X-Request-ID` if it is short and plain, else `req_<hex>`.

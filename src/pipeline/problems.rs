@@ -35,8 +35,19 @@ impl GatewayError {
             .with_status(StatusCode::SERVICE_UNAVAILABLE)
             .with_retry_after(1),
             GatewayError::Socket(e) => socket(e),
+            GatewayError::BodyTooSlow(_) => body_too_slow(),
         }
     }
+}
+
+/// RFC 9110 §15.5.9: the server would not wait longer for the request.
+fn body_too_slow() -> Problem {
+    Problem::new(
+        ProblemKind::RequestError,
+        "The request body did not arrive in time",
+    )
+    .with_status(StatusCode::REQUEST_TIMEOUT)
+    .with_title("Request Timeout")
 }
 
 fn socket(e: &SocketError) -> Problem {
@@ -87,6 +98,10 @@ fn frame(e: &FrameError) -> Problem {
         FrameError::AmbiguousPath(why) => Problem::new(
             ProblemKind::RequestError,
             format!("Ambiguous request path rejected: {why}"),
+        ),
+        FrameError::AmbiguousFraming(why) => Problem::new(
+            ProblemKind::RequestError,
+            format!("Ambiguous message framing rejected: {why}"),
         ),
     }
 }
@@ -222,6 +237,7 @@ fn answer(e: &AnswerError) -> Problem {
             format!("Input validation failed: {msg}"),
         )
         .with_extension("validation_errors", vec![msg.clone()]),
+        AnswerError::BodyTooSlow(_) => body_too_slow(),
         AnswerError::BodyTooLarge => Problem::new(
             ProblemKind::RequestTooLarge,
             "Request body exceeds the maximum size for this endpoint",
@@ -383,6 +399,21 @@ mod tests {
                 503,
             ),
             (FrameError::AmbiguousPath("x").into(), "request-error", 400),
+            (
+                FrameError::AmbiguousFraming("x").into(),
+                "request-error",
+                400,
+            ),
+            (
+                GatewayError::BodyTooSlow(crate::body::ReadError::TooSlow { min_rate: 1 }),
+                "request-error",
+                408,
+            ),
+            (
+                AnswerError::BodyTooSlow(crate::body::ReadError::TooSlow { min_rate: 1 }).into(),
+                "request-error",
+                408,
+            ),
         ];
         for (err, slug, status) in cases {
             let p = err.problem(&s);

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 
 use super::frame::Limits;
 use crate::auth::{AuthSettings, Tokens, Users};
+use crate::body::Pace;
 use crate::clock::Clock;
 use crate::policy::Policy;
 use crate::ratelimit::{LoginSettings, LoginThrottle};
@@ -57,6 +58,8 @@ pub struct Snapshot {
     pub users: Users,
     /// Largest admin request body kept for a replay after an upstream re-login.
     pub replay_buffer_bytes: u64,
+    /// How fast bodies the gateway reads itself (login, PIN, replay buffer) must arrive.
+    pub body_pace: Pace,
 }
 
 impl Snapshot {
@@ -65,6 +68,7 @@ impl Snapshot {
         limits: Limits,
         auth: &AuthSettings,
         replay_buffer_bytes: u64,
+        body_pace: Pace,
         clock: Clock,
     ) -> Snapshot {
         Snapshot {
@@ -73,6 +77,7 @@ impl Snapshot {
             tokens: Tokens::new(auth, clock),
             users: Users::new(&auth.users),
             replay_buffer_bytes,
+            body_pace,
         }
     }
 }
