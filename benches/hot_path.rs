@@ -3,13 +3,16 @@
 //! `cargo bench --bench hot_path`. Each benchmark names the stage of the pipeline it covers;
 //! `docs/performance.md` records results with the machine they came from.
 
+// Benchmarks measure real time; the crate's clock rule is for the gateway itself.
+#![allow(clippy::disallowed_methods)]
+
 use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method, Request};
 
-use arcp_gateway::auth::{credentials, Auth};
+use arcp_gateway::auth::{credentials, Tokens};
 use arcp_gateway::clock::Clock;
 use arcp_gateway::config::{self, Settings};
 use arcp_gateway::pipeline::admit::admit;
@@ -17,8 +20,15 @@ use arcp_gateway::pipeline::frame::normalise_path;
 use arcp_gateway::policy::{Access, Route};
 use arcp_gateway::problem::{Problem, ProblemKind};
 use arcp_gateway::proxy::headers::{set_forwarded, strip_hop_by_hop, strip_spoofable};
+use arcp_gateway::session::SessionStore;
 
 const UPSTREAM_SECRET: &str = "bench-upstream-jwt-secret-0123456789abcdef";
+
+/// What admission needs: the snapshot's token keys and the session store.
+struct Auth {
+    tokens: Tokens,
+    sessions: SessionStore,
+}
 
 fn settings() -> Settings {
     // The bench process owns its environment; nothing else reads it concurrently.
@@ -65,7 +75,10 @@ fn bench(c: &mut Criterion) {
         Err(e) => panic!("runtime: {e}"),
     };
     let settings = settings();
-    let auth = Auth::new(&settings, Clock::system());
+    let auth = Auth {
+        tokens: Tokens::new(&settings.auth, Clock::system()),
+        sessions: SessionStore::new(&settings.sessions, Clock::system()),
+    };
     let session = rt.block_on(
         auth.sessions
             .create("ARCP", "a61becc3-0ef3-4b85-8829-5e4f0ba0bb8a"),
@@ -75,12 +88,12 @@ fn bench(c: &mut Criterion) {
         .issue("ARCP", &session.id, session.expires_at)
         .unwrap_or_default();
 
-    let mut admin_headers = HeaderMap::new();
-    admin_headers.insert(
+    let mut admin_headers = Request::new(());
+    admin_headers.headers_mut().insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or(HeaderValue::from_static("")),
     );
-    admin_headers.insert(
+    admin_headers.headers_mut().insert(
         "x-client-fingerprint",
         HeaderValue::from_static("a61becc3-0ef3-4b85-8829-5e4f0ba0bb8a"),
     );
@@ -92,15 +105,15 @@ fn bench(c: &mut Criterion) {
     c.bench_function("admit/admin_session (token + session + fingerprint)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(
-                admit(&auth, &admin_route, &admin_headers, None)
+                admit(&auth.tokens, &auth.sessions, &admin_route, &admin_headers)
                     .await
                     .is_ok(),
             )
         })
     });
 
-    let mut agent_headers = HeaderMap::new();
-    agent_headers.insert(
+    let mut agent_headers = Request::new(());
+    agent_headers.headers_mut().insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {}", agent_token()))
             .unwrap_or(HeaderValue::from_static("")),
@@ -113,7 +126,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("admit/agent_token (upstream HS256)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(
-                admit(&auth, &agent_route, &agent_headers, None)
+                admit(&auth.tokens, &auth.sessions, &agent_route, &agent_headers)
                     .await
                     .is_ok(),
             )

@@ -8,15 +8,25 @@
 //! session lookup, fingerprint comparison, touch) runs on random sessions and its latency
 //! distribution is printed. Prints one table; asserts nothing.
 
+// Benchmarks measure real time; the crate's clock rule is for the gateway itself.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use arcp_gateway::auth::{credentials, Auth};
+use arcp_gateway::auth::{credentials, Tokens};
 use arcp_gateway::clock::Clock;
 use arcp_gateway::config;
 use arcp_gateway::pipeline::admit::admit;
 use arcp_gateway::policy::{Access, Route};
-use http::{HeaderMap, HeaderValue};
+use arcp_gateway::session::SessionStore;
+use http::{HeaderValue, Request};
+
+/// What admission needs: the snapshot's token keys and the session store.
+struct Auth {
+    tokens: Tokens,
+    sessions: SessionStore,
+}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -52,7 +62,10 @@ auth:
         Ok(s) => s,
         Err(e) => panic!("config: {e}"),
     };
-    Auth::new(&settings, Clock::system())
+    Auth {
+        tokens: Tokens::new(&settings.auth, Clock::system()),
+        sessions: SessionStore::new(&settings.sessions, Clock::system()),
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -110,16 +123,16 @@ fn main() {
                 access: Access::Admin,
                 require_pin: false,
             };
-            let headers: Vec<HeaderMap> = sample
+            let headers: Vec<Request<()>> = sample
                 .iter()
                 .map(|(token, fp)| {
-                    let mut h = HeaderMap::new();
+                    let mut h = Request::new(());
                     if let (Ok(a), Ok(f)) = (
                         HeaderValue::from_str(&format!("Bearer {token}")),
                         HeaderValue::from_str(fp),
                     ) {
-                        h.insert("authorization", a);
-                        h.insert("x-client-fingerprint", f);
+                        h.headers_mut().insert("authorization", a);
+                        h.headers_mut().insert("x-client-fingerprint", f);
                     }
                     h
                 })
@@ -134,7 +147,7 @@ fn main() {
                 state ^= state << 17;
                 let h = &headers[(state % headers.len() as u64) as usize];
                 let t = Instant::now();
-                let admitted = admit(&auth, &route, h, None).await.is_ok();
+                let admitted = admit(&auth.tokens, &auth.sessions, &route, h).await.is_ok();
                 times.push(t.elapsed());
                 ok += usize::from(admitted);
             }

@@ -8,9 +8,12 @@
 # Environment (all optional):
 #   GATEWAY_LISTEN      gateway address (default 127.0.0.1:8443)
 #   ADMIN_USERNAME / ADMIN_PASSWORD   ARCP's admin account = the gateway's service account
+#                       (the gateway logs in upstream with the same name and password)
 #   JWT_SECRET, JWT_ALGORITHM, AGENT_KEYS, SESSION_TIMEOUT, ENVIRONMENT   passed to ARCP;
 #                       the gateway verifies agent tokens with the same JWT_SECRET
 #   ARCP_GATEWAY_SIGNING_SECRET   key for the gateway's tokens (default: random per run)
+#   DEMO_GATEWAY_BIN    run this arcp-gateway binary instead of building a release one
+#                       (tests/demo.rs passes the one cargo test built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,8 +27,12 @@ export AGENT_KEYS="${AGENT_KEYS:-demo-agent-key-0001,demo-agent-key-0002}"
 demo_dir="$root/target/demo"
 mkdir -p "$demo_dir"
 
-echo "demo: building arcp-gateway (release)..." >&2
-cargo build --release -j2 --bin arcp-gateway >&2
+gateway_bin="${DEMO_GATEWAY_BIN:-}"
+if [[ -z "$gateway_bin" ]]; then
+    echo "demo: building arcp-gateway (release)..." >&2
+    cargo build --release -j2 --bin arcp-gateway >&2
+    gateway_bin="$root/target/release/arcp-gateway"
+fi
 
 gateway_pid=""
 cleanup() {
@@ -49,8 +56,8 @@ export ARCP_ADMIN_PASSWORD="$ADMIN_PASSWORD"
 export ARCP_JWT_SECRET="$JWT_SECRET"
 export ARCP_GATEWAY_SIGNING_SECRET="${ARCP_GATEWAY_SIGNING_SECRET:-$(head -c 48 /dev/urandom | base64 | tr -d '\n')}"
 rm -f "$demo_dir/ca.pem"
-"$root/target/release/arcp-gateway" run --listen "$listen" --upstream "http://127.0.0.1:$port" \
-    >"$demo_dir/gateway.log" 2>&1 &
+"$gateway_bin" run --listen "$listen" --upstream "http://127.0.0.1:$port" \
+    --upstream-username "$ADMIN_USERNAME" >"$demo_dir/gateway.log" 2>&1 &
 gateway_pid=$!
 
 for _ in $(seq 1 100); do

@@ -1,49 +1,95 @@
 //! People and tokens: password verification, gateway tokens, upstream token checks, PINs
-//! and the gateway-owned `/auth/*` endpoints.
+//! and the gateway-owned login.
+//!
+//! [`Users`] and [`Tokens`] belong to the per-request snapshot (they change with the
+//! configuration); the session store and the login throttle are long-lived handles.
 
 pub mod credentials;
-pub mod pin;
+pub(crate) mod login;
+pub(crate) mod pin;
 pub mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::clock::Clock;
-use crate::config::{Settings, UserSettings};
-use crate::ratelimit::LoginThrottle;
-use crate::session::SessionStore;
-pub use token::Tokens;
+use crate::ratelimit::LoginSettings;
+use token::{GatewayKey, UpstreamTokens};
+pub use token::{Tokens, Verified};
 
-/// Handles for authentication, built once.
-#[derive(Clone, Debug)]
-pub struct Auth {
-    pub tokens: Tokens,
-    pub sessions: SessionStore,
-    pub throttle: LoginThrottle,
+/// Settings of people and tokens (`auth:` and `upstream.token_verification`).
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub issuer: String,
+    /// Verification keys; the signing key is among them.
+    pub keys: Vec<GatewayKey>,
+    pub signing_kid: String,
+    pub users: Vec<UserSettings>,
+    pub login: LoginSettings,
+    /// How upstream-minted agent and temp tokens are verified (`upstream.token_verification`).
+    pub upstream_tokens: Option<UpstreamTokens>,
+}
+
+/// A person who can log in. `Debug` shows the name and role, never the hash.
+#[derive(Clone)]
+pub struct UserSettings {
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for UserSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSettings")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserSettings {
+    /// A user whose `password_hash` is an argon2id PHC string at or above the OWASP minimum.
+    pub fn new(name: &str, password_hash: &str, role: Role) -> Result<UserSettings, String> {
+        credentials::check_phc(password_hash)?;
+        Ok(UserSettings {
+            name: name.to_owned(),
+            password_hash: password_hash.to_owned(),
+            role,
+        })
+    }
+}
+
+/// What a user may do (today every configured user is an ARCP admin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+}
+
+/// The configured users, by name, with a dummy hash for names that are not among them.
+#[derive(Clone)]
+pub struct Users {
     users: Arc<HashMap<String, UserSettings>>,
-    /// A hash with the shipped parameters, verified for unknown users (equal work).
+    /// A hash with the strongest configured parameters (at least the shipped ones),
+    /// verified for unknown users so the response time reveals no user names.
     dummy_hash: Arc<str>,
 }
 
-impl Auth {
-    pub fn new(settings: &Settings, clock: Clock) -> Self {
-        let users = settings
-            .auth
-            .users
-            .iter()
-            .map(|u| (u.name.clone(), u.clone()))
-            .collect();
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users")
+            .field("count", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Users {
+    pub fn new(users: &[UserSettings]) -> Self {
+        let map = users.iter().map(|u| (u.name.clone(), u.clone())).collect();
         let random: [u8; 16] = rand::random();
         let dummy = credentials::hash_password(&format!("{random:?}")).unwrap_or_default();
-        Auth {
-            tokens: Tokens::new(
-                &settings.auth,
-                settings.upstream.token_verification.clone(),
-                clock.clone(),
-            ),
-            sessions: SessionStore::new(&settings.sessions, clock),
-            throttle: LoginThrottle::new(&settings.auth.login),
-            users: Arc::new(users),
+        Users {
+            users: Arc::new(map),
             dummy_hash: Arc::from(dummy),
         }
     }

@@ -4,12 +4,18 @@
 //! rendered document, nothing) need no allocation per response. Request bodies from clients
 //! are wrapped with a byte budget so that an oversized chunked upload fails the moment it
 //! crosses the limit, while the body still streams (it is never buffered whole).
+//!
+//! The few bodies the gateway reads whole itself (login and PIN documents, the admin replay
+//! buffer) go through [`read_limited`], the one reader that bounds both their size and their
+//! pace, so a client trickling a body cannot hold a connection for free.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 /// Boxed error type of bodies.
@@ -116,4 +122,153 @@ pub fn is_body_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
         current = e.source();
     }
     false
+}
+
+/// How fast a body the gateway reads itself must arrive (Apache `mod_reqtimeout`'s rule): it may
+/// lag at most `grace` behind a steady `min_rate` bytes per second. A body that keeps up is
+/// never cut off however long it is; one that trickles is refused about `grace` after it falls
+/// behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub grace: Duration,
+    /// Bytes per second; at least 1.
+    pub min_rate: u64,
+}
+
+impl Pace {
+    /// Time allowed, from the start, for `received` bytes to have arrived.
+    fn allowance(&self, received: u64) -> Duration {
+        self.grace + Duration::from_secs_f64(received as f64 / self.min_rate.max(1) as f64)
+    }
+}
+
+/// Why [`read_limited`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("request body exceeds {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("request body arrived slower than {min_rate} bytes per second")]
+    TooSlow { min_rate: u64 },
+    #[error("cannot read the request body")]
+    Body(#[source] BoxError),
+}
+
+/// Reads a whole body of at most `max_bytes`, arriving at `pace` or better.
+///
+/// The deadline moves with the data (start + grace + received / min_rate), so the check costs
+/// one timer per frame and nothing per byte. Time is tokio's clock: tests pause it.
+pub async fn read_limited<B>(body: B, max_bytes: u64, pace: Pace) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body + Unpin,
+    B::Data: bytes::Buf,
+    B::Error: Into<BoxError>,
+{
+    let mut body = body;
+    let started = crate::clock::io_now();
+    let mut received: u64 = 0;
+    let mut out = BytesMut::new();
+    loop {
+        let deadline = started + pace.allowance(received);
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(ReadError::TooSlow {
+                    min_rate: pace.min_rate,
+                })
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                if is_body_too_large(&*e) {
+                    return Err(ReadError::TooLarge { max: max_bytes });
+                }
+                return Err(ReadError::Body(e));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(mut data) = frame.into_data() {
+            use bytes::Buf;
+            let len = data.remaining() as u64;
+            received = received.saturating_add(len);
+            if received > max_bytes {
+                return Err(ReadError::TooLarge { max: max_bytes });
+            }
+            out.extend_from_slice(&data.copy_to_bytes(data.remaining()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::convert::Infallible;
+
+    use futures_util::stream;
+    use http_body_util::StreamBody;
+
+    use super::*;
+
+    const PACE: Pace = Pace {
+        grace: Duration::from_secs(2),
+        min_rate: 100,
+    };
+
+    /// A body that yields `chunks` of `size` bytes, `gap` apart.
+    fn trickle(
+        chunks: usize,
+        size: usize,
+        gap: Duration,
+    ) -> impl http_body::Body<Data = Bytes, Error = Infallible> + Unpin {
+        let s = stream::unfold(0, move |i| async move {
+            if i == chunks {
+                return None;
+            }
+            tokio::time::sleep(gap).await;
+            Some((Ok(Frame::data(Bytes::from(vec![b'x'; size]))), i + 1))
+        });
+        StreamBody::new(Box::pin(s))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_keeps_up_is_read_whole_however_long_it_takes() {
+        // 100 bytes every second for 10 s: exactly the minimum rate.
+        let bytes = read_limited(trickle(10, 100, Duration::from_secs(1)), 4096, PACE)
+            .await
+            .unwrap();
+        assert_eq!(bytes.len(), 1000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickling_body_is_refused_about_grace_after_it_falls_behind() {
+        let started = crate::clock::io_now();
+        let err = read_limited(trickle(1000, 1, Duration::from_secs(1)), 4096, PACE)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ReadError::TooSlow { min_rate: 100 }),
+            "{err:?}"
+        );
+        let took = started.elapsed();
+        assert!(took >= PACE.grace && took < PACE.grace * 2, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_body_is_refused_after_grace() {
+        let err = read_limited(trickle(1, 1, Duration::from_secs(3600)), 4096, PACE)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ReadError::TooSlow { .. }), "{err:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_over_the_limit_is_refused_as_soon_as_it_crosses_it() {
+        let err = read_limited(trickle(3, 10, Duration::ZERO), 25, PACE)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge { max: 25 }), "{err:?}");
+        let ok = read_limited(trickle(3, 10, Duration::ZERO), 30, PACE)
+            .await
+            .unwrap();
+        assert_eq!(ok.len(), 30);
+    }
 }

@@ -1,21 +1,26 @@
-//! Time as an input.
+//! Time as an input: the only place that reads the system's clocks.
 //!
-//! Token `exp`/`iat` and the absolute session cap are decided against a [`Clock`] handle, so
-//! tests can move time without sleeping. Idle (time-to-idle) expiry is moka's own and uses
-//! real time; tests give it short timeouts.
+//! Every decision that depends on time goes through a [`Clock`] handle: token `exp`/`iat`
+//! and the absolute session cap against [`Clock::now`] (wall clock, seconds), idle expiry,
+//! login lockouts and the upstream session's refresh against [`Clock::instant`] (monotonic,
+//! on tokio's clock, so `tokio::time::pause` also moves it). Tests move a clock forward with
+//! [`Clock::advance`] instead of sleeping. Durations that are only reported (the access
+//! log) use a [`Stopwatch`]. Clippy's `disallowed-methods` keeps `Instant::now` and
+//! `SystemTime::now` out of every other file.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Wall-clock source in whole seconds since the Unix epoch.
+/// The gateway's time source: wall-clock seconds and a monotonic instant, both movable
+/// forward by tests. Cheap to clone; clones share the offset.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
-    /// Seconds added to the system time (tests move time forward with it).
-    offset: Arc<AtomicI64>,
+    /// Milliseconds added to both system clocks (tests move time forward with it).
+    offset_ms: Arc<AtomicI64>,
 }
 
 impl Clock {
@@ -26,21 +31,60 @@ impl Clock {
 
     /// Seconds since the Unix epoch.
     pub fn now(&self) -> i64 {
-        let secs = SystemTime::now()
+        #[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
+        let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
+            .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        secs + self.offset.load(Ordering::Relaxed)
+        (ms + self.offset_ms.load(Ordering::Relaxed)).div_euclid(1000)
+    }
+
+    /// A monotonic instant (tokio's clock, plus the offset tests added).
+    pub fn instant(&self) -> tokio::time::Instant {
+        #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
+        let now = tokio::time::Instant::now();
+        let offset = self.offset_ms.load(Ordering::Relaxed).max(0) as u64;
+        now + Duration::from_millis(offset)
+    }
+
+    /// Moves this clock (and its clones) forward by whole seconds; for tests.
+    pub fn advance(&self, seconds: i64) {
+        self.offset_ms.fetch_add(seconds * 1000, Ordering::Relaxed);
     }
 
     /// Moves this clock (and its clones) forward; for tests.
-    pub fn advance(&self, seconds: i64) {
-        self.offset.fetch_add(seconds, Ordering::Relaxed);
+    pub fn advance_by(&self, by: Duration) {
+        self.offset_ms
+            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+    }
+}
+
+/// Now on tokio's timer, for connection and body deadlines (I/O timing that
+/// `tokio::time::pause` moves in tests). Session, token and lockout decisions use a
+/// [`Clock`] instead.
+pub fn io_now() -> tokio::time::Instant {
+    #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
+    tokio::time::Instant::now()
+}
+
+/// Measures how long something took, for reports only (never for decisions).
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(tokio::time::Instant);
+
+impl Stopwatch {
+    pub fn start() -> Self {
+        #[allow(clippy::disallowed_methods)] // reports only; decisions use `Clock`
+        Stopwatch(tokio::time::Instant::now())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
     }
 }
 
 /// The current UTC time as RFC 3339 with microseconds and a `Z`, as ARCP writes it.
 pub fn rfc3339_now() -> String {
+    #[allow(clippy::disallowed_methods)] // the one place that reads the calendar clock
     let now = OffsetDateTime::now_utc();
     let now = now
         .replace_nanosecond(now.microsecond() * 1000)
@@ -64,7 +108,9 @@ mod tests {
         let a = Clock::system();
         let b = a.clone();
         let before = b.now();
+        let instant = b.instant();
         a.advance(100);
         assert!(b.now() >= before + 100);
+        assert!(b.instant() >= instant + Duration::from_secs(100));
     }
 }

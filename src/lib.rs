@@ -13,8 +13,10 @@
 //! Embedding: `Gateway::bind(settings)` opens the listeners (port 0 works; see
 //! `local_addrs`), `serve(shutdown)` runs until the future resolves and then drains.
 
+pub mod admin;
+pub(crate) mod arcp;
 pub mod auth;
-pub mod body;
+pub(crate) mod body;
 pub mod clock;
 pub mod config;
 pub mod observability;
@@ -23,9 +25,10 @@ pub mod policy;
 pub mod problem;
 pub mod proxy;
 pub mod ratelimit;
+pub(crate) mod secret;
 pub mod server;
 pub mod session;
 pub mod tls;
 pub mod upstream;
 
-pub use server::{Gateway, ServerError};
+pub use server::{Gateway, Reloader, ServerError};

@@ -1,4 +1,4 @@
-//! `arcp-gateway` command line: run, check-config, hash-password.
+//! `arcp-gateway` command line: run, check-config, schema, healthcheck, hash-password.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -31,11 +31,26 @@ enum Command {
         /// Replace the upstream URL (scheme and authority, e.g. http://127.0.0.1:8001).
         #[arg(long, value_name = "URL")]
         upstream: Option<String>,
+        /// Replace the upstream service account's user name (ARCP's ADMIN_USERNAME).
+        #[arg(long, value_name = "NAME")]
+        upstream_username: Option<String>,
     },
     /// Validate configuration files; prints each error with file:line:column and exits 1.
     CheckConfig {
+        /// Check everything except what the file refers to: read no environment variable
+        /// and no secret, key or certificate file (for pipelines without the secrets).
+        #[arg(long)]
+        structure_only: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema (draft-07) of the configuration file.
+    Schema,
+    /// Ask the readiness endpoint once: exit 0 on 200, 1 otherwise (for images without curl).
+    Healthcheck {
+        /// Plain-HTTP URL of the admin listener's readiness endpoint.
+        #[arg(long, default_value = arcp_gateway::admin::DEFAULT_HEALTHCHECK_URL)]
+        url: String,
     },
     /// Read a password from standard input and print its argon2id PHC hash.
     HashPassword,
@@ -48,14 +63,31 @@ fn main() -> ExitCode {
             config,
             listen,
             upstream,
-        } => match run(config, listen, upstream) {
+            upstream_username,
+        } => match run(config, listen, upstream, upstream_username) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("arcp-gateway: {e:#}");
                 ExitCode::FAILURE
             }
         },
-        Command::CheckConfig { files } => check_config(&files),
+        Command::CheckConfig {
+            structure_only,
+            files,
+        } => check_config(&files, structure_only),
+        Command::Schema => {
+            print!("{}", arcp_gateway::config::schema::json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck { url } => {
+            match arcp_gateway::admin::healthcheck(&url, std::time::Duration::from_secs(5)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("arcp-gateway healthcheck: {:#}", anyhow::Error::from(e));
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::HashPassword => match hash_password() {
             Ok(phc) => {
                 println!("{phc}");
@@ -73,6 +105,7 @@ fn run(
     config: Option<PathBuf>,
     listen: Option<std::net::SocketAddr>,
     upstream: Option<String>,
+    upstream_username: Option<String>,
 ) -> anyhow::Result<()> {
     let mut settings = match &config {
         Some(path) => arcp_gateway::config::load(path),
@@ -89,6 +122,12 @@ fn run(
             .upstream
             .set_url(&url)
             .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
+    }
+    if let Some(name) = upstream_username {
+        settings
+            .upstream
+            .set_service_username(&name)
+            .map_err(|e| anyhow::anyhow!("--upstream-username: {e}"))?;
     }
     let _log_guard = arcp_gateway::observability::init(&settings.logging);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -120,10 +159,15 @@ async fn shutdown_signal() {
     }
 }
 
-fn check_config(files: &[PathBuf]) -> ExitCode {
+fn check_config(files: &[PathBuf], structure_only: bool) -> ExitCode {
     let mut failed = false;
     for file in files {
-        match arcp_gateway::config::load(file) {
+        let checked = if structure_only {
+            arcp_gateway::config::check_structure(file)
+        } else {
+            arcp_gateway::config::load(file).map(drop)
+        };
+        match checked {
             Ok(_) => println!("{}: ok", file.display()),
             Err(e) => {
                 eprintln!("{e}");

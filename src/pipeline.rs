@@ -10,13 +10,13 @@
 //! once with the request id and renders the problem document.
 
 pub mod admit;
-pub mod answer;
+pub(crate) mod answer;
 pub mod frame;
 mod problems;
-pub mod websocket;
+pub mod state;
+pub(crate) mod websocket;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH};
@@ -24,48 +24,21 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::auth::Auth;
-use crate::body::Body;
-use crate::clock::Clock;
-use crate::config::{Limits, SessionSettings, Settings};
+use crate::arcp::X_REQUEST_ID;
+use crate::body::{read_limited, Body, Pace, ReadError};
+use crate::clock::Stopwatch;
 use crate::observability::{self, AccessLog};
-use crate::policy::{Access, Policy};
-use crate::proxy::headers::X_REQUEST_ID;
+use crate::policy::Access;
+use crate::proxy::websocket::SocketError;
 use crate::proxy::{self, ConnInfo, Credentials};
-use crate::upstream::{Broker, BrokerError, UpstreamClient, UpstreamError};
+use crate::upstream::{BrokerError, UpstreamCredentials, UpstreamError};
 use admit::{AdminPrincipal, AdmitError, Principal};
 use answer::{Answer, AnswerError};
 use frame::FrameError;
-
-/// Handles shared by every request, built once from the settings.
-#[derive(Debug)]
-pub struct State {
-    pub policy: Policy,
-    pub limits: Limits,
-    pub sessions: SessionSettings,
-    pub upstream: UpstreamClient,
-    pub broker: Broker,
-    pub auth: Auth,
-    pub replay_buffer_bytes: u64,
-}
-
-impl State {
-    pub fn new(settings: &Settings, clock: Clock) -> Result<Arc<State>, UpstreamError> {
-        let upstream = UpstreamClient::new(&settings.upstream)?;
-        Ok(Arc::new(State {
-            policy: settings.policy.clone(),
-            limits: settings.limits,
-            sessions: settings.sessions.clone(),
-            broker: Broker::new(upstream.clone(), &settings.upstream),
-            upstream,
-            auth: Auth::new(settings, clock),
-            replay_buffer_bytes: settings.upstream.replay_buffer_bytes,
-        }))
-    }
-}
+pub use frame::Limits;
+pub use state::{Handles, Snapshot, State};
 
 /// Everything that can stop a request, from any stage.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +56,22 @@ pub enum GatewayError {
     #[error("upstream refused the brokered session for a request whose body cannot be replayed")]
     ReplayImpossible,
     #[error("WebSocket")]
-    Socket(#[from] websocket::SocketError),
+    Socket(#[from] SocketError),
+    #[error("request body")]
+    BodyTooSlow(#[source] ReadError),
+}
+
+impl GatewayError {
+    /// Whether the connection must close after the answer: the client was cut off in the
+    /// middle of a body, so what follows on the connection cannot be framed.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::BodyTooSlow(_)
+                | GatewayError::Answer(AnswerError::BodyTooSlow(_))
+                | GatewayError::Frame(FrameError::AmbiguousFraming(_))
+        )
+    }
 }
 
 /// Mutable facts gathered for the access log (borrowed or shared, never copied).
@@ -94,19 +82,48 @@ pub struct Trace<'a> {
     pub user: Option<Arc<str>>,
 }
 
-/// Serves one request. Never fails.
-pub async fn handle(state: Arc<State>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
+/// Serves one request. Never fails. `framing` is why the connection reader found this
+/// request's raw HTTP/1.1 head ambiguous, if it did (`server::framing`).
+pub async fn handle(
+    state: Arc<State>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    framing: Option<&'static str>,
+) -> Response<Body> {
+    let started = Stopwatch::start();
     let request_id = frame::request_id(req.headers());
     let method = req.method().clone();
     let raw_path = req.uri().path().to_owned();
+    let http1 = req.version() < http::Version::HTTP_2;
     let mut trace = Trace::default();
-    let mut response = match handle_inner(&state, &conn, req, &request_id, &mut trace).await {
+    // Loaded once: this request is decided by this snapshot to its end.
+    let snapshot = state.snapshot();
+    let result = match framing {
+        Some(why) => Err(FrameError::AmbiguousFraming(why).into()),
+        None => {
+            handle_inner(
+                &snapshot,
+                &state.handles,
+                &conn,
+                req,
+                &request_id,
+                &mut trace,
+            )
+            .await
+        }
+    };
+    let mut response = match result {
         Ok(response) => response,
         Err(err) => {
-            let problem = err.problem(&state.sessions);
+            let problem = err.problem(state.handles.sessions.settings());
             observability::log_error(&err, &request_id, problem.status());
-            problem.into_response(&raw_path, &request_id)
+            let mut response = problem.into_response(&raw_path, &request_id);
+            if http1 && err.closes_connection() {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -127,14 +144,15 @@ pub async fn handle(state: Arc<State>, conn: ConnInfo, req: Request<Incoming>) -
 }
 
 async fn handle_inner<'s>(
-    state: &'s State,
+    snapshot: &'s Arc<Snapshot>,
+    handles: &Handles,
     conn: &ConnInfo,
     req: Request<Incoming>,
     request_id: &str,
     trace: &mut Trace<'s>,
 ) -> Result<Response<Body>, GatewayError> {
     // 1. frame
-    frame::check_limits(&req, &state.limits)?;
+    frame::check_limits(&req, &snapshot.limits)?;
     let path = frame::normalise_path(req.uri().path())?;
     let path_and_query = match (&path, req.uri().path_and_query()) {
         // Unchanged: share the parsed target instead of copying it.
@@ -143,7 +161,7 @@ async fn handle_inner<'s>(
     };
 
     // 2. route
-    let route = state.policy.route(req.method(), &path);
+    let route = snapshot.policy.route(req.method(), &path);
     trace.route = Some(route.name);
 
     // WebSockets authenticate in their first frame: a stage of their own.
@@ -152,47 +170,60 @@ async fn handle_inner<'s>(
         // Boxed: the socket and gateway-endpoint paths are rare and their futures large; keeping
         // them out of line keeps the per-request future small.
         return Box::pin(websocket::upgrade(
-            state, conn, req, access, &path, request_id,
+            snapshot.clone(),
+            handles,
+            conn,
+            req,
+            access,
+            &path,
+            request_id,
         ))
         .await;
     }
 
-    // 3. admit, 4a. answer
-    let (principal, req) = if route.access == Access::Gateway {
-        match Box::pin(answer::answer(
-            &state.auth,
-            &state.broker,
-            route.name,
-            conn,
-            req,
-            trace,
-        ))
-        .await?
-        {
-            Answer::Respond(response) => return Ok(response),
-            Answer::Forward(principal, req) => (principal, *req),
-        }
-    } else {
-        let principal = admit::admit(&state.auth, &route, req.headers(), req.uri().query()).await?;
-        (principal, req)
-    };
+    // 3. admit
+    let principal = admit::admit(&snapshot.tokens, &handles.sessions, &route, &req).await?;
     trace.user = principal.user();
+
+    // 4a. answer
+    let (principal, req) = match route.access {
+        Access::Gateway(endpoint) => {
+            let answered = Box::pin(answer::answer(
+                endpoint, principal, snapshot, handles, conn, req, trace,
+            ))
+            .await?;
+            match answered {
+                Answer::Respond(response) => return Ok(response),
+                Answer::Forward(principal, req) => (principal, *req),
+            }
+        }
+        _ => (principal, req),
+    };
 
     // 4b. forward
     let (parts, body) = req.into_parts();
     let credentials = match principal {
         Principal::Admin(admin) => {
-            let response =
-                forward_admin(state, conn, parts, body, path_and_query, &admin, request_id).await?;
+            let response = forward_admin(
+                snapshot,
+                handles,
+                conn,
+                parts,
+                body,
+                path_and_query,
+                &admin,
+                request_id,
+            )
+            .await?;
             trace.upstream_status = Some(response.status().as_u16());
             return Ok(response);
         }
-        Principal::Anonymous => Credentials::Strip,
+        Principal::Anonymous | Principal::Probe(_) => Credentials::Strip,
         Principal::Passthrough | Principal::Agent(_) => Credentials::Keep,
     };
-    let body = Body::limited(body, state.limits.max_body_bytes);
+    let body = Body::limited(body, snapshot.limits.max_body_bytes);
     let response = send(
-        state,
+        handles,
         conn,
         parts,
         body,
@@ -207,7 +238,7 @@ async fn handle_inner<'s>(
 
 /// Builds the upstream request (hygiene, forwarded facts, credentials) and sends it.
 async fn send(
-    state: &State,
+    handles: &Handles,
     conn: &ConnInfo,
     parts: Parts,
     body: Body,
@@ -216,7 +247,7 @@ async fn send(
     request_id: &str,
 ) -> Result<Response<Body>, UpstreamError> {
     let req = proxy::upstream_request(
-        &state.upstream,
+        &handles.upstream,
         conn,
         parts,
         body,
@@ -224,15 +255,17 @@ async fn send(
         credentials,
         request_id,
     );
-    proxy::forward(&state.upstream, req).await
+    proxy::forward(&handles.upstream, req).await
 }
 
 /// Forwards an admin request with the brokered credentials. If upstream refuses them
 /// (its session was dropped), logs in again once and replays the request, whose body was
 /// buffered when it fits `replay_buffer_bytes`; a larger body cannot be replayed and the
 /// client gets a 503 with `Retry-After`.
+#[allow(clippy::too_many_arguments)]
 async fn forward_admin(
-    state: &State,
+    snapshot: &Snapshot,
+    handles: &Handles,
     conn: &ConnInfo,
     parts: Parts,
     body: Incoming,
@@ -240,8 +273,8 @@ async fn forward_admin(
     _admin: &AdminPrincipal,
     request_id: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let creds = state.broker.credentials().await?;
-    let swap = |c: &crate::upstream::UpstreamCredentials| Credentials::Swap {
+    let creds = handles.broker.credentials().await?;
+    let swap = |c: &UpstreamCredentials| Credentials::Swap {
         authorization: c.authorization.clone(),
         fingerprint: c.fingerprint.clone(),
     };
@@ -251,11 +284,11 @@ async fn forward_admin(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let replayable =
-        body.is_end_stream() || declared.is_some_and(|n| n <= state.replay_buffer_bytes);
+        body.is_end_stream() || declared.is_some_and(|n| n <= snapshot.replay_buffer_bytes);
     if !replayable {
-        let body = Body::limited(body, state.limits.max_body_bytes);
+        let body = Body::limited(body, snapshot.limits.max_body_bytes);
         let response = send(
-            state,
+            handles,
             conn,
             parts,
             body,
@@ -266,7 +299,7 @@ async fn forward_admin(
         .await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             // Renew in the background; this request's body is gone.
-            let broker = state.broker.clone();
+            let broker = handles.broker.clone();
             tokio::spawn(async move {
                 let _ = broker.relogin(creds.generation).await;
             });
@@ -278,10 +311,10 @@ async fn forward_admin(
     let bytes = if body.is_end_stream() {
         Bytes::new()
     } else {
-        read_replayable(body, state.replay_buffer_bytes).await?
+        read_replayable(body, snapshot.replay_buffer_bytes, snapshot.body_pace).await?
     };
     let response = send(
-        state,
+        handles,
         conn,
         clone_parts(&parts),
         Body::full(bytes.clone()),
@@ -297,10 +330,10 @@ async fn forward_admin(
         request_id,
         "upstream refused the brokered session; logging in again and replaying"
     );
-    let creds = state.broker.relogin(creds.generation).await?;
+    let creds = handles.broker.relogin(creds.generation).await?;
     let creds = swap(&creds);
     Ok(send(
-        state,
+        handles,
         conn,
         parts,
         Body::full(bytes),
@@ -311,17 +344,16 @@ async fn forward_admin(
     .await?)
 }
 
-async fn read_replayable(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
-    Limited::new(body, limit as usize)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|_| {
+async fn read_replayable(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes, GatewayError> {
+    read_limited(body, limit, pace).await.map_err(|e| match e {
+        ReadError::TooSlow { .. } => GatewayError::BodyTooSlow(e),
+        ReadError::TooLarge { .. } | ReadError::Body(_) => {
             GatewayError::Frame(FrameError::BodyTooLarge {
                 declared: limit + 1,
                 max: limit,
             })
-        })
+        }
+    })
 }
 
 fn clone_parts(parts: &Parts) -> Parts {

@@ -11,16 +11,15 @@
 use std::sync::Arc;
 
 use http::Method;
-use serde::Deserialize;
 
 /// The credential a route demands (docs/design.md §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
     /// Forwarded without credentials: `Authorization` and the fingerprint are stripped.
     Public,
-    /// Answered by the gateway itself (login, logout, PIN, session status, token refresh).
-    Gateway,
+    /// Answered by the gateway itself; the endpoint says which answer and what admission
+    /// demands for it.
+    Gateway(Endpoint),
     /// A gateway session bound to its fingerprint; forwarded with the brokered upstream
     /// admin credentials.
     Admin,
@@ -41,13 +40,107 @@ impl Access {
     pub fn as_str(self) -> &'static str {
         match self {
             Access::Public => "public",
-            Access::Gateway => "gateway",
+            Access::Gateway(_) => "gateway",
             Access::Admin => "admin",
             Access::Agent => "agent",
             Access::AgentOnly => "agent_only",
             Access::Temp => "temp",
             Access::Passthrough => "passthrough",
             Access::Deny => "deny",
+        }
+    }
+}
+
+/// The endpoints the gateway answers itself (a rule names one as `access: {gateway: login}`;
+/// an unknown name is a configuration error with its location). Admission checks what
+/// each demands ([`Endpoint::demand`]) before the answer stage runs, so an answer always
+/// holds its proof value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// Liveness of the gateway process.
+    Live,
+    /// Readiness: the upstream admin session is established.
+    Ready,
+    /// `POST /auth/login`: people authenticate against the gateway's users.
+    Login,
+    /// `POST /auth/logout`: ends the caller's session.
+    Logout,
+    /// `POST /auth/set_pin`.
+    SetPin,
+    /// `POST /auth/verify_pin`.
+    VerifyPin,
+    /// `GET /auth/pin_status`.
+    PinStatus,
+    /// `GET /auth/session_status`.
+    SessionStatus,
+    /// `POST /tokens/refresh`: a gateway token is re-issued here, an agent token forwarded.
+    TokenRefresh,
+    /// `/tokens/validate`, upstream's public token oracle, which never sees a gateway token.
+    TokenValidate,
+}
+
+/// The credential a gateway endpoint demands before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demand {
+    /// None: probes, and the login (which checks a password itself).
+    Nothing,
+    /// A live gateway session bound to the presented fingerprint.
+    Session,
+    /// A gateway session (answered here) or a verified upstream token (forwarded).
+    SessionOrAgent,
+    /// Whatever token is presented is classified, and never refused with a problem:
+    /// the token oracle answers `valid: false` itself.
+    TokenProbe,
+}
+
+impl Endpoint {
+    /// Every endpoint, in the order error messages list them.
+    pub const ALL: [Endpoint; 10] = [
+        Endpoint::Live,
+        Endpoint::Ready,
+        Endpoint::Login,
+        Endpoint::Logout,
+        Endpoint::SetPin,
+        Endpoint::VerifyPin,
+        Endpoint::PinStatus,
+        Endpoint::SessionStatus,
+        Endpoint::TokenRefresh,
+        Endpoint::TokenValidate,
+    ];
+
+    /// The name used in YAML (`endpoint: login`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Live => "live",
+            Endpoint::Ready => "ready",
+            Endpoint::Login => "login",
+            Endpoint::Logout => "logout",
+            Endpoint::SetPin => "set_pin",
+            Endpoint::VerifyPin => "verify_pin",
+            Endpoint::PinStatus => "pin_status",
+            Endpoint::SessionStatus => "session_status",
+            Endpoint::TokenRefresh => "token_refresh",
+            Endpoint::TokenValidate => "token_validate",
+        }
+    }
+
+    /// The endpoint named `name` in YAML.
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+
+    /// What admission checks before this endpoint is answered.
+    pub fn demand(self) -> Demand {
+        match self {
+            Endpoint::Live | Endpoint::Ready | Endpoint::Login => Demand::Nothing,
+            Endpoint::Logout
+            | Endpoint::SetPin
+            | Endpoint::VerifyPin
+            | Endpoint::PinStatus
+            | Endpoint::SessionStatus => Demand::Session,
+            Endpoint::TokenRefresh => Demand::SessionOrAgent,
+            Endpoint::TokenValidate => Demand::TokenProbe,
         }
     }
 }
@@ -257,6 +350,14 @@ mod tests {
         let policy = Policy::new(vec![rule("/static/**", &[], Access::Public)], Access::Deny);
         let long = format!("/static{}", "/a".repeat(40));
         assert_eq!(policy.route(&Method::GET, &long).access, Access::Public);
+    }
+
+    #[test]
+    fn endpoint_names_round_trip() {
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::from_name(e.as_str()), Some(e));
+        }
+        assert_eq!(Endpoint::from_name("gateway_live"), None);
     }
 
     #[test]

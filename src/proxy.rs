@@ -1,6 +1,9 @@
-//! Forwarding to the upstream: header hygiene, credential swap, streamed bodies.
+//! Forwarding to the upstream: header hygiene, credential swap, streamed bodies, and the
+//! WebSocket relay.
 
-pub mod forward;
+pub(crate) mod forward;
 pub mod headers;
+pub(crate) mod websocket;
 
-pub use forward::{forward, upstream_request, ConnInfo, Credentials};
+pub use forward::ConnInfo;
+pub(crate) use forward::{forward, upstream_request, Credentials};

@@ -12,12 +12,23 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use moka::sync::Cache;
 
-use crate::config::LoginSettings;
+use crate::clock::Clock;
+
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    pub max_failures_per_ip: u32,
+    pub max_failures_per_user: u32,
+    pub failure_window: Duration,
+    pub lockout: Duration,
+    pub attempts_per_minute_per_ip: u32,
+}
 
 /// Why a login attempt is refused before it is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -37,8 +48,10 @@ enum Key {
 pub struct LoginThrottle {
     attempts: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     failures: Cache<Key, u32>,
+    /// Lockout ends, on the injected clock.
     locks: Cache<Key, Instant>,
     settings: Arc<LoginSettings>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for LoginThrottle {
@@ -48,7 +61,7 @@ impl std::fmt::Debug for LoginThrottle {
 }
 
 impl LoginThrottle {
-    pub fn new(settings: &LoginSettings) -> Self {
+    pub fn new(settings: &LoginSettings, clock: Clock) -> Self {
         let per_minute =
             NonZeroU32::new(settings.attempts_per_minute_per_ip).unwrap_or(NonZeroU32::MIN);
         LoginThrottle {
@@ -62,6 +75,7 @@ impl LoginThrottle {
                 .time_to_live(settings.lockout)
                 .build(),
             settings: Arc::new(settings.clone()),
+            clock,
         }
     }
 
@@ -84,9 +98,10 @@ impl LoginThrottle {
     }
 
     fn check_lock(&self, key: &Key) -> Result<(), Throttled> {
+        let now = self.clock.instant();
         match self.locks.get(key) {
-            Some(until) if until > Instant::now() => Err(Throttled {
-                retry_after: until - Instant::now(),
+            Some(until) if until > now => Err(Throttled {
+                retry_after: until - now,
             }),
             _ => Ok(()),
         }
@@ -108,7 +123,7 @@ impl LoginThrottle {
         if n >= max {
             self.failures.invalidate(&key);
             self.locks
-                .insert(key, Instant::now() + self.settings.lockout);
+                .insert(key, self.clock.instant() + self.settings.lockout);
         } else {
             self.failures.insert(key, n);
         }
@@ -137,7 +152,7 @@ mod tests {
 
     #[test]
     fn an_address_locks_itself_out_but_not_others() {
-        let t = LoginThrottle::new(&settings());
+        let t = LoginThrottle::new(&settings(), Clock::system());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
@@ -155,7 +170,7 @@ mod tests {
 
     #[test]
     fn success_clears_counts_and_user_lock_applies_everywhere() {
-        let t = LoginThrottle::new(&settings());
+        let t = LoginThrottle::new(&settings(), Clock::system());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         t.record_failure(a, Some("u"));
         t.record_failure(a, Some("u"));
@@ -172,7 +187,7 @@ mod tests {
     fn attempt_rate_is_limited() {
         let mut s = settings();
         s.attempts_per_minute_per_ip = 2;
-        let t = LoginThrottle::new(&s);
+        let t = LoginThrottle::new(&s, Clock::system());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         assert!(t.check_ip(a).is_ok());
         assert!(t.check_ip(a).is_ok());

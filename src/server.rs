@@ -3,9 +3,16 @@
 //! Each connection lives in its own task: the TLS handshake runs there under a deadline
 //! (a slow client never stalls the accept loop), then hyper-util's auto builder serves
 //! HTTP/1.1 or HTTP/2 on it. A semaphore bounds concurrent connections: at the limit the loop
-//! stops accepting and the kernel's backlog holds new clients. Accept errors (e.g. out of
-//! file descriptors) back off instead of ending the loop. Shutdown stops accepting, asks
-//! every connection to finish its in-flight requests, and waits at most `drain_timeout`.
+//! stops accepting and the kernel's backlog holds new clients; one client address (an IPv6 /64)
+//! holds at most `max_connections_per_address` of them ([`per_address`]). Every stage a client
+//! could stall has a deadline ([`activity`]), and HTTP/1.1 framing is checked as strictly as
+//! nginx does ([`framing`]). Accept errors (e.g. out of file descriptors) back off instead of
+//! ending the loop. Shutdown stops accepting, asks every connection to finish its in-flight
+//! requests, and waits at most `drain_timeout`.
+
+mod activity;
+mod framing;
+pub mod per_address;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,15 +22,60 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use activity::{Activity, Closed, Deadlines, Tracked};
+use framing::{HeadLog, Scanned};
+use per_address::PerAddress;
+
 use crate::clock::Clock;
-use crate::config::{ServerSettings, Settings};
-use crate::pipeline::{self, State};
+use crate::config::Settings;
+use crate::pipeline::{self, Handles, Snapshot, State};
 use crate::proxy::ConnInfo;
+use crate::tls::TlsSettings;
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub handshake_timeout: Duration,
+    /// Deadline for a complete request head: from the end of the TLS handshake for the first
+    /// request (protocol detection and the HTTP/2 preface included), and for every HTTP/1.1 head.
+    pub header_read_timeout: Duration,
+    pub max_connections: u32,
+    pub drain_timeout: Duration,
+    /// Concurrent connections from one client address (an IPv6 /64 counts as one).
+    pub max_connections_per_address: u32,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Bodies the gateway reads itself: the time they may lag behind `body_min_rate`.
+    pub body_read_timeout: Duration,
+    /// Bodies the gateway reads itself: bytes per second they must average after the grace.
+    pub body_min_rate: u64,
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 PING interval on a connection (dead peers are found while streams are open).
+    pub http2_keep_alive_interval: Duration,
+    /// A PING unanswered for this long closes the connection.
+    pub http2_keep_alive_timeout: Duration,
+}
+
+impl ServerSettings {
+    /// The pace bodies the gateway reads itself must keep.
+    pub fn body_pace(&self) -> crate::body::Pace {
+        crate::body::Pace {
+            grace: self.body_read_timeout,
+            min_rate: self.body_min_rate,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub address: SocketAddr,
+    /// `None` is a plain-HTTP listener (behind a TLS-terminating load balancer).
+    pub tls: Option<TlsSettings>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -37,6 +89,8 @@ pub enum ServerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("upstream client setup")]
     Upstream(#[from] crate::upstream::UpstreamError),
+    #[error("admin listener setup")]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 struct Bound {
@@ -49,6 +103,7 @@ pub struct Gateway {
     bound: Vec<Bound>,
     state: Arc<State>,
     server: ServerSettings,
+    admin: Option<crate::admin::AdminListener>,
 }
 
 impl Gateway {
@@ -60,7 +115,13 @@ impl Gateway {
     /// Like [`Gateway::bind`], deciding token and session lifetimes against `clock`
     /// (tests move it forward instead of sleeping).
     pub async fn bind_with_clock(settings: Settings, clock: Clock) -> Result<Gateway, ServerError> {
-        let state = State::new(&settings, clock)?;
+        let handles = Handles::new(
+            &settings.upstream,
+            &settings.sessions,
+            &settings.auth.login,
+            clock.clone(),
+        )?;
+        let state = State::new(handles, snapshot_of(&settings, clock));
         let mut bound = Vec::with_capacity(settings.listeners.len());
         for l in &settings.listeners {
             let listener =
@@ -79,10 +140,15 @@ impl Gateway {
             };
             bound.push(Bound { listener, tls });
         }
+        let admin = match &settings.admin {
+            Some(a) => Some(crate::admin::AdminListener::bind(a).await?),
+            None => None,
+        };
         Ok(Gateway {
             bound,
             state,
             server: settings.server.clone(),
+            admin,
         })
     }
 
@@ -94,43 +160,55 @@ impl Gateway {
             .collect()
     }
 
+    /// Address of the admin listener, when one is configured (port 0 resolved).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr())
+    }
+
     /// The shared handles (for tests and embedding).
     pub fn state(&self) -> &Arc<State> {
         &self.state
     }
 
+    /// A handle that replaces the configuration snapshot while the gateway serves.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            state: self.state.clone(),
+        }
+    }
+
     /// Serves until `shutdown` resolves, then drains.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let graceful = Arc::new(GracefulShutdown::new());
         let limit = Arc::new(Semaphore::new(self.server.max_connections as usize));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.server.header_read_timeout)
-            .max_buf_size(64 * 1024);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(64 * 1024)
-            .max_concurrent_streams(256);
-        let builder = Arc::new(builder);
+        let per_address = PerAddress::new(self.server.max_connections_per_address);
+        let builder = Arc::new(http_builder(&self.server));
 
         let mut loops = Vec::new();
         for b in self.bound {
             let ctx = AcceptCtx {
                 state: self.state.clone(),
                 builder: builder.clone(),
-                graceful: graceful.clone(),
                 limit: limit.clone(),
+                per_address: per_address.clone(),
                 handshake_timeout: self.server.handshake_timeout,
+                deadlines: Deadlines {
+                    first_request: self.server.header_read_timeout,
+                    idle: self.server.idle_timeout,
+                },
             };
             loops.push(tokio::spawn(accept_loop(b, ctx, stop_rx.clone())));
         }
+        // Every connection task holds a receiver: the drain below ends when the last one drops.
+        drop(stop_rx);
 
-        let refresher = self.state.broker.spawn_refresher();
-        let sessions = self.state.auth.sessions.clone();
+        // The admin listener has its own stop signal: it must not hold up the drain.
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+        let admin = self
+            .admin
+            .map(|a| a.spawn(self.state.handles.broker.clone(), admin_stop_rx));
+        let refresher = self.state.handles.broker.spawn_refresher();
+        let sessions = self.state.handles.sessions.clone();
         let housekeeping = tokio::spawn(async move {
             // Apply idle expiry promptly so sockets of expired sessions close without traffic.
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -144,27 +222,90 @@ impl Gateway {
         housekeeping.abort();
         tracing::info!("shutdown: no longer accepting; draining in-flight requests");
         let _ = stop_tx.send(true);
+        let _ = admin_stop_tx.send(true);
         for l in loops {
             let _ = l.await;
         }
         let drain = self.server.drain_timeout;
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-        match tokio::time::timeout(drain, graceful.shutdown()).await {
+        match tokio::time::timeout(drain, stop_tx.closed()).await {
             Ok(()) => tracing::info!("shutdown: all connections closed"),
             Err(_) => tracing::warn!(
                 ?drain,
                 "shutdown: drain deadline passed; closing remaining connections"
             ),
         }
+        if let Some(admin) = admin {
+            admin.abort();
+        }
     }
+}
+
+/// Replaces the per-request [`Snapshot`] (the seam configuration reload lands on).
+///
+/// What a snapshot holds takes effect for every request that starts after
+/// [`Reloader::apply`]: the route policy, limits, token keys, users and the replay buffer
+/// size. Requests in flight finish on the snapshot they started with. Listeners, the
+/// upstream connection pool, the session store and the login throttle are handles bound
+/// once and are not changed here.
+#[derive(Clone)]
+pub struct Reloader {
+    state: Arc<State>,
+}
+
+impl Reloader {
+    /// Makes `settings` the configuration of the next request.
+    pub fn apply(&self, settings: &Settings) {
+        let clock = self.state.handles.clock.clone();
+        self.state.replace_snapshot(snapshot_of(settings, clock));
+    }
+}
+
+/// The part of the settings every request is decided by.
+fn snapshot_of(settings: &Settings, clock: Clock) -> Snapshot {
+    Snapshot::new(
+        settings.policy.clone(),
+        settings.limits,
+        &settings.auth,
+        settings.upstream.replay_buffer_bytes,
+        settings.server.body_pace(),
+        clock,
+    )
+}
+
+/// hyper's protocol settings, each protection set explicitly rather than left to a default
+/// that may change under us.
+fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Also bounds a kept-alive connection waiting for its next request: hyper restarts
+        // the timer as soon as it waits for a head.
+        .header_read_timeout(server.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // CONTINUATION floods (CVE-2024-27316 class): h2 stops decoding a header block past
+        // this size and answers 431 / closes instead of buffering it.
+        .max_header_list_size(64 * 1024)
+        .max_concurrent_streams(server.http2_max_concurrent_streams)
+        // Rapid reset (CVE-2023-44487): streams the client resets before we accept them.
+        .max_pending_accept_reset_streams(20)
+        // Streams we had to reset because the client misbehaved (RUSTSEC-2024-0003).
+        .max_local_error_reset_streams(256)
+        .keep_alive_interval(server.http2_keep_alive_interval)
+        .keep_alive_timeout(server.http2_keep_alive_timeout);
+    builder
 }
 
 struct AcceptCtx {
     state: Arc<State>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Arc<GracefulShutdown>,
     limit: Arc<Semaphore>,
+    per_address: PerAddress,
     handshake_timeout: Duration,
+    deadlines: Deadlines,
 }
 
 async fn accept_loop(bound: Bound, ctx: AcceptCtx, mut stop: watch::Receiver<bool>) {
@@ -193,47 +334,45 @@ async fn accept_loop(bound: Bound, ctx: AcceptCtx, mut stop: watch::Receiver<boo
                 continue;
             }
         };
+        let Some(address_permit) = ctx.per_address.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: too many from this address");
+            continue; // dropping the stream closes it; the global permit returns to the pool
+        };
         let _ = stream.set_nodelay(true);
-        let state = ctx.state.clone();
-        let builder = ctx.builder.clone();
-        let watcher = ctx.graceful.watcher();
+        let conn = Connection {
+            peer,
+            state: ctx.state.clone(),
+            builder: ctx.builder.clone(),
+            deadlines: ctx.deadlines,
+            stop: stop.clone(),
+        };
         let tls = bound.tls.clone();
         let handshake_timeout = ctx.handshake_timeout;
         tokio::spawn(async move {
-            let _permit = permit;
-            serve_connection(
-                stream,
-                peer,
-                tls,
-                handshake_timeout,
-                state,
-                builder,
-                watcher,
-            )
-            .await;
+            let _permits = (permit, address_permit);
+            serve_connection(stream, tls, handshake_timeout, conn).await;
         });
     }
     // Dropping the listener closes the port: new connections are refused from here on.
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// What a connection task needs besides its socket.
+struct Connection {
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    handshake_timeout: Duration,
     state: Arc<State>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
+    deadlines: Deadlines,
+    stop: watch::Receiver<bool>,
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    conn: Connection,
 ) {
-    let conn = ConnInfo {
-        peer,
-        tls: tls.is_some(),
-    };
-    let service = service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(state, conn, req).await) }
-    });
-    let result = match tls {
+    let peer = conn.peer;
+    match tls {
         Some(acceptor) => {
             let stream =
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -247,15 +386,56 @@ async fn serve_connection(
                         return;
                     }
                 };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            watcher.watch(conn).await
+            let http1 = stream.get_ref().1.alpn_protocol() != Some(b"h2");
+            serve_http(stream, true, http1, conn).await;
         }
-        None => {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            watcher.watch(conn).await
-        }
+        None => serve_http(stream, false, true, conn).await,
+    }
+}
+
+/// Serves HTTP on an established stream until it ends, a deadline closes it, or shutdown.
+async fn serve_http<S>(stream: S, tls: bool, http1: bool, conn: Connection)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Connection {
+        peer,
+        state,
+        builder,
+        deadlines,
+        stop,
+    } = conn;
+    let info = ConnInfo { peer, tls };
+    let heads = Arc::new(HeadLog::default());
+    let activity = Activity::new();
+    let service = {
+        let (heads, activity) = (heads.clone(), activity.clone());
+        service_fn(move |req| {
+            let state = state.clone();
+            let in_flight = activity.begin();
+            let framing = heads.next_request();
+            async move {
+                let response = pipeline::handle(state, info, req, framing).await;
+                Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, in_flight)))
+            }
+        })
     };
-    if let Err(e) = result {
+    let io = TokioIo::new(Scanned::new(stream, http1, heads));
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    let (why, error) = activity::supervise(
+        connection,
+        |c| c.graceful_shutdown(),
+        &activity,
+        deadlines,
+        stop,
+    )
+    .await;
+    match why {
+        Closed::NoRequest => tracing::debug!(%peer, "closed: no request within the deadline"),
+        Closed::Idle => tracing::debug!(%peer, "closed: idle"),
+        Closed::Finished | Closed::Shutdown => {}
+    }
+    if let Some(e) = error {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

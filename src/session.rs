@@ -2,9 +2,10 @@
 //! and a per-user limit.
 //!
 //! * **Idle expiry**: only *admitted* requests are activity ([`SessionStore::touch`], after
-//!   the fingerprint matched). Each session keeps the time of its last admitted request and
-//!   a lookup past `idle_timeout` finds it expired; moka's `time_to_idle` (reset by every
-//!   read) only bounds memory, so a refused request cannot keep a session alive.
+//!   the fingerprint matched). Each session keeps the time of its last admitted request (on
+//!   the injected [`Clock`]) and a lookup past `idle_timeout` finds it expired; moka's
+//!   `time_to_idle` (reset by every read) only bounds memory, so a refused request cannot
+//!   keep a session alive.
 //! * **Absolute cap**: a per-entry expiry ([`moka::Expiry`]) at `expires_at`, and the same
 //!   instant is checked against the injected [`Clock`] on every lookup.
 //! * **Per-user limit**: creating a session beyond `max_per_user` ends the user's oldest.
@@ -13,13 +14,15 @@
 //!
 //! No lock here is held across an `.await`.
 
-pub mod fingerprint;
-pub mod id;
+mod fingerprint;
+mod id;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::time::Instant as TokioInstant;
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
@@ -27,9 +30,16 @@ use moka::Expiry;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::config::SessionSettings;
 pub use fingerprint::Fingerprint;
 pub use id::SessionId;
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub max_per_user: u32,
+    pub capacity: u64,
+}
 
 /// One admin session.
 #[derive(Debug)]
@@ -46,12 +56,22 @@ pub struct Session {
     pin: Mutex<PinState>,
 }
 
-/// PIN state of a session (the PIN itself is an argon2id hash).
-#[derive(Debug, Default, Clone)]
+/// PIN state of a session (the PIN itself is an argon2id hash). `Debug` shows whether a
+/// PIN is set, never its hash.
+#[derive(Default, Clone)]
 pub struct PinState {
     pub hash: Option<String>,
     /// Consecutive wrong PIN attempts.
     pub failures: u32,
+}
+
+impl std::fmt::Debug for PinState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinState")
+            .field("set", &self.hash.is_some())
+            .field("failures", &self.failures)
+            .finish()
+    }
 }
 
 impl Session {
@@ -100,8 +120,8 @@ pub struct SessionStore {
     watchers: Arc<Mutex<HashMap<SessionId, watch::Sender<bool>>>>,
     settings: Arc<SessionSettings>,
     clock: Clock,
-    /// Monotonic origin of `last_active_ms`.
-    started: Instant,
+    /// Monotonic origin of `last_active_ms` (on the injected clock).
+    started: TokioInstant,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -158,13 +178,16 @@ impl SessionStore {
             })),
             watchers,
             settings: Arc::new(settings.clone()),
+            started: clock.instant(),
             clock,
-            started: Instant::now(),
         }
     }
 
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.clock
+            .instant()
+            .saturating_duration_since(self.started)
+            .as_millis() as u64
     }
 
     /// Records an admitted request (or a client WebSocket message) as session activity.
@@ -349,12 +372,13 @@ mod tests {
 
     #[tokio::test]
     async fn idle_sessions_expire_and_activity_keeps_them() {
-        let store = SessionStore::new(&settings(300, 5), Clock::system());
+        let clock = Clock::system();
+        let store = SessionStore::new(&settings(300, 5), clock.clone());
         let busy = store.create("ARCP", "a").await;
         let idle = store.create("ARCP", "b").await;
         let other = store.create("ARCP", "c").await;
         for _ in 0..6 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            clock.advance_by(Duration::from_millis(100));
             match store.lookup(&busy.id).await {
                 Lookup::Active(s) => store.touch(&s),
                 other => panic!("busy session gone: {other:?}"),

@@ -13,7 +13,21 @@ use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
-use crate::config::TlsSettings;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub enum TlsSettings {
+    /// A certificate chain and key from PEM files.
+    Files {
+        chain: Vec<CertificateDer<'static>>,
+        key: Arc<PrivateKeyDer<'static>>,
+    },
+    /// A development CA and leaf made at start (rcgen).
+    Development {
+        write_ca_to: Option<PathBuf>,
+        names: Vec<String>,
+    },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -8,6 +8,8 @@
 //! when the test ends or a step panics; the run directory under `target/e2e/` is kept when
 //! the test fails. WebSockets are not exercised here.
 
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "e2e_arcp/client.rs"]

@@ -1,9 +1,13 @@
 //! Integration tests of the foundation: TLS listeners serving HTTP/1.1 and HTTP/2, streamed
 //! proxying with bounded memory, header hygiene, upstream failure problems and graceful
-//! shutdown (request limits are `tests/limits.rs`). The real gateway runs on loopback (in-process, or the binary as a
-//! subprocess where memory or signals are measured) in front of a recording stub upstream.
+//! shutdown (request limits are `tests/limits.rs`). The real gateway runs on loopback
+//! (in-process, or the binary as a subprocess where memory or signals are measured) in front
+//! of a recording stub upstream.
 //! Every route is public here (`routes: {profile: none, default_access: public}`); auth is
 //! tested elsewhere.
+
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -3,6 +3,9 @@
 //! upstream. The real gateway runs in-process on loopback in front of a recording
 //! stub upstream, every route public; the requests are written as raw bytes where a client
 //! library would refuse to send them.
+
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

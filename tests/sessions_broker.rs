@@ -7,6 +7,8 @@
 //! ([`common::session_env::Env`]), which can forget its sessions, refuse logins and shorten
 //! its session lifetime.
 
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // Not every test binary uses every re-export of the shared harness.

@@ -6,6 +6,8 @@
 //! ([`common::session_env::Env`]). The idle tests wait in real time with short timeouts
 //! (moka's time-to-idle reads the real clock).
 
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // Not every test binary uses every re-export of the shared harness.

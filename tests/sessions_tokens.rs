@@ -6,6 +6,8 @@
 //! Every test runs the real gateway over TLS on `127.0.0.1:0` in front of the ARCP stub
 //! ([`common::session_env::Env`]).
 
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // Not every test binary uses every re-export of the shared harness.

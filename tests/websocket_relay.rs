@@ -7,6 +7,8 @@
 //! Every test runs the real gateway over TLS (`wss://`) on `127.0.0.1:0` in front of the
 //! WebSocket stub ([`common::ws_env::Env`]). Every wait is bounded.
 
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // Not every test binary uses every re-export of the shared harness.

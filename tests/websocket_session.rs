@@ -6,6 +6,8 @@
 //! stub ([`common::ws_env::Env`]); the log test runs the gateway binary to read its JSON logs
 //! at debug level. Every wait is bounded.
 
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // Not every test binary uses every re-export of the shared harness.

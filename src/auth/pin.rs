@@ -3,6 +3,28 @@
 //! Rules are ARCP's `SetPinRequest`: 4 to 32 characters, and a list of weak PINs refused.
 //! The PIN is kept as an argon2id hash in the session. Five wrong PINs in a row end the
 //! session, so a stolen token cannot be used to guess the PIN.
+//!
+//! Everything a session's PIN goes through is here: setting it once, verifying it on
+//! `/auth/verify_pin`, and checking `X-Session-Pin` on routes that demand it.
+
+use crate::session::{Ended, Session, SessionStore};
+
+/// Why a PIN operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error("X-Session-Pin missing")]
+    Required,
+    #[error("no PIN set for the session")]
+    NotSet,
+    #[error("PIN already set")]
+    AlreadySet,
+    #[error("wrong PIN")]
+    Incorrect,
+    #[error("PIN rejected: {0}")]
+    Invalid(&'static str),
+    #[error("cannot hash the PIN")]
+    Internal,
+}
 
 /// Consecutive wrong PINs that end the session.
 pub const MAX_FAILURES: u32 = 5;
@@ -40,6 +62,60 @@ pub async fn verify(pin: String, phc: String) -> bool {
     tokio::task::spawn_blocking(move || super::credentials::verify(&pin, Some(&phc), &phc))
         .await
         .unwrap_or(false)
+}
+
+/// Sets the session's PIN, once.
+pub async fn set(session: &Session, pin: String) -> Result<(), PinError> {
+    validate_new(&pin).map_err(PinError::Invalid)?;
+    if session.pin().hash.is_some() {
+        return Err(PinError::AlreadySet);
+    }
+    let hash = hash(pin).await.ok_or(PinError::Internal)?;
+    let stored = session.update_pin(|p| {
+        if p.hash.is_some() {
+            return false;
+        }
+        p.hash = Some(hash);
+        p.failures = 0;
+        true
+    });
+    if stored == Some(true) {
+        Ok(())
+    } else {
+        Err(PinError::AlreadySet)
+    }
+}
+
+/// Checks a presented PIN (`X-Session-Pin`, or the body of `/auth/verify_pin`); a wrong
+/// one counts towards [`MAX_FAILURES`], which end the session.
+pub async fn check(
+    sessions: &SessionStore,
+    session: &Session,
+    presented: Option<&str>,
+) -> Result<(), PinError> {
+    let presented = presented.ok_or(PinError::Required)?;
+    let hash = session.pin().hash.ok_or(PinError::NotSet)?;
+    if verify(presented.to_owned(), hash).await {
+        session.update_pin(|p| p.failures = 0);
+        Ok(())
+    } else {
+        register_failure(sessions, session).await;
+        Err(PinError::Incorrect)
+    }
+}
+
+/// Counts a wrong PIN; ends the session after [`MAX_FAILURES`] in a row.
+async fn register_failure(sessions: &SessionStore, session: &Session) {
+    let failures = session
+        .update_pin(|p| {
+            p.failures += 1;
+            p.failures
+        })
+        .unwrap_or(MAX_FAILURES);
+    if failures >= MAX_FAILURES {
+        tracing::warn!(user = %session.user, session = ?session.id, "too many wrong PINs; session ended");
+        sessions.end(&session.id, Ended::LoggedOut).await;
+    }
 }
 
 #[cfg(test)]

@@ -22,9 +22,53 @@ use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, Header
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::AuthSettings;
 use crate::clock::Clock;
-use crate::config::{AuthSettings, UpstreamTokens};
 use crate::session::SessionId;
+use std::time::Duration;
+
+use jsonwebtoken::EncodingKey;
+
+use crate::secret::Secret;
+
+/// How upstream-minted agent and temp tokens are verified.
+#[derive(Clone)]
+pub struct UpstreamTokens {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+    pub leeway: Duration,
+}
+
+impl std::fmt::Debug for UpstreamTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTokens")
+            .field("algorithm", &self.algorithm)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A gateway token key with its `kid`.
+#[derive(Clone)]
+pub struct GatewayKey {
+    pub kid: String,
+    pub algorithm: Algorithm,
+    /// `None` for verification-only keys (kept during a rotation).
+    pub encoding: Option<EncodingKey>,
+    pub decoding: DecodingKey,
+    /// The HMAC secret of an HS256 key (for the allocation-free verification path).
+    pub hmac_secret: Option<Secret>,
+}
+
+impl std::fmt::Debug for GatewayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("can_sign", &self.encoding.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -45,8 +89,9 @@ pub enum TokenError {
     Sign,
 }
 
-/// Claims of a gateway admin token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// Claims of a gateway admin token. `Debug` leaves the session id out (ids are redacted in
+/// logs; docs/design.md §4).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GatewayClaims {
     pub iss: String,
     pub sub: String,
@@ -56,6 +101,18 @@ pub struct GatewayClaims {
     pub scopes: Vec<String>,
     pub iat: i64,
     pub exp: i64,
+}
+
+impl std::fmt::Debug for GatewayClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayClaims")
+            .field("iss", &self.iss)
+            .field("sub", &self.sub)
+            .field("role", &self.role)
+            .field("iat", &self.iat)
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the gateway learned from a verified upstream token.
@@ -75,9 +132,18 @@ impl UpstreamClaims {
 }
 
 /// A bearer token, classified by its header.
-pub enum Kind {
+enum Kind {
     Gateway,
     Upstream,
+}
+
+/// What a verified bearer token proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// A gateway admin token: its session still has to be looked up.
+    Gateway(GatewayToken),
+    /// An upstream-minted agent or temp token, verified as strictly as ARCP would.
+    Upstream(UpstreamClaims),
 }
 
 struct Key {
@@ -140,7 +206,8 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    pub fn new(auth: &AuthSettings, upstream: Option<UpstreamTokens>, clock: Clock) -> Self {
+    pub fn new(auth: &AuthSettings, clock: Clock) -> Self {
+        let upstream = auth.upstream_tokens.clone();
         let keys = auth
             .keys
             .iter()
@@ -188,8 +255,18 @@ impl Tokens {
         &self.inner.clock
     }
 
+    /// Verifies any bearer token: classified by its header `kid` (never by trying keys),
+    /// then checked with the one key and algorithm that class allows. The one entry point
+    /// for admission, the gateway's answers and the WebSocket first frame.
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
+        match self.classify(token)? {
+            Kind::Gateway => self.verify_gateway(token).map(Verified::Gateway),
+            Kind::Upstream => self.verify_upstream(token).map(Verified::Upstream),
+        }
+    }
+
     /// Classifies a token by its header `kid`.
-    pub fn classify(&self, token: &str) -> Result<Kind, TokenError> {
+    fn classify(&self, token: &str) -> Result<Kind, TokenError> {
         if self.fast_key(token).is_some() {
             return Ok(Kind::Gateway);
         }
@@ -220,7 +297,7 @@ impl Tokens {
     }
 
     /// Verifies a gateway token: known `kid`, that key's algorithm, our issuer, `exp`.
-    pub fn verify_gateway(&self, token: &str) -> Result<GatewayToken, TokenError> {
+    fn verify_gateway(&self, token: &str) -> Result<GatewayToken, TokenError> {
         if let Some(key) = self.fast_key(token) {
             return self.verify_fast(key, token);
         }
@@ -302,7 +379,7 @@ impl Tokens {
     }
 
     /// Verifies an upstream-minted token as strictly as ARCP would.
-    pub fn verify_upstream(&self, token: &str) -> Result<UpstreamClaims, TokenError> {
+    fn verify_upstream(&self, token: &str) -> Result<UpstreamClaims, TokenError> {
         let up = self
             .inner
             .upstream

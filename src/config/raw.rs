@@ -9,40 +9,66 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::units::{parse_bytes, parse_duration};
+use crate::auth::Role;
+pub use crate::observability::LogFormat;
+use crate::policy::Endpoint;
 
-#[derive(Debug, Deserialize)]
+/// arcp-gateway configuration
+///
+/// The YAML file `arcp-gateway run --config` reads; `arcp-gateway check-config` checks it
+/// (this schema covers its shape, not rules across fields or secrets).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "arcp-gateway configuration")]
 pub struct RawConfig {
+    #[schemars(with = "Vec<RawListener>")]
     pub listeners: Vec<Spanned<RawListener>>,
     #[serde(default)]
     pub server: RawServer,
+    #[schemars(with = "RawUpstream")]
     pub upstream: Spanned<RawUpstream>,
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
     pub logging: RawLogging,
+    #[schemars(with = "Option<RawAuth>")]
     pub auth: Option<Spanned<RawAuth>>,
     #[serde(default)]
     pub sessions: RawSessions,
     #[serde(default)]
     pub routes: RawRoutes,
+    /// Optional admin listener (plain HTTP, its own address): `/healthz`, `/readyz`.
+    #[schemars(with = "Option<RawAdmin>")]
+    pub admin: Option<Spanned<RawAdmin>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The admin listener: health endpoints for probes, on an address of its own.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Plain HTTP; keep it on loopback or a network only probes and scrapers reach.
+    #[schemars(with = "SocketAddr")]
+    pub address: Spanned<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
+    #[schemars(with = "SocketAddr")]
     pub address: Spanned<SocketAddr>,
+    #[schemars(with = "Option<RawTls>")]
     pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub plain_http: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert_file: Option<String>,
@@ -50,57 +76,77 @@ pub struct RawTls {
     pub development: Option<RawDevTls>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDevTls {
     pub write_ca_to: Option<String>,
     pub names: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub handshake_timeout: Option<DurationValue>,
     pub header_read_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<u32>")]
     pub max_connections: Option<Spanned<u32>>,
     pub drain_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<u32>")]
+    pub max_connections_per_address: Option<Spanned<u32>>,
+    pub idle_timeout: Option<DurationValue>,
+    pub body_read_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<ByteSize>")]
+    pub body_min_rate: Option<Spanned<ByteSize>>,
+    #[schemars(with = "Option<u32>")]
+    pub http2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub http2_keep_alive_interval: Option<DurationValue>,
+    pub http2_keep_alive_timeout: Option<DurationValue>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
     pub ca_file: Option<String>,
     pub connect_timeout: Option<DurationValue>,
     pub response_timeout: Option<DurationValue>,
     pub pool_idle_timeout: Option<DurationValue>,
     pub pool_max_idle_per_host: Option<usize>,
+    #[schemars(with = "Option<RawServiceAccount>")]
     pub service_account: Option<Spanned<RawServiceAccount>>,
+    #[schemars(with = "Option<RawTokenVerification>")]
     pub token_verification: Option<Spanned<RawTokenVerification>>,
     pub session_refresh_margin: Option<DurationValue>,
     pub replay_buffer_bytes: Option<ByteSize>,
     pub login_backoff_max: Option<DurationValue>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServiceAccount {
     pub username: String,
+    #[schemars(with = "Option<String>")]
     pub password_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub password_file: Option<Spanned<String>>,
     pub fingerprint: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenVerification {
+    #[schemars(with = "String", extend("enum" = ["HS256", "HS384", "HS512"]))]
     pub algorithm: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub secret_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub secret_file: Option<Spanned<String>>,
+    #[schemars(with = "Option<DurationValue>")]
     pub leeway: Option<Spanned<DurationValue>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_header_bytes: Option<ByteSize>,
@@ -108,51 +154,48 @@ pub struct RawLimits {
     pub max_body_bytes: Option<ByteSize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
     pub format: Option<LogFormat>,
+    #[schemars(with = "Option<String>")]
     pub level: Option<Spanned<String>>,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One JSON object per line (for collectors).
-    #[default]
-    Json,
-    /// Human-readable lines (for terminals).
-    Pretty,
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub issuer: Option<String>,
+    #[schemars(with = "String")]
     pub signing_key: Spanned<String>,
+    #[schemars(with = "Vec<RawKey>")]
     pub keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
+    #[schemars(with = "Vec<RawUser>")]
     pub users: Vec<Spanned<RawUser>>,
     #[serde(default)]
     pub login: RawLogin,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawKey {
     pub kid: String,
+    #[schemars(with = "String", extend("enum" = ["HS256", "EdDSA"]))]
     pub algorithm: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub secret_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub secret_file: Option<Spanned<String>>,
     pub private_key_file: Option<String>,
     pub public_key_file: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub name: String,
+    #[schemars(with = "String")]
     pub password_hash: Spanned<String>,
     #[serde(default = "default_role")]
     pub role: Role,
@@ -162,14 +205,7 @@ fn default_role() -> Role {
     Role::Admin
 }
 
-/// Role of a gateway user. ARCP knows one human role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-}
-
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
     pub max_failures_per_ip: Option<u32>,
@@ -179,40 +215,127 @@ pub struct RawLogin {
     pub attempts_per_minute_per_ip: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
     pub idle_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<DurationValue>")]
     pub absolute_timeout: Option<Spanned<DurationValue>>,
+    #[schemars(with = "Option<u32>")]
     pub max_per_user: Option<Spanned<u32>>,
     pub capacity: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoutes {
     /// `arcp` (the built-in profile, the default) or `none`.
+    #[schemars(with = "Option<String>", extend("enum" = ["arcp", "none"]))]
     pub profile: Option<Spanned<String>>,
     /// Rules checked before the profile's.
     #[serde(default)]
+    #[schemars(with = "Vec<RawRule>")]
     pub rules: Vec<Spanned<RawRule>>,
     /// Access kind for paths no rule matches (default `admin`).
-    pub default_access: Option<crate::policy::Access>,
+    #[schemars(with = "Option<RawAccess>")]
+    pub default_access: Option<Spanned<RawAccess>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub name: Option<String>,
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub methods: Vec<Spanned<String>>,
-    pub access: crate::policy::Access,
+    #[schemars(with = "RawAccess")]
+    pub access: Spanned<RawAccess>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub require_pin: Option<Spanned<bool>>,
 }
 
-/// A duration written as `30s`, `5m`, `250ms`.
+/// The `access` of a rule as written: a kind (`access: admin`), or for the gateway's own
+/// endpoints the kind with the endpoint that answers (`access: {gateway: login}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawAccess {
+    Public,
+    Gateway(Endpoint),
+    Admin,
+    Agent,
+    AgentOnly,
+    Temp,
+    Passthrough,
+    Deny,
+}
+
+impl RawAccess {
+    const NAMES: &'static [&'static str] = &[
+        "public",
+        "gateway",
+        "admin",
+        "agent",
+        "agent_only",
+        "temp",
+        "passthrough",
+        "deny",
+    ];
+}
+
+impl<'de> Deserialize<'de> for RawAccess {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAccess;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an access kind such as `admin`, or `{gateway: ENDPOINT}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAccess, E> {
+                Ok(match v {
+                    "public" => RawAccess::Public,
+                    "admin" => RawAccess::Admin,
+                    "agent" => RawAccess::Agent,
+                    "agent_only" => RawAccess::AgentOnly,
+                    "temp" => RawAccess::Temp,
+                    "passthrough" => RawAccess::Passthrough,
+                    "deny" => RawAccess::Deny,
+                    "gateway" => {
+                        return Err(E::custom(
+                            "`gateway` names the endpoint that answers: write `{gateway: ENDPOINT}`, e.g. `{gateway: login}`",
+                        ))
+                    }
+                    other => {
+                        return Err(E::custom(format!(
+                            "unknown variant `{other}`, expected one of {}",
+                            RawAccess::NAMES.join(", ")
+                        )))
+                    }
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawAccess, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom("an empty mapping is not an access kind"));
+                };
+                if key != "gateway" {
+                    return Err(de::Error::custom(format!(
+                        "`{key}` takes no endpoint; only `gateway` does (`{{gateway: ENDPOINT}}`)"
+                    )));
+                }
+                let endpoint: Endpoint = map.next_value()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "`{gateway: ENDPOINT}` names one endpoint",
+                    ));
+                }
+                Ok(RawAccess::Gateway(endpoint))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct DurationValue(pub Duration);
 
@@ -262,5 +385,64 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+// JSON Schema of the unit types: what a YAML editor can check before the gateway parses
+// the text (the parsers in `units` stay the authority).
+
+impl JsonSchema for RawAccess {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Access".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let endpoint = generator.subschema_for::<Endpoint>();
+        schemars::json_schema!({
+            "description": "The credential a route demands, or `{gateway: ENDPOINT}` for an endpoint the gateway answers itself.",
+            "oneOf": [
+                {
+                    "type": "string",
+                    "enum": ["public", "admin", "agent", "agent_only", "temp", "passthrough", "deny"]
+                },
+                {
+                    "type": "object",
+                    "properties": {"gateway": endpoint},
+                    "required": ["gateway"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+/// A duration written as `30s`, `5m`, `250ms`.
+impl JsonSchema for DurationValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration with a unit: `250ms`, `30s`, `5m`, `1h 30m` (humantime syntax).",
+            "type": "string",
+            "pattern": r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$"
+        })
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A byte size: an integer, or a number with `B`, `KiB`, `MiB`, `GiB` (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000).",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\s*$"}
+            ]
+        })
     }
 }

@@ -1,25 +1,30 @@
 //! Stage 3, admission: check the credential a route demands and hand over a [`Principal`].
 //!
-//! The principal is the proof value the forward stage needs: an admin request can only be
+//! The principal is the proof value the later stages need: an admin request can only be
 //! sent upstream with the brokered credentials if an [`AdminPrincipal`] exists, and that is
-//! only built after the gateway token, its session and the fingerprint checked out.
+//! only built after the gateway token, its session and the fingerprint checked out. The
+//! gateway's own endpoints are admitted here too, by what each demands
+//! ([`Endpoint::demand`]); the answer stage never looks a session up itself.
+//!
+//! Every bearer token goes through [`Tokens::verify`], once.
 
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, Method, Request};
 
-use crate::auth::pin;
-use crate::auth::token::{Kind, TokenError, UpstreamClaims};
-use crate::auth::Auth;
-use crate::policy::{Access, Route};
-use crate::proxy::headers::{X_CLIENT_FINGERPRINT, X_SESSION_PIN};
-use crate::session::{Ended, Lookup, Session, SessionId};
+use crate::arcp::{X_CLIENT_FINGERPRINT, X_SESSION_PIN};
+use crate::auth::pin::{self, PinError};
+use crate::auth::token::{GatewayClaims, GatewayToken, TokenError, UpstreamClaims};
+use crate::auth::{Tokens, Verified};
+use crate::policy::{Access, Demand, Route};
+use crate::session::{Ended, Lookup, Session, SessionId, SessionStore};
 
 /// Who is asking, proven.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    /// Public route: no credential; the client's are stripped.
+    /// Public route, or a gateway endpoint that demands nothing: no credential; the
+    /// client's are stripped if the request is forwarded.
     Anonymous,
     /// Upstream's own non-JWT credential, forwarded unchanged.
     Passthrough,
@@ -27,6 +32,8 @@ pub enum Principal {
     Agent(UpstreamClaims),
     /// A live gateway session whose fingerprint matched.
     Admin(AdminPrincipal),
+    /// `/tokens/validate`: what the presented token turned out to be.
+    Probe(Probe),
 }
 
 impl Principal {
@@ -40,9 +47,27 @@ impl Principal {
     }
 }
 
+/// Proof of a live gateway session, bound to the fingerprint the request presented.
 #[derive(Debug, Clone)]
 pub struct AdminPrincipal {
     pub session: Arc<Session>,
+}
+
+/// The verdict on the token presented to upstream's token oracle (`/tokens/validate`:
+/// `GET` reads the bearer header, `POST` reads `?token=`), which answers `valid: false`
+/// itself instead of refusing with a problem.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// A verified upstream token: forwarded. `GET` keeps the verified bearer; `POST`
+    /// carries the token in the query and any `Authorization` is stripped.
+    Upstream {
+        claims: UpstreamClaims,
+        keep_bearer: bool,
+    },
+    /// A gateway token whose session is live: answered by the gateway.
+    LiveSession(Box<GatewayClaims>),
+    /// Answered `{"valid": false, "error": …}` by the gateway.
+    Invalid(&'static str),
 }
 
 /// Why a request was not admitted.
@@ -78,56 +103,51 @@ pub enum AdmitError {
     Denied,
 }
 
-/// Checks what `route` demands and returns the principal.
-pub async fn admit(
-    auth: &Auth,
+impl From<TokenError> for AdmitError {
+    /// A gateway token past its `exp` names its session: that is the absolute cap.
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired { sid: Some(_) } => AdmitError::SessionCapReached,
+            e => AdmitError::Token(e),
+        }
+    }
+}
+
+/// Checks what `route` demands of `req` and returns the principal.
+pub async fn admit<B>(
+    tokens: &Tokens,
+    sessions: &SessionStore,
     route: &Route<'_>,
-    headers: &HeaderMap,
-    query: Option<&str>,
+    req: &Request<B>,
 ) -> Result<Principal, AdmitError> {
+    let headers = req.headers();
     let principal = match route.access {
-        Access::Public | Access::Gateway => Principal::Anonymous,
+        Access::Public => Principal::Anonymous,
         Access::Passthrough => Principal::Passthrough,
         Access::Deny => return Err(AdmitError::Denied),
-        Access::Admin => {
-            let token = bearer(headers).ok_or(AdmitError::MissingBearer("admin"))?;
-            match auth.tokens.classify(token).map_err(AdmitError::Token)? {
-                Kind::Gateway => Principal::Admin(admin_session(auth, headers, token).await?),
-                Kind::Upstream => {
-                    let claims = auth
-                        .tokens
-                        .verify_upstream(token)
-                        .map_err(AdmitError::Token)?;
-                    return Err(AdmitError::AgentOnAdmin { role: claims.role });
-                }
-            }
-        }
-        Access::Agent => {
-            let token = bearer(headers).ok_or(AdmitError::MissingBearer("agent"))?;
-            match auth.tokens.classify(token).map_err(AdmitError::Token)? {
-                Kind::Gateway => Principal::Admin(admin_session(auth, headers, token).await?),
-                Kind::Upstream => Principal::Agent(
-                    auth.tokens
-                        .verify_upstream(token)
-                        .map_err(AdmitError::Token)?,
-                ),
-            }
-        }
+        Access::Gateway(endpoint) => match endpoint.demand() {
+            Demand::Nothing => Principal::Anonymous,
+            Demand::Session => admin_only(tokens, sessions, headers).await?,
+            Demand::SessionOrAgent => session_or_agent(tokens, sessions, headers).await?,
+            Demand::TokenProbe => Principal::Probe(probe(tokens, sessions, req).await),
+        },
+        Access::Admin => admin_only(tokens, sessions, headers).await?,
+        Access::Agent => session_or_agent(tokens, sessions, headers).await?,
         Access::AgentOnly => {
             // Upstream's token oracle reads the bearer header and `?token=`; both must be
             // verified upstream tokens, and at least one must be present.
             let mut claims = None;
             if let Some(token) = bearer(headers) {
-                claims = Some(upstream_only(auth, token)?);
+                claims = Some(upstream_only(tokens, token)?);
             }
-            if let Some(token) = query.and_then(query_token) {
-                claims = Some(upstream_only(auth, &token)?);
+            if let Some(token) = req.uri().query().and_then(query_token) {
+                claims = Some(upstream_only(tokens, &token)?);
             }
             Principal::Agent(claims.ok_or(AdmitError::MissingBearer("agent"))?)
         }
         Access::Temp => {
             let token = bearer(headers).ok_or(AdmitError::MissingBearer("agent"))?;
-            let claims = upstream_only(auth, token)?;
+            let claims = upstream_only(tokens, token)?;
             if !claims.is_temp() {
                 return Err(AdmitError::NotTemp);
             }
@@ -136,19 +156,90 @@ pub async fn admit(
     };
     if route.require_pin {
         if let Principal::Admin(admin) = &principal {
-            check_pin(auth, &admin.session, headers).await?;
+            let presented = header_text(headers, &X_SESSION_PIN);
+            pin::check(sessions, &admin.session, presented)
+                .await
+                .map_err(|e| match e {
+                    PinError::Required => AdmitError::PinRequired,
+                    PinError::NotSet => AdmitError::PinNotSet,
+                    _ => AdmitError::PinIncorrect,
+                })?;
         }
     }
     Ok(principal)
 }
 
-fn upstream_only(auth: &Auth, token: &str) -> Result<UpstreamClaims, AdmitError> {
-    match auth.tokens.classify(token).map_err(AdmitError::Token)? {
-        Kind::Gateway => Err(AdmitError::GatewayTokenRefused),
-        Kind::Upstream => auth
-            .tokens
-            .verify_upstream(token)
-            .map_err(AdmitError::Token),
+/// An admin endpoint: a gateway session; a verified agent token is refused (403).
+async fn admin_only(
+    tokens: &Tokens,
+    sessions: &SessionStore,
+    headers: &HeaderMap,
+) -> Result<Principal, AdmitError> {
+    let token = bearer(headers).ok_or(AdmitError::MissingBearer("admin"))?;
+    match tokens.verify(token)? {
+        Verified::Gateway(t) => Ok(Principal::Admin(
+            admin_session(sessions, headers, &t).await?,
+        )),
+        Verified::Upstream(claims) => Err(AdmitError::AgentOnAdmin { role: claims.role }),
+    }
+}
+
+/// An agent endpoint: a verified upstream token, or a gateway session.
+async fn session_or_agent(
+    tokens: &Tokens,
+    sessions: &SessionStore,
+    headers: &HeaderMap,
+) -> Result<Principal, AdmitError> {
+    let token = bearer(headers).ok_or(AdmitError::MissingBearer("agent"))?;
+    match tokens.verify(token)? {
+        Verified::Gateway(t) => Ok(Principal::Admin(
+            admin_session(sessions, headers, &t).await?,
+        )),
+        Verified::Upstream(claims) => Ok(Principal::Agent(claims)),
+    }
+}
+
+fn upstream_only(tokens: &Tokens, token: &str) -> Result<UpstreamClaims, AdmitError> {
+    match tokens.verify(token)? {
+        Verified::Gateway(_) => Err(AdmitError::GatewayTokenRefused),
+        Verified::Upstream(claims) => Ok(claims),
+    }
+}
+
+/// The verdict on the token `/tokens/validate` was asked about. A `?token=` is forwarded
+/// only when it is a verified upstream token, whatever the method.
+async fn probe<B>(tokens: &Tokens, sessions: &SessionStore, req: &Request<B>) -> Probe {
+    const INVALID: &str = "Invalid or expired token";
+    let is_get = req.method() == Method::GET;
+    let query = req.uri().query().and_then(query_token);
+    let query_verdict = query.as_deref().map(|q| tokens.verify(q));
+    if is_get && matches!(query_verdict, Some(Ok(Verified::Gateway(_)) | Err(_))) {
+        return Probe::Invalid(INVALID);
+    }
+    let verdict = if is_get {
+        bearer(req.headers()).map(|t| (t, tokens.verify(t)))
+    } else {
+        query.as_deref().zip(query_verdict)
+    };
+    let Some((token, verdict)) = verdict.filter(|(t, _)| !t.is_empty()) else {
+        return Probe::Invalid("Missing token");
+    };
+    match verdict {
+        Ok(Verified::Upstream(claims)) => Probe::Upstream {
+            claims,
+            keep_bearer: is_get,
+        },
+        Ok(Verified::Gateway(t)) => {
+            if !matches!(sessions.lookup(&t.sid).await, Lookup::Active(_)) {
+                return Probe::Invalid("Session is no longer active");
+            }
+            // The payload is shown to the caller; it was verified a line above.
+            match tokens.gateway_claims(token) {
+                Ok(claims) => Probe::LiveSession(Box::new(claims)),
+                Err(_) => Probe::Invalid(INVALID),
+            }
+        }
+        Err(_) => Probe::Invalid(INVALID),
     }
 }
 
@@ -176,39 +267,45 @@ pub fn url_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Verifies a gateway token, its session and the fingerprint header.
-pub async fn admin_session(
-    auth: &Auth,
-    headers: &HeaderMap,
-    token: &str,
-) -> Result<AdminPrincipal, AdmitError> {
-    let presented = headers
-        .get(&X_CLIENT_FINGERPRINT)
+fn header_text<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h str> {
+    headers
+        .get(name)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty());
-    let admin = session_of_token(auth, token).await?;
+        .filter(|v| !v.is_empty())
+}
+
+/// The live session of a verified gateway token, bound to the request's fingerprint. An
+/// admitted request is session activity.
+async fn admin_session(
+    sessions: &SessionStore,
+    headers: &HeaderMap,
+    token: &GatewayToken,
+) -> Result<AdminPrincipal, AdmitError> {
+    let presented = header_text(headers, &X_CLIENT_FINGERPRINT);
+    let admin = session_of(sessions, token).await?;
     let Some(presented) = presented else {
         return Err(AdmitError::FingerprintMissing {
             sid: admin.session.id,
         });
     };
     check_fingerprint(&admin, presented)?;
-    auth.sessions.touch(&admin.session);
+    sessions.touch(&admin.session);
     Ok(admin)
 }
 
-/// Verifies a gateway token and finds its live session, without the fingerprint (which a
-/// browser cannot send on a WebSocket upgrade; the socket's first frame carries it). Not
-/// activity: the caller touches the session once it admitted the request.
-pub async fn session_of_token(auth: &Auth, token: &str) -> Result<AdminPrincipal, AdmitError> {
-    let sid = match auth.tokens.verify_gateway(token) {
-        Ok(t) => t.sid,
-        Err(TokenError::Expired { sid: Some(_) }) => return Err(AdmitError::SessionCapReached),
-        Err(e) => return Err(AdmitError::Token(e)),
-    };
-    match auth.sessions.lookup(&sid).await {
+/// The live session of a verified gateway token, without the fingerprint (which a browser
+/// cannot send on a WebSocket upgrade; the socket's first frame carries it). Not activity:
+/// the caller touches the session once it admitted the request.
+pub async fn session_of(
+    sessions: &SessionStore,
+    token: &GatewayToken,
+) -> Result<AdminPrincipal, AdmitError> {
+    match sessions.lookup(&token.sid).await {
         Lookup::Active(session) => Ok(AdminPrincipal { session }),
-        Lookup::Ended(why) => Err(AdmitError::SessionEnded { sid, why }),
+        Lookup::Ended(why) => Err(AdmitError::SessionEnded {
+            sid: token.sid,
+            why,
+        }),
         Lookup::Expired => Err(AdmitError::SessionExpired),
     }
 }
@@ -221,37 +318,6 @@ pub fn check_fingerprint(admin: &AdminPrincipal, presented: &str) -> Result<(), 
         Err(AdmitError::FingerprintMismatch {
             sid: admin.session.id,
         })
-    }
-}
-
-/// Enforces `X-Session-Pin` on a `require_pin` route.
-async fn check_pin(auth: &Auth, session: &Session, headers: &HeaderMap) -> Result<(), AdmitError> {
-    let presented = headers
-        .get(&X_SESSION_PIN)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .ok_or(AdmitError::PinRequired)?;
-    let hash = session.pin().hash.ok_or(AdmitError::PinNotSet)?;
-    if pin::verify(presented.to_owned(), hash).await {
-        session.update_pin(|p| p.failures = 0);
-        Ok(())
-    } else {
-        register_pin_failure(auth, session).await;
-        Err(AdmitError::PinIncorrect)
-    }
-}
-
-/// Counts a wrong PIN; ends the session after [`pin::MAX_FAILURES`] in a row.
-pub async fn register_pin_failure(auth: &Auth, session: &Session) {
-    let failures = session
-        .update_pin(|p| {
-            p.failures += 1;
-            p.failures
-        })
-        .unwrap_or(pin::MAX_FAILURES);
-    if failures >= pin::MAX_FAILURES {
-        tracing::warn!(user = %session.user, session = ?session.id, "too many wrong PINs; session ended");
-        auth.sessions.end(&session.id, Ended::LoggedOut).await;
     }
 }
 

@@ -10,8 +10,16 @@ use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
 use hyper::body::Incoming;
 
-use crate::config::Limits;
-use crate::proxy::headers::{header_bytes, X_REQUEST_ID};
+use crate::arcp::X_REQUEST_ID;
+use crate::proxy::headers::header_bytes;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Sum of name and value lengths of the request headers (as upstream counts them).
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -25,6 +33,9 @@ pub enum FrameError {
     BadContentLength,
     #[error("ambiguous request path: {0}")]
     AmbiguousPath(&'static str),
+    /// RFC 9112 §6.3, as strict as nginx ≥ 1.21.1: the head could be framed more than one way.
+    #[error("ambiguous message framing: {0}")]
+    AmbiguousFraming(&'static str),
 }
 
 /// A request id: the client's `X-Request-ID` if it is short and plain, else `req_<hex>`.

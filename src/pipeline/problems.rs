@@ -9,12 +9,12 @@ use http::StatusCode;
 use super::admit::AdmitError;
 use super::answer::AnswerError;
 use super::frame::FrameError;
-use super::websocket::SocketError;
 use super::GatewayError;
 use crate::auth::token::TokenError;
-use crate::config::SessionSettings;
 use crate::problem::{Problem, ProblemKind};
+use crate::proxy::websocket::SocketError;
 use crate::session::Ended;
+use crate::session::SessionSettings;
 use crate::upstream::{BrokerError, UpstreamError};
 
 const INTERNAL: &str = "An unexpected error occurred. Try again later.";
@@ -25,7 +25,7 @@ impl GatewayError {
         match self {
             GatewayError::Frame(e) => frame(e),
             GatewayError::Admit(e) => admit(e, sessions),
-            GatewayError::Answer(e) => answer(e, sessions),
+            GatewayError::Answer(e) => answer(e),
             GatewayError::Upstream(e) => upstream(e),
             GatewayError::Broker(e) => broker(e),
             GatewayError::ReplayImpossible => Problem::new(
@@ -35,8 +35,19 @@ impl GatewayError {
             .with_status(StatusCode::SERVICE_UNAVAILABLE)
             .with_retry_after(1),
             GatewayError::Socket(e) => socket(e),
+            GatewayError::BodyTooSlow(_) => body_too_slow(),
         }
     }
+}
+
+/// RFC 9110 §15.5.9: the server would not wait longer for the request.
+fn body_too_slow() -> Problem {
+    Problem::new(
+        ProblemKind::RequestError,
+        "The request body did not arrive in time",
+    )
+    .with_status(StatusCode::REQUEST_TIMEOUT)
+    .with_title("Request Timeout")
 }
 
 fn socket(e: &SocketError) -> Problem {
@@ -87,6 +98,10 @@ fn frame(e: &FrameError) -> Problem {
         FrameError::AmbiguousPath(why) => Problem::new(
             ProblemKind::RequestError,
             format!("Ambiguous request path rejected: {why}"),
+        ),
+        FrameError::AmbiguousFraming(why) => Problem::new(
+            ProblemKind::RequestError,
+            format!("Ambiguous message framing rejected: {why}"),
         ),
     }
 }
@@ -205,7 +220,7 @@ fn sanitize_role(role: &str) -> String {
         .collect()
 }
 
-fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
+fn answer(e: &AnswerError) -> Problem {
     match e {
         AnswerError::Throttled(t) => {
             let secs = t.retry_after.as_secs().max(1);
@@ -222,6 +237,7 @@ fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
             format!("Input validation failed: {msg}"),
         )
         .with_extension("validation_errors", vec![msg.clone()]),
+        AnswerError::BodyTooSlow(_) => body_too_slow(),
         AnswerError::BodyTooLarge => Problem::new(
             ProblemKind::RequestTooLarge,
             "Request body exceeds the maximum size for this endpoint",
@@ -243,7 +259,6 @@ fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
             ProblemKind::AuthenticationFailed,
             "Authentication failed: Invalid credentials - provide either agent_id/agent_type or username/password",
         ),
-        AnswerError::Admit(a) => admit(a, sessions),
         AnswerError::PinAlreadySet => {
             Problem::new(ProblemKind::PinAlreadySet, "PIN already set for this session")
         }
@@ -255,7 +270,7 @@ fn answer(e: &AnswerError, sessions: &SessionSettings) -> Problem {
         )
         .with_status(StatusCode::SERVICE_UNAVAILABLE)
         .with_retry_after(1),
-        AnswerError::Internal | AnswerError::Unknown(_) => {
+        AnswerError::Internal | AnswerError::NoProof(_) => {
             Problem::new(ProblemKind::InternalError, INTERNAL)
         }
     }
@@ -384,6 +399,21 @@ mod tests {
                 503,
             ),
             (FrameError::AmbiguousPath("x").into(), "request-error", 400),
+            (
+                FrameError::AmbiguousFraming("x").into(),
+                "request-error",
+                400,
+            ),
+            (
+                GatewayError::BodyTooSlow(crate::body::ReadError::TooSlow { min_rate: 1 }),
+                "request-error",
+                408,
+            ),
+            (
+                AnswerError::BodyTooSlow(crate::body::ReadError::TooSlow { min_rate: 1 }).into(),
+                "request-error",
+                408,
+            ),
         ];
         for (err, slug, status) in cases {
             let p = err.problem(&s);

@@ -14,64 +14,50 @@
 //!   `"fingerprint"` (exchanged for the brokered one). Failures close with 1008, as ARCP does.
 //! * `public` routes (`/public/ws`): relayed as they are.
 //!
-//! The upgrade is answered with 101 only after upstream answered 101 (an upstream refusal
-//! is passed through as its HTTP response). `?token=` never reaches upstream, and the
-//! access log has no query strings. A socket bound to a session counts every client message
-//! as activity and is closed with 4001 as soon as the session ends (logout, eviction, idle
-//! expiry, absolute cap).
+//! This module is the admission of sockets; the upstream connection and the frame pump are
+//! `proxy::websocket`. The upgrade is answered with 101 only after upstream answered 101
+//! (an upstream refusal is passed through as its HTTP response). `?token=` never reaches
+//! upstream, and the access log has no query strings. A socket bound to a session counts
+//! every client message as activity and is closed with 4001 as soon as the session ends
+//! (logout, eviction, idle expiry, absolute cap).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use http::header::{
-    HeaderValue, CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
-    SEC_WEBSOCKET_VERSION, UPGRADE, USER_AGENT,
-};
-use http::{Request, Response, StatusCode, Version};
+use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::handshake::client::generate_key;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{Connector, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
-use super::admit::{check_fingerprint, session_of_token, AdmitError};
-use super::{ConnInfo, GatewayError, State};
-use crate::auth::token::Kind;
-use crate::auth::Auth;
+use super::admit::{check_fingerprint, session_of, AdmitError};
+use super::state::{Handles, Snapshot};
+use super::{ConnInfo, GatewayError};
+use crate::auth::token::TokenError;
+use crate::auth::{Tokens, Verified};
 use crate::body::Body;
 use crate::policy::Access;
-use crate::proxy::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
+use crate::proxy::websocket::{
+    self as relay, ClientSocket, Connected, FirstFrame, SocketError, UpstreamSocket,
+    CLOSE_UNAUTHORIZED,
+};
 use crate::session::{Lookup, SessionId};
-use crate::upstream::Broker;
 
 /// How long a client has to send its authentication frame (ARCP allows 30 s).
 const AUTH_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 /// Close codes: ARCP's dashboard codes, and RFC 6455's policy violation for agents.
-const CLOSE_UNAUTHORIZED: u16 = 4001;
 const CLOSE_FORBIDDEN: u16 = 4003;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SocketError {
-    #[error("not a valid WebSocket upgrade request")]
-    BadHandshake,
-    #[error("WebSocket upgrades are not offered on this route")]
-    NotOffered,
-    #[error("upstream WebSocket connection failed")]
-    Upstream(#[source] Box<tokio_tungstenite::tungstenite::Error>),
-    #[error("upstream WebSocket connection timed out")]
-    Timeout,
-}
-
 /// Which first-frame rules a socket follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind2 {
+enum SocketKind {
     Public,
     Dashboard,
     Agent,
@@ -96,7 +82,8 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 
 /// Handles an upgrade request on a route with `access`.
 pub async fn upgrade(
-    state: &State,
+    snapshot: Arc<Snapshot>,
+    handles: &Handles,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     access: Access,
@@ -104,11 +91,11 @@ pub async fn upgrade(
     request_id: &str,
 ) -> Result<Response<Body>, GatewayError> {
     let kind = match access {
-        Access::Public | Access::Passthrough => Kind2::Public,
-        Access::Admin => Kind2::Dashboard,
-        Access::Agent => Kind2::Agent,
+        Access::Public | Access::Passthrough => SocketKind::Public,
+        Access::Admin => SocketKind::Dashboard,
+        Access::Agent => SocketKind::Agent,
         Access::Deny => return Err(AdmitError::Denied.into()),
-        Access::Gateway | Access::AgentOnly | Access::Temp => {
+        Access::Gateway(_) | Access::AgentOnly | Access::Temp => {
             return Err(SocketError::NotOffered.into())
         }
     };
@@ -132,13 +119,25 @@ pub async fn upgrade(
 
     // A `?token=` on the dashboard socket is checked before upstream is contacted.
     let refused = match (kind, &query_token) {
-        (Kind2::Dashboard, Some(token)) => session_of_token(&state.auth, token).await.err(),
+        (SocketKind::Dashboard, Some(token)) => {
+            query_session(&snapshot.tokens, handles, token).await.err()
+        }
         _ => None,
     };
 
     let upstream = match refused {
         Some(_) => None,
-        None => Some(connect_upstream(state, conn, &req, path, request_id).await?),
+        None => Some(
+            relay::connect(
+                &handles.upstream,
+                conn,
+                req.headers(),
+                path,
+                req.uri().query(),
+                request_id,
+            )
+            .await?,
+        ),
     };
     let (upstream, protocol) = match upstream {
         None => (None, None),
@@ -148,8 +147,8 @@ pub async fn upgrade(
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ctx = SocketCtx {
-        auth: state.auth.clone(),
-        broker: state.broker.clone(),
+        tokens: snapshot.tokens.clone(),
+        handles: handles.clone(),
         request_id: request_id.to_owned(),
     };
     tokio::spawn(async move {
@@ -166,108 +165,26 @@ pub async fn upgrade(
             (Some(upstream), _) => run(ctx, kind, client, *upstream).await,
             (None, refusal) => {
                 let code = refusal.as_ref().map_or(CLOSE_UNAUTHORIZED, close_code_for);
-                close(client, code, "authentication failed").await;
+                relay::close(client, code, "authentication failed").await;
             }
         }
     });
-
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    if let Some(protocol) = protocol {
-        headers.insert(SEC_WEBSOCKET_PROTOCOL, protocol);
-    }
-    Ok(response)
+    Ok(relay::switching_protocols(&key, protocol))
 }
 
-type UpstreamSocket = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-type ClientSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
-
-enum Connected {
-    Open(Box<UpstreamSocket>, Option<HeaderValue>),
-    /// Upstream answered the upgrade with a normal HTTP response; it is passed through.
-    Refused(Response<Body>),
-}
-
-async fn connect_upstream(
-    state: &State,
-    conn: &ConnInfo,
-    req: &Request<Incoming>,
-    path: &str,
-    request_id: &str,
-) -> Result<Connected, GatewayError> {
-    let query = req.uri().query().map(without_token).unwrap_or_default();
-    let uri = format!(
-        "{}{path}{}{query}",
-        state.upstream.websocket_base(),
-        if query.is_empty() { "" } else { "?" }
-    );
-    let host = req
-        .headers()
-        .get(HOST)
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from_static("localhost"));
-    let mut builder = Request::builder()
-        .uri(uri)
-        .header(HOST, host.clone())
-        .header(CONNECTION, "Upgrade")
-        .header(UPGRADE, "websocket")
-        .header(SEC_WEBSOCKET_VERSION, "13")
-        .header(SEC_WEBSOCKET_KEY, generate_key())
-        .header(X_FORWARDED_FOR.clone(), conn.peer.ip().to_string())
-        .header(
-            X_FORWARDED_PROTO.clone(),
-            if conn.tls { "https" } else { "http" },
-        )
-        .header(X_FORWARDED_HOST.clone(), host)
-        .header(X_REQUEST_ID.clone(), request_id);
-    for name in [SEC_WEBSOCKET_PROTOCOL, USER_AGENT, http::header::ORIGIN] {
-        if let Some(v) = req.headers().get(&name) {
-            builder = builder.header(name, v.clone());
-        }
-    }
-    let request = builder.body(()).map_err(|_| SocketError::BadHandshake)?;
-    let connector = match state.upstream.tls_config() {
-        Some(tls) => Connector::Rustls(tls),
-        None => Connector::Plain,
-    };
-    let connect =
-        tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
-    match tokio::time::timeout(state.upstream.handshake_deadline(), connect).await {
-        Err(_) => Err(SocketError::Timeout.into()),
-        Ok(Ok((ws, response))) => {
-            let protocol = response.headers().get(SEC_WEBSOCKET_PROTOCOL).cloned();
-            Ok(Connected::Open(Box::new(ws), protocol))
-        }
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(refusal))) => {
-            let (mut parts, body) = (*refusal).into_parts();
-            crate::proxy::headers::strip_hop_by_hop(&mut parts.headers);
-            Ok(Connected::Refused(Response::from_parts(
-                parts,
-                Body::full(body.unwrap_or_default()),
-            )))
-        }
-        Ok(Err(e)) => Err(SocketError::Upstream(Box::new(e)).into()),
+/// A `?token=` must be a gateway token with a live session (its fingerprint comes later,
+/// in the first frame); anything else closes the socket with 4001.
+async fn query_session(tokens: &Tokens, handles: &Handles, token: &str) -> Result<(), AdmitError> {
+    match tokens.verify(token)? {
+        Verified::Gateway(t) => session_of(&handles.sessions, &t).await.map(|_| ()),
+        Verified::Upstream(_) => Err(AdmitError::Token(TokenError::UnknownKid)),
     }
 }
 
-/// The query without any `token` parameter.
-fn without_token(query: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| pair.split('=').next() != Some("token") && !pair.is_empty())
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
+/// What a socket task keeps of the request.
 struct SocketCtx {
-    auth: Auth,
-    broker: Broker,
+    tokens: Tokens,
+    handles: Handles,
     request_id: String,
 }
 
@@ -284,41 +201,25 @@ fn close_code_for(e: &AdmitError) -> u16 {
     }
 }
 
-async fn run(ctx: SocketCtx, kind: Kind2, mut client: ClientSocket, upstream: UpstreamSocket) {
+async fn run(ctx: SocketCtx, kind: SocketKind, mut client: ClientSocket, upstream: UpstreamSocket) {
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut bound = None;
-    if kind != Kind2::Public {
-        // Relay upstream's greeting (the agent socket's `auth_required`) while waiting for
-        // the client's authentication frame.
-        let first = loop {
-            tokio::select! {
-                m = tokio::time::timeout(AUTH_FRAME_TIMEOUT, client.next()) => break m,
-                m = up_rx.next() => match m {
-                    Some(Ok(m)) if is_data(&m) => {
-                        if client.send(m).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    _ => {
-                        close(client, 1011, "upstream closed").await;
-                        return;
-                    }
-                },
-            }
-        };
-        let text = match first {
-            Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
-                let _ = up_tx.close().await;
+    if kind != SocketKind::Public {
+        let text = match relay::first_frame(&mut client, &mut up_tx, &mut up_rx, AUTH_FRAME_TIMEOUT)
+            .await
+        {
+            FirstFrame::Text(t) => t,
+            FirstFrame::Other => String::new(),
+            FirstFrame::Gone => return,
+            FirstFrame::UpstreamClosed => {
+                relay::close(client, 1011, "upstream closed").await;
                 return;
             }
-            _ => String::new(),
         };
         match authenticate(&ctx, kind, &text).await {
             Ok((frame, session)) => {
                 if up_tx.send(Message::text(frame)).await.is_err() {
-                    close(client, 1011, "upstream closed").await;
+                    relay::close(client, 1011, "upstream closed").await;
                     return;
                 }
                 bound = session;
@@ -326,22 +227,38 @@ async fn run(ctx: SocketCtx, kind: Kind2, mut client: ClientSocket, upstream: Up
             Err((code, reason)) => {
                 tracing::info!(request_id = %ctx.request_id, code, reason, "WebSocket authentication refused");
                 let _ = up_tx.close().await;
-                close(client, code, reason).await;
+                relay::close(client, code, reason).await;
                 return;
             }
         }
     }
-    relay(&ctx, client, up_tx, up_rx, bound).await;
+    let (sid, ended) = match bound {
+        Some(b) => (Some(b.sid), Some(b.ended)),
+        None => (None, None),
+    };
+    let sessions = &ctx.handles.sessions;
+    // Client traffic is session activity; a dead session ends the socket.
+    let activity = || async move {
+        let Some(sid) = sid else { return true };
+        match sessions.lookup(&sid).await {
+            Lookup::Active(session) => {
+                sessions.touch(&session);
+                true
+            }
+            _ => false,
+        }
+    };
+    relay::relay(client, up_tx, up_rx, ended, activity, &ctx.request_id).await;
 }
 
 /// Checks the first frame and returns the frame to send upstream.
 async fn authenticate(
     ctx: &SocketCtx,
-    kind: Kind2,
+    kind: SocketKind,
     text: &str,
 ) -> Result<(String, Option<Bound>), (u16, &'static str)> {
     let (refused, invalid) = match kind {
-        Kind2::Dashboard => (CLOSE_UNAUTHORIZED, "authentication failed"),
+        SocketKind::Dashboard => (CLOSE_UNAUTHORIZED, "authentication failed"),
         _ => (CLOSE_POLICY, "Invalid token"),
     };
     let mut frame: Map<String, Value> = match serde_json::from_str(text) {
@@ -352,27 +269,22 @@ async fn authenticate(
         Some(Value::String(t)) if !t.is_empty() => t.clone(),
         _ => return Err((refused, "no token in the first frame")),
     };
-    match ctx.auth.tokens.classify(&token) {
-        Ok(Kind::Gateway) => {
+    match ctx.tokens.verify(&token).map_err(|_| (refused, invalid))? {
+        Verified::Gateway(t) => {
             // Sessions are bound to their fingerprint; a socket is no exception.
             let fp = match frame.get("fingerprint") {
                 Some(Value::String(fp)) if !fp.is_empty() => fp.clone(),
                 _ => return Err((refused, "fingerprint required")),
             };
-            let sid = ctx
-                .auth
-                .tokens
-                .verify_gateway(&token)
-                .map_err(|_| (refused, invalid))?
-                .sid;
             // Subscribe before the lookup, so an end in between is not missed.
-            let ended = ctx.auth.sessions.watch_end(&sid);
-            let admin = session_of_token(&ctx.auth, &token)
+            let ended = ctx.handles.sessions.watch_end(&t.sid);
+            let admin = session_of(&ctx.handles.sessions, &t)
                 .await
                 .map_err(|_| (refused, invalid))?;
             check_fingerprint(&admin, &fp).map_err(|_| (refused, "fingerprint mismatch"))?;
-            ctx.auth.sessions.touch(&admin.session);
+            ctx.handles.sessions.touch(&admin.session);
             let creds = ctx
+                .handles
                 .broker
                 .credentials()
                 .await
@@ -386,121 +298,21 @@ async fn authenticate(
             frame.insert("token".into(), Value::String(upstream_token));
             let fp = creds.fingerprint.to_str().unwrap_or_default().to_owned();
             frame.insert("fingerprint".into(), Value::String(fp));
-            Ok((Value::Object(frame).to_string(), Some(Bound { sid, ended })))
+            Ok((
+                Value::Object(frame).to_string(),
+                Some(Bound { sid: t.sid, ended }),
+            ))
         }
-        Ok(Kind::Upstream) => match ctx.auth.tokens.verify_upstream(&token) {
-            Ok(_) if kind == Kind2::Dashboard => Err((CLOSE_FORBIDDEN, "admin role required")),
-            Ok(_) => Ok((text.to_owned(), None)),
-            Err(_) => Err((refused, invalid)),
-        },
-        Err(_) => Err((refused, invalid)),
-    }
-}
-
-async fn relay(
-    ctx: &SocketCtx,
-    client: ClientSocket,
-    mut up_tx: futures_util::stream::SplitSink<UpstreamSocket, Message>,
-    mut up_rx: futures_util::stream::SplitStream<UpstreamSocket>,
-    mut bound: Option<Bound>,
-) {
-    let (mut client_tx, mut client_rx) = client.split();
-    loop {
-        let ended = async {
-            match bound.as_mut() {
-                Some(b) => {
-                    let _ = b.ended.wait_for(|ended| *ended).await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            m = client_rx.next() => match m {
-                Some(Ok(Message::Close(frame))) => {
-                    let _ = up_tx.send(Message::Close(frame)).await;
-                    break;
-                }
-                Some(Ok(m)) if is_data(&m) => {
-                    if let Some(b) = &bound {
-                        // Client traffic is session activity; a dead session ends the socket.
-                        match ctx.auth.sessions.lookup(&b.sid).await {
-                            Lookup::Active(session) => ctx.auth.sessions.touch(&session),
-                            _ => {
-                                let _ = client_tx.send(close_message(CLOSE_UNAUTHORIZED, "session ended")).await;
-                                let _ = up_tx.close().await;
-                                break;
-                            }
-                        }
-                    }
-                    if up_tx.send(m).await.is_err() {
-                        let _ = client_tx.send(close_message(1011, "upstream closed")).await;
-                        break;
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => {
-                    let _ = up_tx.close().await;
-                    break;
-                }
-            },
-            m = up_rx.next() => match m {
-                Some(Ok(Message::Close(frame))) => {
-                    let _ = client_tx.send(Message::Close(frame)).await;
-                    break;
-                }
-                Some(Ok(m)) if is_data(&m) => {
-                    if client_tx.send(m).await.is_err() {
-                        let _ = up_tx.close().await;
-                        break;
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => {
-                    let _ = client_tx.send(close_message(1011, "upstream closed")).await;
-                    break;
-                }
-            },
-            () = ended => {
-                tracing::info!(request_id = %ctx.request_id, "session ended; closing its WebSocket");
-                let _ = client_tx.send(close_message(CLOSE_UNAUTHORIZED, "session ended")).await;
-                let _ = up_tx.close().await;
-                break;
-            }
+        Verified::Upstream(_) if kind == SocketKind::Dashboard => {
+            Err((CLOSE_FORBIDDEN, "admin role required"))
         }
+        Verified::Upstream(_) => Ok((text.to_owned(), None)),
     }
-    let _ = client_tx.close().await;
-}
-
-fn is_data(m: &Message) -> bool {
-    matches!(m, Message::Text(_) | Message::Binary(_))
-}
-
-fn close_message(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }))
-}
-
-async fn close(mut client: ClientSocket, code: u16, reason: &'static str) {
-    let _ = client
-        .close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        }))
-        .await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_is_removed_from_the_query() {
-        assert_eq!(without_token("token=abc"), "");
-        assert_eq!(without_token("a=1&token=abc&b=2"), "a=1&b=2");
-        assert_eq!(without_token("tokens=1"), "tokens=1");
-    }
 
     #[test]
     fn upgrade_detection() {

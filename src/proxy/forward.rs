@@ -7,10 +7,8 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Version};
 
-use super::headers::{
-    set_forwarded, strip_hop_by_hop, strip_spoofable, X_CLIENT_FINGERPRINT, X_REQUEST_ID,
-    X_SESSION_PIN,
-};
+use super::headers::{set_forwarded, strip_hop_by_hop, strip_spoofable};
+use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::body::Body;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
@@ -61,7 +59,12 @@ pub fn upstream_request(
             headers.remove(AUTHORIZATION);
             headers.remove(&X_CLIENT_FINGERPRINT);
         }
-        Credentials::Keep => {}
+        Credentials::Keep => {
+            // A verified bearer goes up as is; never indexed by HPACK, never printed.
+            if let Some(v) = headers.get_mut(AUTHORIZATION) {
+                v.set_sensitive(true);
+            }
+        }
         Credentials::Swap {
             authorization,
             fingerprint,

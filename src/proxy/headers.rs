@@ -34,9 +34,6 @@ pub const CLIENT_CERT_HEADERS: [&str; 4] = [
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub static X_CLIENT_FINGERPRINT: HeaderName = HeaderName::from_static("x-client-fingerprint");
-pub static X_SESSION_PIN: HeaderName = HeaderName::from_static("x-session-pin");
 
 /// Removes hop-by-hop fields, including the names listed in `Connection` (RFC 9110 §7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {

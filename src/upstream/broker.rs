@@ -19,7 +19,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -28,9 +30,10 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use super::client::{UpstreamClient, UpstreamError};
+use super::{ServiceAccount, UpstreamSettings};
+use crate::arcp::X_CLIENT_FINGERPRINT;
 use crate::body::Body;
-use crate::config::{ServiceAccount, UpstreamSettings};
-use crate::proxy::headers::X_CLIENT_FINGERPRINT;
+use crate::clock::Clock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -54,13 +57,23 @@ pub enum LoginFailure {
     Upstream(#[source] UpstreamError),
 }
 
-/// Credentials to put on an upstream admin request.
-#[derive(Clone, Debug)]
+/// Credentials to put on an upstream admin request. `Debug` shows the generation only; the
+/// `Authorization` value is also marked sensitive (HPACK never indexes it, and its own
+/// `Debug` prints nothing).
+#[derive(Clone)]
 pub struct UpstreamCredentials {
     pub authorization: HeaderValue,
     pub fingerprint: HeaderValue,
     /// Increases with every login; a request that got 401 reports the one it used.
     pub generation: u64,
+}
+
+impl std::fmt::Debug for UpstreamCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamCredentials")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
@@ -86,6 +99,7 @@ struct Inner {
     login_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
     generation: std::sync::atomic::AtomicU64,
+    clock: Clock,
 }
 
 /// Cheap-to-clone handle.
@@ -109,7 +123,7 @@ struct LoginResponse {
 }
 
 impl Broker {
-    pub fn new(client: UpstreamClient, settings: &UpstreamSettings) -> Self {
+    pub fn new(client: UpstreamClient, settings: &UpstreamSettings, clock: Clock) -> Self {
         let fp = settings
             .service_account
             .as_ref()
@@ -135,6 +149,7 @@ impl Broker {
                 login_lock: tokio::sync::Mutex::new(()),
                 ready: AtomicBool::new(false),
                 generation: std::sync::atomic::AtomicU64::new(0),
+                clock,
             }),
         }
     }
@@ -160,7 +175,7 @@ impl Broker {
     fn fresh(&self) -> Option<UpstreamCredentials> {
         let guard = self.inner.current.read().ok()?;
         let current = guard.as_ref()?;
-        (Instant::now() < current.expires_at).then(|| current.creds.clone())
+        (self.inner.clock.instant() < current.expires_at).then(|| current.creds.clone())
     }
 
     fn current_generation(&self) -> Option<u64> {
@@ -190,7 +205,7 @@ impl Broker {
             }
         }
         if let Some(until) = self.backoff_until() {
-            let now = Instant::now();
+            let now = self.inner.clock.instant();
             if until > now {
                 return Err(BrokerError::Unavailable {
                     retry_after: until - now,
@@ -226,7 +241,7 @@ impl Broker {
             return self.inner.backoff_max;
         };
         let delay = b.delay;
-        b.until = Some(Instant::now() + delay);
+        b.until = Some(self.inner.clock.instant() + delay);
         b.delay = (delay * 2).min(self.inner.backoff_max);
         delay
     }
@@ -248,7 +263,7 @@ impl Broker {
             .header(http::header::USER_AGENT, "arcp-gateway")
             .body(Body::full(Bytes::from(body.to_string())))
             .map_err(|_| LoginFailure::BadResponse)?;
-        let started = Instant::now();
+        let started = self.inner.clock.instant();
         let response = self
             .inner
             .client
@@ -270,8 +285,9 @@ impl Broker {
         }
         let parsed: LoginResponse =
             serde_json::from_slice(&bytes).map_err(|_| LoginFailure::BadResponse)?;
-        let authorization = HeaderValue::from_str(&format!("Bearer {}", parsed.access_token))
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", parsed.access_token))
             .map_err(|_| LoginFailure::BadResponse)?;
+        authorization.set_sensitive(true);
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(1800));
         // Refresh `margin` before the end, but never sooner than half the lifetime.
         let refresh_in = lifetime.saturating_sub(self.inner.margin).max(lifetime / 2);
@@ -302,6 +318,18 @@ impl Broker {
         Ok(creds)
     }
 
+    /// Waits until `at` on the injected clock, in steps of at most a second, so a clock
+    /// that tests move forward is noticed without waiting the whole interval.
+    async fn sleep_until(&self, at: Instant) {
+        loop {
+            let left = at.saturating_duration_since(self.inner.clock.instant());
+            if left.is_zero() {
+                return;
+            }
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        }
+    }
+
     /// Keeps the upstream session fresh until the returned task is aborted.
     pub fn spawn_refresher(&self) -> tokio::task::JoinHandle<()> {
         let broker = self.clone();
@@ -317,7 +345,7 @@ impl Broker {
                     .ok()
                     .and_then(|c| c.as_ref().map(|c| c.refresh_at));
                 if let Some(at) = refresh_at {
-                    tokio::time::sleep_until(at.into()).await;
+                    broker.sleep_until(at).await;
                 }
                 let result = match broker.current_generation() {
                     Some(generation) => broker.relogin(generation).await,
@@ -327,7 +355,7 @@ impl Broker {
                     // Failures back off inside; wait until the next attempt is allowed.
                     let wait = broker
                         .backoff_until()
-                        .map(|u| u.saturating_duration_since(Instant::now()))
+                        .map(|u| u.saturating_duration_since(broker.inner.clock.instant()))
                         .unwrap_or(Duration::from_secs(1))
                         .max(Duration::from_millis(100));
                     tokio::time::sleep(wait).await;

@@ -15,8 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::UpstreamSettings;
 use crate::body::{is_body_too_large, Body};
-use crate::config::UpstreamSettings;
 
 /// Why a request to the upstream produced no response.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
+use super::GatewayKey;
 use super::*;
-use crate::config::GatewayKey;
 use jsonwebtoken::EncodingKey;
 use std::time::Duration;
 
@@ -14,32 +14,31 @@ fn auth() -> AuthSettings {
             algorithm: Algorithm::HS256,
             encoding: Some(EncodingKey::from_secret(SECRET)),
             decoding: DecodingKey::from_secret(SECRET),
-            hmac_secret: Some(crate::config::Secret::new(
+            hmac_secret: Some(crate::secret::Secret::new(
                 std::str::from_utf8(SECRET).unwrap(),
             )),
         }],
         signing_kid: "k1".into(),
         users: vec![],
-        login: crate::config::LoginSettings {
+        login: crate::ratelimit::LoginSettings {
             max_failures_per_ip: 5,
             max_failures_per_user: 20,
             failure_window: Duration::from_secs(60),
             lockout: Duration::from_secs(60),
             attempts_per_minute_per_ip: 30,
         },
+        upstream_tokens: None,
     }
 }
 
 fn tokens(clock: Clock) -> Tokens {
-    Tokens::new(
-        &auth(),
-        Some(UpstreamTokens {
-            algorithm: Algorithm::HS256,
-            key: DecodingKey::from_secret(UPSTREAM),
-            leeway: Duration::from_secs(60),
-        }),
-        clock,
-    )
+    let mut auth = auth();
+    auth.upstream_tokens = Some(UpstreamTokens {
+        algorithm: Algorithm::HS256,
+        key: DecodingKey::from_secret(UPSTREAM),
+        leeway: Duration::from_secs(60),
+    });
+    Tokens::new(&auth, clock)
 }
 
 fn sign(header: Header, claims: &Value, secret: &[u8]) -> String {

@@ -1,0 +1,163 @@
+//! The admin login the gateway owns (`POST /auth/login`, docs/design.md §7).
+//!
+//! Upstream's order of checks is kept: throttling (429), malformed body (422), agent fields
+//! (401), missing fingerprint (400), credentials (401). The caller reads the body (an HTTP
+//! concern) between [`LoginThrottle::check_ip`] and [`login`]; everything after the body is
+//! here. A success creates a session bound to the fingerprint and signs its token.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{Tokens, Users};
+use crate::ratelimit::{LoginThrottle, Throttled};
+use crate::session::SessionStore;
+
+/// What a login needs: the snapshot's users and keys, the session store and the throttle.
+pub struct Login<'a> {
+    pub users: &'a Users,
+    pub tokens: &'a Tokens,
+    pub sessions: &'a SessionStore,
+    pub throttle: &'a LoginThrottle,
+}
+
+/// A successful login.
+pub struct LoggedIn {
+    pub user: String,
+    pub access_token: String,
+    pub expires_in: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("login throttled")]
+    Throttled(#[source] Throttled),
+    #[error("request body is not valid: {0}")]
+    Invalid(String),
+    #[error("direct agent login attempted")]
+    AgentLogin,
+    #[error("neither username/password nor agent fields")]
+    NoCredentials,
+    #[error("login without X-Client-Fingerprint")]
+    FingerprintMissing,
+    #[error("invalid admin credentials")]
+    BadCredentials,
+    #[error("cannot sign the session token")]
+    Sign,
+}
+
+/// Checks the fields of a login body and the password; creates the session. `user` is
+/// set as soon as the body names one (for the access log), success or not.
+pub async fn login(
+    ctx: &Login<'_>,
+    peer: IpAddr,
+    fingerprint: Option<&str>,
+    fields: &Map<String, Value>,
+    user: &mut Option<Arc<str>>,
+) -> Result<LoggedIn, LoginError> {
+    let (username, password) = match credentials(fields) {
+        Ok(pair) => pair,
+        Err(e) => {
+            ctx.throttle.record_failure(peer, None);
+            return Err(e);
+        }
+    };
+    ctx.throttle
+        .check_user(&username)
+        .map_err(LoginError::Throttled)?;
+    let fingerprint = fingerprint.ok_or(LoginError::FingerprintMissing)?;
+    *user = Some(Arc::from(username.as_str()));
+    if !ctx.users.verify_password(&username, &password).await {
+        ctx.throttle.record_failure(peer, Some(&username));
+        tracing::info!(user = %username, peer = %peer, "admin login failed");
+        return Err(LoginError::BadCredentials);
+    }
+    ctx.throttle.record_success(peer, &username);
+    let session = ctx.sessions.create(&username, fingerprint).await;
+    let access_token = ctx
+        .tokens
+        .issue(&username, &session.id, session.expires_at)
+        .map_err(|_| LoginError::Sign)?;
+    let expires_in = (session.expires_at - ctx.tokens.clock().now()).max(0);
+    tracing::info!(user = %username, session = ?session.id, "admin login");
+    Ok(LoggedIn {
+        user: username,
+        access_token,
+        expires_in,
+    })
+}
+
+/// The user name and password of a login body, in upstream's order of checks.
+fn credentials(fields: &Map<String, Value>) -> Result<(String, String), LoginError> {
+    let text = |name: &str| -> Result<Option<String>, LoginError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(LoginError::Invalid(format!("{name} must be a string"))),
+        }
+    };
+    let username = text("username")?.map(|u| u.trim().to_owned());
+    let password = text("password")?;
+    if username.as_ref().is_some_and(|u| u.chars().count() > 255) {
+        return Err(LoginError::Invalid(
+            "username must have at most 255 characters".into(),
+        ));
+    }
+    match &password {
+        Some(p) if p.is_empty() => {
+            return Err(LoginError::Invalid("password must not be empty".into()))
+        }
+        Some(p) if p.chars().count() > 1024 => {
+            return Err(LoginError::Invalid(
+                "password must have at most 1024 characters".into(),
+            ))
+        }
+        _ => {}
+    }
+    let (agent_id, agent_type) = (text("agent_id")?, text("agent_type")?);
+    if agent_id.is_some() && agent_type.is_some() {
+        return Err(LoginError::AgentLogin);
+    }
+    match (username.filter(|u| !u.is_empty()), password) {
+        (Some(username), Some(password)) => Ok((username, password)),
+        _ => Err(LoginError::NoCredentials),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn body_checks_keep_upstream_order() {
+        let ok = credentials(&fields(json!({"username": " ARCP ", "password": "x"})));
+        assert_eq!(ok.unwrap(), ("ARCP".to_owned(), "x".to_owned()));
+        assert!(matches!(
+            credentials(&fields(
+                json!({"username": 1, "agent_id": "a", "agent_type": "b"})
+            )),
+            Err(LoginError::Invalid(_))
+        ));
+        assert!(matches!(
+            credentials(&fields(json!({"agent_id": "a", "agent_type": "b"}))),
+            Err(LoginError::AgentLogin)
+        ));
+        assert!(matches!(
+            credentials(&fields(json!({"username": "ARCP"}))),
+            Err(LoginError::NoCredentials)
+        ));
+        assert!(matches!(
+            credentials(&fields(json!({"username": "ARCP", "password": ""}))),
+            Err(LoginError::Invalid(_))
+        ));
+    }
+}

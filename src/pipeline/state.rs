@@ -1,0 +1,109 @@
+//! What every request reads: long-lived handles, and a swappable snapshot of the policy.
+//!
+//! * [`Handles`] live as long as the process: the session store, the upstream session
+//!   broker, the upstream connection pool and the login throttle. Their state (sessions,
+//!   counters, connections) must survive a configuration change.
+//! * A [`Snapshot`] is immutable: route policy, limits, token keys, users. A request loads
+//!   it once, at its start, and keeps that `Arc` until it ends, so replacing the snapshot
+//!   ([`State::replace_snapshot`], through `arc-swap`) is seen by the next request while
+//!   requests in flight finish on the one they started with.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::frame::Limits;
+use crate::auth::{AuthSettings, Tokens, Users};
+use crate::body::Pace;
+use crate::clock::Clock;
+use crate::policy::Policy;
+use crate::ratelimit::{LoginSettings, LoginThrottle};
+use crate::session::{SessionSettings, SessionStore};
+use crate::upstream::{Broker, UpstreamClient, UpstreamError, UpstreamSettings};
+
+/// Process-lifetime handles, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handles {
+    pub upstream: UpstreamClient,
+    pub broker: Broker,
+    pub sessions: SessionStore,
+    pub throttle: LoginThrottle,
+    pub clock: Clock,
+}
+
+impl Handles {
+    pub fn new(
+        upstream: &UpstreamSettings,
+        sessions: &SessionSettings,
+        login: &LoginSettings,
+        clock: Clock,
+    ) -> Result<Handles, UpstreamError> {
+        let client = UpstreamClient::new(upstream)?;
+        Ok(Handles {
+            broker: Broker::new(client.clone(), upstream, clock.clone()),
+            upstream: client,
+            sessions: SessionStore::new(sessions, clock.clone()),
+            throttle: LoginThrottle::new(login, clock.clone()),
+            clock,
+        })
+    }
+}
+
+/// The configuration a request is decided by, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub policy: Policy,
+    pub limits: Limits,
+    pub tokens: Tokens,
+    pub users: Users,
+    /// Largest admin request body kept for a replay after an upstream re-login.
+    pub replay_buffer_bytes: u64,
+    /// How fast bodies the gateway reads itself (login, PIN, replay buffer) must arrive.
+    pub body_pace: Pace,
+}
+
+impl Snapshot {
+    pub fn new(
+        policy: Policy,
+        limits: Limits,
+        auth: &AuthSettings,
+        replay_buffer_bytes: u64,
+        body_pace: Pace,
+        clock: Clock,
+    ) -> Snapshot {
+        Snapshot {
+            policy,
+            limits,
+            tokens: Tokens::new(auth, clock),
+            users: Users::new(&auth.users),
+            replay_buffer_bytes,
+            body_pace,
+        }
+    }
+}
+
+/// Handles plus the current snapshot.
+#[derive(Debug)]
+pub struct State {
+    pub handles: Handles,
+    snapshot: ArcSwap<Snapshot>,
+}
+
+impl State {
+    pub fn new(handles: Handles, snapshot: Snapshot) -> Arc<State> {
+        Arc::new(State {
+            handles,
+            snapshot: ArcSwap::from_pointee(snapshot),
+        })
+    }
+
+    /// The snapshot a new request is decided by (one atomic load and reference count).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Makes `next` the snapshot of every request that starts from now on.
+    pub fn replace_snapshot(&self, next: Snapshot) {
+        self.snapshot.store(Arc::new(next));
+    }
+}

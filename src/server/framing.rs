@@ -1,0 +1,402 @@
+//! HTTP/1.1 framing as strict as nginx ≥ 1.21.1, checked on the raw bytes.
+//!
+//! hyper already refuses most ambiguous framing itself (conflicting `Content-Length`, a
+//! `Transfer-Encoding` whose last coding is not `chunked`, `Transfer-Encoding` on HTTP/1.0,
+//! NUL, bare CR and obsolete line folding in headers, a space before the colon). What it lets
+//! through, it also hides from the service: with `Content-Length` *and* `Transfer-Encoding` it
+//! drops the length and serves the request (RFC 9112 §6.3 allows that, nginx refuses it since
+//! 1.21.1), it merges repeated equal `Content-Length` lines, and it accepts bare LF as a line
+//! end. So the [`Scanned`] reader watches the bytes hyper reads: it follows request heads and
+//! body framing (lengths and chunks; it never copies a body) and notes the first head that is
+//! ambiguous, by its position on the connection. The service, which sees requests in the same
+//! order, refuses that request (400 and close); nothing after it on the connection is read.
+//!
+//! What this does not do: parse HTTP/2 (after the preface it stands aside), or follow a
+//! connection past an `Upgrade`/`CONNECT` request (the bytes then belong to another protocol).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Longest head followed; hyper refuses longer ones itself (`max_buf_size`).
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Shared by the reader and the service of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct HeadLog {
+    /// Index of the first ambiguous head and why.
+    flagged: OnceLock<(u64, &'static str)>,
+    /// Requests the service has seen.
+    served: AtomicU64,
+}
+
+impl HeadLog {
+    /// Called once per request, in order: why its head was ambiguous, if it was.
+    pub(crate) fn next_request(&self) -> Option<&'static str> {
+        let n = self.served.fetch_add(1, Ordering::Relaxed);
+        self.flagged
+            .get()
+            .filter(|(i, _)| *i == n)
+            .map(|(_, why)| *why)
+    }
+}
+
+/// A reader that follows HTTP/1.1 framing and records the first ambiguous head in a [`HeadLog`].
+pub(crate) struct Scanned<S> {
+    inner: S,
+    scanner: Scanner,
+    log: Arc<HeadLog>,
+}
+
+impl<S> Scanned<S> {
+    /// `http1` false (ALPN chose `h2`) makes the reader stand aside from the start.
+    pub(crate) fn new(inner: S, http1: bool, log: Arc<HeadLog>) -> Self {
+        let mut scanner = Scanner::default();
+        if !http1 {
+            scanner.state = State::Aside;
+        }
+        Scanned {
+            inner,
+            scanner,
+            log,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Scanned<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && !matches!(this.scanner.state, State::Aside) {
+            if let Some(flag) = this.scanner.feed(&buf.filled()[before..]) {
+                let _ = this.log.flagged.set(flag);
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Scanned<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Scanner {
+    state: State,
+    /// Heads completed so far.
+    heads: u64,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Collecting a head up to its empty line.
+    Head(Vec<u8>),
+    /// Body bytes left of a `Content-Length` body.
+    Fixed(u64),
+    /// Inside a chunked body.
+    Chunked(Chunk),
+    /// Not HTTP/1.1 framing (HTTP/2, an upgrade, or past a flagged head): bytes pass unseen.
+    Aside,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::Head(Vec::new())
+    }
+}
+
+/// RFC 9112 §7.1 chunked framing, as hyper's decoder reads it.
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    Size {
+        size: u64,
+        digits: u8,
+    },
+    /// Whitespace or an extension after the size, up to CR.
+    SizeTail(u64),
+    SizeLf(u64),
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer lines; `at_start` while nothing of a line was seen.
+    Trailer {
+        at_start: bool,
+    },
+    EndLf,
+}
+
+impl Scanner {
+    /// Follows `data`; returns the index of a head that was ambiguous and why.
+    fn feed(&mut self, mut data: &[u8]) -> Option<(u64, &'static str)> {
+        while !data.is_empty() {
+            match &mut self.state {
+                State::Aside => return None,
+                State::Head(buf) => {
+                    let b = data[0];
+                    data = &data[1..];
+                    if buf.is_empty() && (b == b'\r' || b == b'\n') {
+                        continue; // RFC 9112 §2.2: empty lines before a request line.
+                    }
+                    buf.push(b);
+                    if b == b'\n' && (buf.ends_with(b"\n\n") || buf.ends_with(b"\n\r\n")) {
+                        let head = std::mem::take(buf);
+                        let index = self.heads;
+                        self.heads += 1;
+                        match examine(&head) {
+                            Ok(next) => self.state = next,
+                            Err(why) => {
+                                self.state = State::Aside;
+                                return Some((index, why));
+                            }
+                        }
+                    } else if buf.len() > MAX_HEAD {
+                        self.state = State::Aside;
+                    }
+                }
+                State::Fixed(left) => {
+                    let n = (*left).min(data.len() as u64);
+                    *left -= n;
+                    data = &data[n as usize..];
+                    if *left == 0 {
+                        self.state = State::default();
+                    }
+                }
+                State::Chunked(chunk) => {
+                    let (next, used) = step(*chunk, data);
+                    data = &data[used..];
+                    self.state = next;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One step of the chunked framing: the next state and how many bytes it used.
+fn step(chunk: Chunk, data: &[u8]) -> (State, usize) {
+    let b = data[0];
+    let next = match chunk {
+        Chunk::Size { size, digits } => match (b as char).to_digit(16) {
+            Some(d) if digits < 16 => Chunk::Size {
+                size: size * 16 + u64::from(d),
+                digits: digits + 1,
+            },
+            None if digits > 0 && matches!(b, b' ' | b'\t' | b';') => Chunk::SizeTail(size),
+            None if digits > 0 && b == b'\r' => Chunk::SizeLf(size),
+            _ => return (State::Aside, 1),
+        },
+        Chunk::SizeTail(size) => match b {
+            b'\r' => Chunk::SizeLf(size),
+            b'\n' => return (State::Aside, 1),
+            _ => Chunk::SizeTail(size),
+        },
+        Chunk::SizeLf(0) if b == b'\n' => Chunk::Trailer { at_start: true },
+        Chunk::SizeLf(size) if b == b'\n' => Chunk::Data(size),
+        Chunk::Data(left) => {
+            let n = left.min(data.len() as u64);
+            let next = if n == left {
+                Chunk::DataCr
+            } else {
+                Chunk::Data(left - n)
+            };
+            return (State::Chunked(next), n as usize);
+        }
+        Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+        Chunk::DataLf if b == b'\n' => Chunk::Size { size: 0, digits: 0 },
+        Chunk::Trailer { at_start: true } if b == b'\r' => Chunk::EndLf,
+        Chunk::Trailer { .. } if b == b'\n' => Chunk::Trailer { at_start: true },
+        Chunk::Trailer { .. } => Chunk::Trailer { at_start: false },
+        Chunk::EndLf if b == b'\n' => return (State::default(), 1),
+        _ => return (State::Aside, 1),
+    };
+    (State::Chunked(next), 1)
+}
+
+/// Checks one complete head; returns how its body is framed, or why it is ambiguous.
+fn examine(head: &[u8]) -> Result<State, &'static str> {
+    if head.starts_with(b"PRI * HTTP/2.0") {
+        return Ok(State::Aside);
+    }
+    for (i, &b) in head.iter().enumerate() {
+        match b {
+            0 => return Err("NUL in the request head"),
+            b'\n' if i == 0 || head[i - 1] != b'\r' => return Err("bare LF in the request head"),
+            b'\r' if head.get(i + 1) != Some(&b'\n') => return Err("bare CR in the request head"),
+            _ => {}
+        }
+    }
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let request_line = lines.next().unwrap_or_default();
+    let mut aside = request_line.starts_with(b"CONNECT ");
+    let (mut lengths, mut codings) = (Vec::new(), Vec::new());
+    for line in lines.filter(|l| !l.is_empty()) {
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err("obsolete line folding in the request head");
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err("a header line without a colon");
+        };
+        let name = &line[..colon];
+        let value = trim(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths.push(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            codings.push(value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            aside = true;
+        }
+    }
+    let next = match (lengths.as_slice(), codings.as_slice()) {
+        (&[_, ..], &[_, ..]) => return Err("Content-Length together with Transfer-Encoding"),
+        (&[_, _, ..], _) => return Err("repeated Content-Length"),
+        (_, &[_, _, ..]) => return Err("repeated Transfer-Encoding"),
+        (&[], &[coding]) if coding.eq_ignore_ascii_case(b"chunked") => {
+            State::Chunked(Chunk::Size { size: 0, digits: 0 })
+        }
+        (&[], &[_]) => return Err("a transfer coding other than chunked"),
+        (&[length], &[]) => {
+            let digits = !length.is_empty() && length.len() <= 19;
+            let parsed = std::str::from_utf8(length)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
+            match parsed {
+                Some(n) if digits && length.iter().all(u8::is_ascii_digit) => {
+                    if n == 0 {
+                        State::default()
+                    } else {
+                        State::Fixed(n)
+                    }
+                }
+                _ => return Err("an invalid Content-Length"),
+            }
+        }
+        (&[], &[]) => State::default(),
+    };
+    Ok(if aside { State::Aside } else { next })
+}
+
+/// RFC 9110 §5.5: optional whitespace around a field value.
+fn trim(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Feeds `bytes` in pieces of `step` bytes; returns the flag.
+    fn scan(bytes: &[u8], step: usize) -> Option<(u64, &'static str)> {
+        let mut s = Scanner::default();
+        let mut flag = None;
+        for piece in bytes.chunks(step) {
+            if let Some(f) = s.feed(piece) {
+                flag.get_or_insert(f);
+            }
+        }
+        flag
+    }
+
+    #[test]
+    fn well_framed_pipelines_pass_in_any_split() {
+        let pipeline = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nT: 1\r\n\r\n\
+GET /c HTTP/1.1\r\nHost: x\r\nX-Length: Content-Length: 3\r\n\r\n";
+        for step in [1, 2, 7, pipeline.len()] {
+            assert_eq!(scan(pipeline, step), None, "step {step}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_heads_are_flagged_by_position() {
+        let cases: &[(&[u8], u64, &str)] = &[
+            (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 0, "together"),
+            (b"GET / HTTP/1.1\r\ncontent-length: 0\r\nContent-Length: 0\r\n\r\n", 0, "repeated Content-Length"),
+            (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n", 0, "repeated Transfer"),
+            (b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 0, "other than chunked"),
+            (b"GET / HTTP/1.1\r\nHost: x\nA: b\r\n\r\n", 0, "bare LF"),
+            (b"GET / HTTP/1.1\r\nA: a\rb\r\n\r\n", 0, "bare CR"),
+            (b"GET / HTTP/1.1\r\nA: a\0b\r\n\r\n", 0, "NUL"),
+            (b"GET / HTTP/1.1\r\nA: a\r\n b\r\n\r\n", 0, "folding"),
+            (b"GET / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx", 0, "invalid Content-Length"),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 38\r\n\r\nGET /x HTTP/1.1\r\nContent-Length: 1\r\n\r\n\
+GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                1,
+                "repeated",
+            ),
+        ];
+        for (bytes, index, why) in cases {
+            for step in [1, 5, bytes.len()] {
+                let (i, w) = scan(bytes, step)
+                    .unwrap_or_else(|| panic!("not flagged: {:?}", String::from_utf8_lossy(bytes)));
+                assert_eq!(i, *index, "{w}");
+                assert!(w.contains(why), "{w} vs {why}");
+            }
+        }
+    }
+
+    #[test]
+    fn http2_and_upgrades_are_left_alone() {
+        let mut s = Scanner::default();
+        assert_eq!(s.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04"), None);
+        assert!(matches!(s.state, State::Aside));
+        let mut s = Scanner::default();
+        let upgrade = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x81\x05hello\n\n";
+        assert_eq!(s.feed(upgrade), None);
+        assert!(matches!(s.state, State::Aside));
+    }
+
+    #[test]
+    fn the_service_sees_the_flag_on_the_matching_request_only() {
+        let log = HeadLog::default();
+        let _ = log.flagged.set((1, "why"));
+        assert_eq!(log.next_request(), None);
+        assert_eq!(log.next_request(), Some("why"));
+        assert_eq!(log.next_request(), None);
+    }
+}

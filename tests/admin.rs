@@ -1,0 +1,252 @@
+//! The admin listener (`admin: {address}`) and `arcp-gateway healthcheck`: `/healthz` answers
+//! while the process runs, `/readyz` follows the brokered upstream admin session (the ARCP
+//! stub refuses or accepts the gateway's login), nothing else is served there (no `/metrics`
+//! yet), and the config refuses an admin address that is a client listener's.
+
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// Not every test binary uses every re-export of the shared harness.
+#[allow(unused_imports)]
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use bytes::Bytes;
+use common::arcp_profile::{ArcpConfig, Keys};
+use common::arcp_stub::ArcpStub;
+use common::{within, Pki, TempDir, STEP};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The real gateway with an admin listener on `127.0.0.1:0`, served from this test.
+struct AdminGateway {
+    admin: SocketAddr,
+    gateway: Option<arcp_gateway::Gateway>,
+    state: std::sync::Arc<arcp_gateway::pipeline::State>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+impl AdminGateway {
+    async fn bind(stub: &ArcpStub, keys: &Keys) -> AdminGateway {
+        let dir = TempDir::new();
+        let pki = Pki::write(dir.path());
+        let opts = keys
+            .options(&stub.url(), &ArcpConfig::default())
+            .section("admin", serde_json::json!({"address": "127.0.0.1:0"}));
+        let yaml = opts.yaml("127.0.0.1:0".parse().unwrap(), &pki);
+        let settings = arcp_gateway::config::from_str(&yaml, "test.yaml", dir.path())
+            .unwrap_or_else(|e| panic!("test config rejected: {e}\n---\n{yaml}"));
+        let gateway = arcp_gateway::Gateway::bind(settings)
+            .await
+            .expect("bind the gateway");
+        AdminGateway {
+            admin: gateway.admin_addr().expect("an admin listener"),
+            state: gateway.state().clone(),
+            gateway: Some(gateway),
+            shutdown: None,
+            task: None,
+            _dir: dir,
+        }
+    }
+
+    fn serve(&mut self) {
+        let gateway = self.gateway.take().expect("not served yet");
+        let (tx, rx) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(gateway.serve(async move {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            within(STEP, "gateway shutdown", task).await.unwrap();
+        }
+    }
+}
+
+/// One plain HTTP/1.1 request to the admin listener: status, `Content-Type`, body.
+async fn admin_request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+) -> (StatusCode, String, String) {
+    within(STEP, "admin request", async {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    })
+    .await
+}
+
+/// `arcp-gateway healthcheck --url URL` (blocking; the binary has its own runtime).
+async fn healthcheck(url: String) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_arcp-gateway"))
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .expect("run arcp-gateway healthcheck")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn not_ready_while_the_upstream_refuses_the_service_login() {
+    let stub = ArcpStub::start().await;
+    stub.refuse_logins(true);
+    let keys = Keys::new();
+    let mut gw = AdminGateway::bind(&stub, &keys).await;
+    gw.serve();
+
+    let (status, content_type, body) = admin_request(gw.admin, Method::GET, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/json");
+    assert_eq!(body, r#"{"status":"alive"}"#);
+
+    let (status, _, body) = admin_request(gw.admin, Method::GET, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        r#"{"status":"not ready","reason":"no upstream admin session"}"#
+    );
+
+    let out = healthcheck(gw.url("/readyz")).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("answered 503"), "stderr: {stderr}");
+
+    // Liveness is not readiness: the healthz URL answers 200 all along.
+    let out = healthcheck(gw.url("/healthz")).await;
+    assert_eq!(out.status.code(), Some(0));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn ready_once_the_upstream_admin_session_is_held() {
+    let stub = ArcpStub::start().await;
+    let keys = Keys::new();
+    let mut gw = AdminGateway::bind(&stub, &keys).await;
+
+    gw.serve();
+    // The broker's login completes before this returns; readiness follows it.
+    within(
+        STEP,
+        "upstream login",
+        gw.state.handles.broker.credentials(),
+    )
+    .await
+    .expect("the stub accepts the service login");
+    let (status, _, body) = admin_request(gw.admin, Method::GET, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, r#"{"status":"ready"}"#);
+
+    let (status, _, body) = admin_request(gw.admin, Method::HEAD, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "", "HEAD has no body");
+
+    let out = healthcheck(gw.url("/readyz")).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_health_endpoints_are_served() {
+    let stub = ArcpStub::start().await;
+    let keys = Keys::new();
+    let mut gw = AdminGateway::bind(&stub, &keys).await;
+    gw.serve();
+
+    // No metrics exist yet; the admin listener does not pretend otherwise.
+    for path in ["/metrics", "/", "/agents", "/gateway/ready", "/healthz/x"] {
+        let (status, _, _) = admin_request(gw.admin, Method::GET, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _, _) = admin_request(gw.admin, Method::POST, "/healthz").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // The admin listener never reaches the upstream.
+    assert!(stub.non_login_records().is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn healthcheck_fails_when_nothing_answers_or_the_url_is_not_plain_http() {
+    let closed = common::free_port();
+    let out = healthcheck(format!("http://127.0.0.1:{closed}/readyz")).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+
+    let out = healthcheck("https://127.0.0.1:9901/readyz".into()).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a plain http:// URL"));
+}
+
+#[test]
+fn the_admin_address_must_not_be_a_client_listener() {
+    for (listener, admin) in [
+        ("127.0.0.1:18443", "127.0.0.1:18443"),
+        ("0.0.0.0:18443", "127.0.0.1:18443"),
+        ("127.0.0.1:18443", "0.0.0.0:18443"),
+    ] {
+        let yaml = format!(
+            "listeners:\n  - {{address: \"{listener}\", plain_http: true}}\n\
+             upstream:\n  url: http://127.0.0.1:8001\n\
+             admin:\n  address: \"{admin}\"\n"
+        );
+        let err = arcp_gateway::config::from_str(&yaml, "admin.yaml", std::path::Path::new("."))
+            .expect_err("an admin address on a client listener's port");
+        assert_eq!((err.line, err.path.as_str()), (6, "admin.address"), "{err}");
+        assert!(err.to_string().contains("a client listener"), "{err}");
+    }
+    let yaml = "listeners:\n  - {address: \"127.0.0.1:18443\", plain_http: true}\n\
+                upstream:\n  url: http://127.0.0.1:8001\n\
+                admin:\n  address: \"127.0.0.1:19901\"\n";
+    let settings =
+        arcp_gateway::config::from_str(yaml, "admin.yaml", std::path::Path::new(".")).unwrap();
+    assert_eq!(
+        settings.admin.map(|a| a.address),
+        Some("127.0.0.1:19901".parse().unwrap())
+    );
+}
