@@ -13,71 +13,46 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
 
+use arcp_gateway::pipeline::State;
 use bytes::Bytes;
 use common::arcp_profile::{ArcpConfig, Keys};
 use common::arcp_stub::ArcpStub;
-use common::{within, Pki, TempDir, STEP};
+use common::{within, TestGateway, STEP};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use serde_json::json;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// The real gateway with an admin listener on `127.0.0.1:0`, served from this test.
+/// The real gateway (ARCP profile) with an admin listener on `127.0.0.1:0`, served from this
+/// test.
 struct AdminGateway {
     admin: SocketAddr,
-    gateway: Option<arcp_gateway::Gateway>,
-    state: std::sync::Arc<arcp_gateway::pipeline::State>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-    _dir: TempDir,
+    state: Arc<State>,
+    gw: TestGateway,
 }
 
 impl AdminGateway {
-    async fn bind(stub: &ArcpStub, keys: &Keys) -> AdminGateway {
-        let dir = TempDir::new();
-        let pki = Pki::write(dir.path());
+    async fn start(stub: &ArcpStub, keys: &Keys) -> AdminGateway {
         let opts = keys
             .options(&stub.url(), &ArcpConfig::default())
-            .section("admin", serde_json::json!({"address": "127.0.0.1:0"}));
-        let yaml = opts.yaml("127.0.0.1:0".parse().unwrap(), &pki);
-        let settings = arcp_gateway::config::from_str(&yaml, "test.yaml", dir.path())
-            .unwrap_or_else(|e| panic!("test config rejected: {e}\n---\n{yaml}"));
-        let gateway = arcp_gateway::Gateway::bind(settings)
-            .await
-            .expect("bind the gateway");
+            .section("admin", json!({"address": "127.0.0.1:0"}));
+        let gw = TestGateway::start(opts).await;
         AdminGateway {
-            admin: gateway.admin_addr().expect("an admin listener"),
-            state: gateway.state().clone(),
-            gateway: Some(gateway),
-            shutdown: None,
-            task: None,
-            _dir: dir,
+            admin: gw.admin.expect("an admin listener"),
+            state: gw.state.clone(),
+            gw,
         }
-    }
-
-    fn serve(&mut self) {
-        let gateway = self.gateway.take().expect("not served yet");
-        let (tx, rx) = oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(gateway.serve(async move {
-            let _ = rx.await;
-        })));
-        self.shutdown = Some(tx);
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            within(STEP, "gateway shutdown", task).await.unwrap();
-        }
+    async fn stop(self) {
+        self.gw.shutdown(STEP).await;
     }
 }
 
@@ -133,8 +108,7 @@ async fn not_ready_while_the_upstream_refuses_the_service_login() {
     let stub = ArcpStub::start().await;
     stub.refuse_logins(true);
     let keys = Keys::new();
-    let mut gw = AdminGateway::bind(&stub, &keys).await;
-    gw.serve();
+    let gw = AdminGateway::start(&stub, &keys).await;
 
     let (status, content_type, body) = admin_request(gw.admin, Method::GET, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
@@ -163,9 +137,8 @@ async fn not_ready_while_the_upstream_refuses_the_service_login() {
 async fn ready_once_the_upstream_admin_session_is_held() {
     let stub = ArcpStub::start().await;
     let keys = Keys::new();
-    let mut gw = AdminGateway::bind(&stub, &keys).await;
+    let gw = AdminGateway::start(&stub, &keys).await;
 
-    gw.serve();
     // The broker's login completes before this returns; readiness follows it.
     within(
         STEP,
@@ -196,8 +169,7 @@ async fn ready_once_the_upstream_admin_session_is_held() {
 async fn only_the_health_endpoints_are_served() {
     let stub = ArcpStub::start().await;
     let keys = Keys::new();
-    let mut gw = AdminGateway::bind(&stub, &keys).await;
-    gw.serve();
+    let gw = AdminGateway::start(&stub, &keys).await;
 
     // No metrics exist yet; the admin listener does not pretend otherwise.
     for path in ["/metrics", "/", "/agents", "/gateway/ready", "/healthz/x"] {
@@ -230,19 +202,28 @@ fn the_admin_address_must_not_be_a_client_listener() {
         ("0.0.0.0:18443", "127.0.0.1:18443"),
         ("127.0.0.1:18443", "0.0.0.0:18443"),
     ] {
+        // `admin.address` is on line 6.
         let yaml = format!(
-            "listeners:\n  - {{address: \"{listener}\", plain_http: true}}\n\
-             upstream:\n  url: http://127.0.0.1:8001\n\
-             admin:\n  address: \"{admin}\"\n"
+            r#"listeners:
+  - {{address: "{listener}", plain_http: true}}
+upstream:
+  url: http://127.0.0.1:8001
+admin:
+  address: "{admin}"
+"#
         );
         let err = arcp_gateway::config::from_str(&yaml, "admin.yaml", std::path::Path::new("."))
             .expect_err("an admin address on a client listener's port");
         assert_eq!((err.line, err.path.as_str()), (6, "admin.address"), "{err}");
         assert!(err.to_string().contains("a client listener"), "{err}");
     }
-    let yaml = "listeners:\n  - {address: \"127.0.0.1:18443\", plain_http: true}\n\
-                upstream:\n  url: http://127.0.0.1:8001\n\
-                admin:\n  address: \"127.0.0.1:19901\"\n";
+    let yaml = r#"listeners:
+  - {address: "127.0.0.1:18443", plain_http: true}
+upstream:
+  url: http://127.0.0.1:8001
+admin:
+  address: "127.0.0.1:19901"
+"#;
     let settings =
         arcp_gateway::config::from_str(yaml, "admin.yaml", std::path::Path::new(".")).unwrap();
     assert_eq!(

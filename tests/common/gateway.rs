@@ -6,9 +6,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arcp_gateway::clock::Clock;
+use arcp_gateway::pipeline::State;
 use http::Request;
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
@@ -86,6 +88,10 @@ pub struct TestGateway {
     pub client: TlsClient,
     /// The clock the gateway reads (the system clock unless the test injected one).
     pub clock: Clock,
+    /// The admin listener, when the configuration has an `admin:` section.
+    pub admin: Option<SocketAddr>,
+    /// The gateway's shared state (handles and snapshot), for tests that look inside.
+    pub state: Arc<State>,
     pub yaml: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -109,6 +115,8 @@ impl TestGateway {
             .await
             .expect("bind the gateway");
         let addr = gateway.local_addrs()[0];
+        let admin = gateway.admin_addr();
+        let state = gateway.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway.serve(async move {
             let _ = rx.await;
@@ -117,6 +125,8 @@ impl TestGateway {
             addr,
             client: TlsClient::new(addr, pki.ca_der),
             clock,
+            admin,
+            state,
             yaml,
             shutdown: Some(tx),
             task: Some(task),
