@@ -158,20 +158,21 @@ fn structure_only_reads_no_secret_key_or_certificate_file() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        "listeners:\n\
-         \x20 - address: 127.0.0.1:8443\n\
-         \x20   tls: {cert_file: /nonexistent/tls.crt, key_file: /nonexistent/tls.key}\n\
-         upstream:\n\
-         \x20 url: https://127.0.0.1:8001\n\
-         \x20 ca_file: /nonexistent/ca.pem\n\
-         \x20 service_account: {username: admin, password_file: /nonexistent/password}\n\
-         \x20 token_verification: {algorithm: HS256, secret_env: ARCP_CFGTEST_UNSET_SECRET}\n\
-         auth:\n\
-         \x20 signing_key: ed\n\
-         \x20 keys:\n\
-         \x20   - {kid: ed, algorithm: EdDSA, private_key_file: /nonexistent/ed.pem, public_key_file: /nonexistent/ed.pub.pem}\n\
-         \x20   - {kid: hs, algorithm: HS256, secret_file: /nonexistent/hs}\n\
-         admin: {address: 127.0.0.1:9901}\n",
+        r#"listeners:
+  - address: 127.0.0.1:8443
+    tls: {cert_file: /nonexistent/tls.crt, key_file: /nonexistent/tls.key}
+upstream:
+  url: https://127.0.0.1:8001
+  ca_file: /nonexistent/ca.pem
+  service_account: {username: admin, password_file: /nonexistent/password}
+  token_verification: {algorithm: HS256, secret_env: ARCP_CFGTEST_UNSET_SECRET}
+auth:
+  signing_key: ed
+  keys:
+    - {kid: ed, algorithm: EdDSA, private_key_file: /nonexistent/ed.pem, public_key_file: /nonexistent/ed.pub.pem}
+    - {kid: hs, algorithm: HS256, secret_file: /nonexistent/hs}
+admin: {address: 127.0.0.1:9901}
+"#,
     )
     .unwrap();
     let path = config.display().to_string();
