@@ -47,7 +47,7 @@ fn unknown_key_exits_1_with_location_path_message_and_hint() {
         lines,
         [
             "tests/fixtures/config/unknown-key-in-rule.yaml:15:7: routes.rules[1].acces: \
-             unknown field `acces`, expected one of name, path, methods, access, require_pin",
+             unknown field `acces`, expected one of name, path, methods, access, require_pin, registration, own_agent",
             "  hint: check the spelling; config/gateway.example.yaml lists every key",
         ]
     );

@@ -101,6 +101,8 @@ pub struct RawServer {
     pub http2_max_concurrent_streams: Option<Spanned<u32>>,
     pub http2_keep_alive_interval: Option<DurationValue>,
     pub http2_keep_alive_timeout: Option<DurationValue>,
+    /// Host names requests may name in `Host`/`:authority` (421 otherwise).
+    pub server_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -144,6 +146,8 @@ pub struct RawTokenVerification {
     pub secret_file: Option<Spanned<String>>,
     #[schemars(with = "Option<DurationValue>")]
     pub leeway: Option<Spanned<DurationValue>>,
+    #[schemars(with = "Option<DurationValue>")]
+    pub expiry_margin: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -255,6 +259,12 @@ pub struct RawRule {
     #[serde(default)]
     #[schemars(with = "Option<bool>")]
     pub require_pin: Option<Spanned<bool>>,
+    /// Registration-phase tokens (temp, validated) are accepted (agent routes only).
+    #[serde(default)]
+    pub registration: bool,
+    /// The segment the first `*` matches names an agent; agent tokens act on their own only.
+    #[serde(default)]
+    pub own_agent: bool,
 }
 
 /// The `access` of a rule as written: a kind (`access: admin`), or for the gateway's own

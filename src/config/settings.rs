@@ -98,6 +98,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             Duration::from_secs(30),
         ),
         http2_keep_alive_timeout: dur(raw.server.http2_keep_alive_timeout, Duration::from_secs(20)),
+        server_names: raw.server.server_names.clone().unwrap_or_default(),
     };
     for (value, path) in [
         (&raw.server.max_connections, "server.max_connections"),

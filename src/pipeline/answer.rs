@@ -153,9 +153,9 @@ fn token_validate(probe: Probe, req: Request<Incoming>) -> Answer {
     let is_get = req.method() == Method::GET;
     match probe {
         Probe::Upstream {
-            claims,
+            agent,
             keep_bearer: true,
-        } => Answer::Forward(Principal::Agent(claims), Box::new(req)),
+        } => Answer::Forward(Principal::Agent(agent), Box::new(req)),
         Probe::Upstream {
             keep_bearer: false, ..
         } => Answer::Forward(Principal::Anonymous, Box::new(req)),

@@ -95,6 +95,16 @@ fn frame(e: &FrameError) -> Problem {
         FrameError::BadContentLength => {
             Problem::new(ProblemKind::RequestError, "Invalid Content-Length header")
         }
+        FrameError::DuplicateHeader(name) => Problem::new(
+            ProblemKind::RequestError,
+            format!("Ambiguous request: the {name} header appears more than once"),
+        ),
+        FrameError::MisdirectedHost => Problem::new(
+            ProblemKind::RequestError,
+            "This gateway does not serve the requested host",
+        )
+        .with_status(StatusCode::MISDIRECTED_REQUEST)
+        .with_title("Misdirected Request"),
         FrameError::AmbiguousPath(why) => Problem::new(
             ProblemKind::RequestError,
             format!("Ambiguous request path rejected: {why}"),
@@ -198,6 +208,20 @@ fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
         AdmitError::Denied => Problem::new(
             ProblemKind::Forbidden,
             "Access to this endpoint is not allowed through the gateway",
+        ),
+        AdmitError::RegistrationToken => Problem::new(
+            ProblemKind::TokenInvalid,
+            "Registration tokens are only accepted by the registration endpoints",
+        )
+        .with_status(StatusCode::FORBIDDEN)
+        .with_title("Invalid token type"),
+        AdmitError::NotOwnAgent => Problem::new(
+            ProblemKind::InsufficientPermissions,
+            "Access denied: an agent token acts on its own agent only",
+        ),
+        AdmitError::AmbiguousQuery(name) => Problem::new(
+            ProblemKind::RequestError,
+            format!("Ambiguous request: the `{name}` query parameter appears more than once"),
         ),
     }
 }
@@ -375,6 +399,17 @@ mod tests {
                 403,
             ),
             (AdmitError::PinRequired.into(), "pin-required", 400),
+            (AdmitError::RegistrationToken.into(), "token-invalid", 403),
+            (
+                AdmitError::NotOwnAgent.into(),
+                "insufficient-permissions",
+                403,
+            ),
+            (
+                AdmitError::AmbiguousQuery("token").into(),
+                "request-error",
+                400,
+            ),
             (AdmitError::PinNotSet.into(), "pin-not-set", 400),
             (AdmitError::PinIncorrect.into(), "pin-incorrect", 401),
             (

@@ -112,10 +112,7 @@ pub async fn upgrade(
     {
         return Err(SocketError::BadHandshake.into());
     }
-    let query_token = req
-        .uri()
-        .query()
-        .and_then(|q| super::admit::url_param(q, "token"));
+    let query_token = super::admit::query_token(req.uri().query())?;
 
     // A `?token=` on the dashboard socket is checked before upstream is contacted.
     let refused = match (kind, &query_token) {
