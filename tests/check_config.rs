@@ -308,3 +308,19 @@ fn shipped_configs_point_editors_at_the_schema() {
         );
     }
 }
+
+#[test]
+fn the_demo_config_refuses_a_non_loopback_listener() {
+    let out = Command::new(env!("CARGO_BIN_EXE_arcp-gateway"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--listen", "0.0.0.0:0"])
+        .envs(EXAMPLE_ENV)
+        .output()
+        .expect("run arcp-gateway");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("would listen on 0.0.0.0:0") && stderr.contains("--danger-demo-on-network"),
+        "stderr: {stderr}"
+    );
+}

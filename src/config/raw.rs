@@ -213,6 +213,10 @@ fn default_role() -> Role {
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
     pub max_failures_per_ip: Option<u32>,
+    pub max_failures_per_address: Option<u32>,
+    pub slowdown_max: Option<DurationValue>,
+    pub max_concurrent_verifications: Option<u32>,
+    pub verification_queue_timeout: Option<DurationValue>,
     pub max_failures_per_user: Option<u32>,
     pub failure_window: Option<DurationValue>,
     pub lockout: Option<DurationValue>,
@@ -223,6 +227,8 @@ pub struct RawLogin {
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
     pub idle_timeout: Option<DurationValue>,
+    /// Requests with a session's token and another fingerprint that end the session.
+    pub max_fingerprint_mismatches: Option<u32>,
     #[schemars(with = "Option<DurationValue>")]
     pub absolute_timeout: Option<Spanned<DurationValue>>,
     #[schemars(with = "Option<u32>")]

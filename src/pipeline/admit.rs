@@ -371,7 +371,10 @@ async fn admin_session(
             sid: admin.session.id,
         });
     };
-    check_fingerprint(&admin, presented)?;
+    if let Err(e) = check_fingerprint(&admin, presented) {
+        sessions.fingerprint_mismatch(&admin.session).await;
+        return Err(e);
+    }
     sessions.touch(&admin.session);
     Ok(admin)
 }

@@ -176,6 +176,13 @@ fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
             sid,
             "Session was ended by a newer login of the same user - please re-authenticate",
         ),
+        AdmitError::SessionEnded {
+            sid,
+            why: Ended::FingerprintMismatches,
+        } => session_invalid(
+            sid,
+            "Session was ended after repeated fingerprint mismatches - please re-authenticate",
+        ),
         AdmitError::FingerprintMissing { sid } => {
             session_invalid(sid, "Session fingerprint missing - please re-authenticate")
         }
@@ -256,6 +263,22 @@ fn answer(e: &AnswerError) -> Problem {
             .with_extension("retry_after", secs)
             .with_retry_after(secs)
         }
+        AnswerError::Busy(b) => {
+            let secs = b.retry_after.as_secs().max(1);
+            Problem::new(
+                ProblemKind::RateLimitExceeded,
+                "Too many logins are being checked right now; try again shortly",
+            )
+            .with_extension("attempt_type", "login")
+            .with_extension("retry_after", secs)
+            .with_retry_after(secs)
+        }
+        AnswerError::NotJson => Problem::new(
+            ProblemKind::ValidationFailed,
+            "Input validation failed: the body must be sent as application/json",
+        )
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .with_title("Unsupported Media Type"),
         AnswerError::Invalid(msg) => Problem::new(
             ProblemKind::ValidationFailed,
             format!("Input validation failed: {msg}"),
@@ -349,6 +372,7 @@ mod tests {
             idle_timeout: Duration::from_secs(3600),
             absolute_timeout: Duration::from_secs(12 * 3600),
             max_per_user: 5,
+            max_fingerprint_mismatches: 5,
             capacity: 10,
         }
     }

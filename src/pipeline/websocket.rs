@@ -278,7 +278,13 @@ async fn authenticate(
             let admin = session_of(&ctx.handles.sessions, &t)
                 .await
                 .map_err(|_| (refused, invalid))?;
-            check_fingerprint(&admin, &fp).map_err(|_| (refused, "fingerprint mismatch"))?;
+            if check_fingerprint(&admin, &fp).is_err() {
+                ctx.handles
+                    .sessions
+                    .fingerprint_mismatch(&admin.session)
+                    .await;
+                return Err((refused, "fingerprint mismatch"));
+            }
             ctx.handles.sessions.touch(&admin.session);
             let creds = ctx
                 .handles

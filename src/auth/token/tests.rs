@@ -26,6 +26,10 @@ fn auth() -> AuthSettings {
             failure_window: Duration::from_secs(60),
             lockout: Duration::from_secs(60),
             attempts_per_minute_per_ip: 30,
+            max_failures_per_address: 50,
+            slowdown_max: Duration::from_secs(5),
+            max_concurrent_verifications: 4,
+            verification_queue_timeout: Duration::from_secs(2),
         },
         upstream_tokens: None,
     }
