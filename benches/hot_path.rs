@@ -97,17 +97,19 @@ fn bench(c: &mut Criterion) {
         "x-client-fingerprint",
         HeaderValue::from_static("a61becc3-0ef3-4b85-8829-5e4f0ba0bb8a"),
     );
-    let admin_route = Route {
-        name: "agent_stats",
-        access: Access::Admin,
-        require_pin: false,
-    };
+    let admin_route = Route::new("agent_stats", Access::Admin);
     c.bench_function("admit/admin_session (token + session + fingerprint)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(
-                admit(&auth.tokens, &auth.sessions, &admin_route, &admin_headers)
-                    .await
-                    .is_ok(),
+                admit(
+                    &auth.tokens,
+                    &auth.sessions,
+                    &admin_route,
+                    "/agents/stats",
+                    &admin_headers,
+                )
+                .await
+                .is_ok(),
             )
         })
     });
@@ -118,17 +120,19 @@ fn bench(c: &mut Criterion) {
         HeaderValue::from_str(&format!("Bearer {}", agent_token()))
             .unwrap_or(HeaderValue::from_static("")),
     );
-    let agent_route = Route {
-        name: "agents_list",
-        access: Access::Agent,
-        require_pin: false,
-    };
+    let agent_route = Route::new("agents_list", Access::Agent);
     c.bench_function("admit/agent_token (upstream HS256)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(
-                admit(&auth.tokens, &auth.sessions, &agent_route, &agent_headers)
-                    .await
-                    .is_ok(),
+                admit(
+                    &auth.tokens,
+                    &auth.sessions,
+                    &agent_route,
+                    "/agents",
+                    &agent_headers,
+                )
+                .await
+                .is_ok(),
             )
         })
     });

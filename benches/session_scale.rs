@@ -118,11 +118,7 @@ fn main() {
             let added = rss_kib().saturating_sub(before) * 1024;
             let live = auth.sessions.len().max(1);
 
-            let route = Route {
-                name: "agent_stats",
-                access: Access::Admin,
-                require_pin: false,
-            };
+            let route = Route::new("agent_stats", Access::Admin);
             let headers: Vec<Request<()>> = sample
                 .iter()
                 .map(|(token, fp)| {
@@ -147,7 +143,9 @@ fn main() {
                 state ^= state << 17;
                 let h = &headers[(state % headers.len() as u64) as usize];
                 let t = Instant::now();
-                let admitted = admit(&auth.tokens, &auth.sessions, &route, h).await.is_ok();
+                let admitted = admit(&auth.tokens, &auth.sessions, &route, "/agents/stats", h)
+                    .await
+                    .is_ok();
                 times.push(t.elapsed());
                 ok += usize::from(admitted);
             }

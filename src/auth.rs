@@ -73,6 +73,8 @@ pub struct Users {
     /// A hash with the strongest configured parameters (at least the shipped ones),
     /// verified for unknown users so the response time reveals no user names.
     dummy_hash: Arc<str>,
+    /// Keys the references under which names that are no user are logged.
+    log_key: Arc<ring::hmac::Key>,
 }
 
 impl std::fmt::Debug for Users {
@@ -86,12 +88,34 @@ impl std::fmt::Debug for Users {
 impl Users {
     pub fn new(users: &[UserSettings]) -> Self {
         let map = users.iter().map(|u| (u.name.clone(), u.clone())).collect();
-        let random: [u8; 16] = rand::random();
-        let dummy = credentials::hash_password(&format!("{random:?}")).unwrap_or_default();
+        let phcs: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
+        let dummy = credentials::dummy_hash(&phcs);
+        let key: [u8; 32] = rand::random();
         Users {
             users: Arc::new(map),
             dummy_hash: Arc::from(dummy),
+            log_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key)),
         }
+    }
+
+    /// Whether `name` is a configured user.
+    pub fn contains(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+
+    /// How a typed user name may appear in a log: a configured name as is; anything else
+    /// (people type passwords into the name field) only as a keyed reference, stable
+    /// within this process so repeated attempts can be correlated.
+    pub fn log_name(&self, name: &str) -> String {
+        if self.contains(name) {
+            return name.to_owned();
+        }
+        let tag = ring::hmac::sign(&self.log_key, name.as_bytes());
+        let hex: String = tag.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("unknown-{hex}")
     }
 
     /// Verifies a password with equal work for known and unknown users, off the async

@@ -34,6 +34,10 @@ enum Command {
         /// Replace the upstream service account's user name (ARCP's ADMIN_USERNAME).
         #[arg(long, value_name = "NAME")]
         upstream_username: Option<String>,
+        /// Let the embedded demo configuration (with its well-known demo user) listen on a
+        /// non-loopback address. Without `--config` the gateway otherwise refuses to.
+        #[arg(long)]
+        danger_demo_on_network: bool,
     },
     /// Validate configuration files; prints each error with file:line:column and exits 1.
     CheckConfig {
@@ -64,7 +68,14 @@ fn main() -> ExitCode {
             listen,
             upstream,
             upstream_username,
-        } => match run(config, listen, upstream, upstream_username) {
+            danger_demo_on_network,
+        } => match run(
+            config,
+            listen,
+            upstream,
+            upstream_username,
+            danger_demo_on_network,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("arcp-gateway: {e:#}");
@@ -106,6 +117,7 @@ fn run(
     listen: Option<std::net::SocketAddr>,
     upstream: Option<String>,
     upstream_username: Option<String>,
+    danger_demo_on_network: bool,
 ) -> anyhow::Result<()> {
     let mut settings = match &config {
         Some(path) => arcp_gateway::config::load(path),
@@ -115,6 +127,24 @@ fn run(
     if let Some(addr) = listen {
         if let Some(first) = settings.listeners.first_mut() {
             first.address = addr;
+        }
+    }
+    if config.is_none() {
+        let exposed: Vec<String> = settings
+            .listeners
+            .iter()
+            .filter(|l| !l.address.ip().is_loopback())
+            .map(|l| l.address.to_string())
+            .collect();
+        if !exposed.is_empty() && !danger_demo_on_network {
+            anyhow::bail!(
+                "the embedded demo configuration (user ARCP, password ARCP) would listen on {}; \
+                 use --config with your own users, or pass --danger-demo-on-network",
+                exposed.join(", ")
+            );
+        }
+        if !exposed.is_empty() {
+            eprintln!("arcp-gateway: warning: the demo configuration with its well-known user is listening on {}", exposed.join(", "));
         }
     }
     if let Some(url) = upstream {

@@ -153,6 +153,7 @@ async fn handle_inner<'s>(
 ) -> Result<Response<Body>, GatewayError> {
     // 1. frame
     frame::check_limits(&req, &snapshot.limits)?;
+    frame::check_head(&req, &snapshot.server_names)?;
     let path = frame::normalise_path(req.uri().path())?;
     let path_and_query = match (&path, req.uri().path_and_query()) {
         // Unchanged: share the parsed target instead of copying it.
@@ -182,7 +183,7 @@ async fn handle_inner<'s>(
     }
 
     // 3. admit
-    let principal = admit::admit(&snapshot.tokens, &handles.sessions, &route, &req).await?;
+    let principal = admit::admit(&snapshot.tokens, &handles.sessions, &route, &path, &req).await?;
     trace.user = principal.user();
 
     // 4a. answer
@@ -219,7 +220,8 @@ async fn handle_inner<'s>(
             return Ok(response);
         }
         Principal::Anonymous | Principal::Probe(_) => Credentials::Strip,
-        Principal::Passthrough | Principal::Agent(_) => Credentials::Keep,
+        Principal::Passthrough => Credentials::Keep,
+        Principal::Agent(agent) => Credentials::Bearer(agent.bearer),
     };
     let body = Body::limited(body, snapshot.limits.max_body_bytes);
     let response = send(

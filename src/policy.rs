@@ -153,6 +153,36 @@ pub struct Route<'a> {
     pub access: Access,
     /// The gateway demands a verified `X-Session-Pin` (admin sessions only).
     pub require_pin: bool,
+    /// Registration-phase tokens (temp, validated) are accepted here.
+    pub registration: bool,
+    /// The path segment (index among the segments) that names the agent acted on: an
+    /// agent token must speak for that agent.
+    pub owner: Option<usize>,
+}
+
+impl<'a> Route<'a> {
+    /// A route with no PIN, registration or ownership rule.
+    pub const fn new(name: &'a str, access: Access) -> Self {
+        Route {
+            name,
+            access,
+            require_pin: false,
+            registration: false,
+            owner: None,
+        }
+    }
+}
+
+/// What a rule demands beyond its access kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleFlags {
+    /// `require_pin: true`: a verified `X-Session-Pin` for admin sessions.
+    pub require_pin: bool,
+    /// `registration: true`: registration-phase tokens (temp, validated) are accepted.
+    pub registration: bool,
+    /// `own_agent: true`: the segment the pattern's first `*` matches names an agent, and an
+    /// agent token may only act on its own agent there.
+    pub own_agent: bool,
 }
 
 /// One rule of the table.
@@ -164,6 +194,9 @@ pub struct Rule {
     methods: Vec<Method>,
     pub access: Access,
     pub require_pin: bool,
+    pub registration: bool,
+    /// Segment index of the agent id, for `own_agent` rules.
+    pub owner: Option<usize>,
 }
 
 impl Rule {
@@ -173,21 +206,42 @@ impl Rule {
         path: &str,
         methods: Vec<Method>,
         access: Access,
-        require_pin: bool,
+        flags: RuleFlags,
     ) -> Result<Rule, String> {
         let pattern = Pattern::parse(path)?;
-        if require_pin && access != Access::Admin && access != Access::Agent {
+        if flags.require_pin && access != Access::Admin && access != Access::Agent {
             return Err(format!(
                 "`require_pin` needs an admin session; access `{}` has none",
                 access.as_str()
             ));
         }
+        if (flags.registration || flags.own_agent) && access != Access::Agent {
+            return Err(format!(
+                "`registration` and `own_agent` are rules for agent tokens; access `{}` takes none",
+                access.as_str()
+            ));
+        }
+        let owner = if flags.own_agent {
+            Some(
+                pattern
+                    .0
+                    .iter()
+                    .position(|s| *s == Seg::One)
+                    .ok_or_else(|| {
+                        format!("`own_agent` needs a `*` segment naming the agent in `{path}`")
+                    })?,
+            )
+        } else {
+            None
+        };
         Ok(Rule {
             name: name.unwrap_or_else(|| path.to_owned()),
             pattern,
             methods,
             access,
-            require_pin,
+            require_pin: flags.require_pin,
+            registration: flags.registration,
+            owner,
         })
     }
 
@@ -238,14 +292,12 @@ impl Policy {
                     name: &rule.name,
                     access: rule.access,
                     require_pin: rule.require_pin,
+                    registration: rule.registration,
+                    owner: rule.owner,
                 };
             }
         }
-        Route {
-            name: "default",
-            access: self.default_access,
-            require_pin: false,
-        }
+        Route::new("default", self.default_access)
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -313,7 +365,7 @@ mod tests {
     use super::*;
 
     fn rule(path: &str, methods: &[Method], access: Access) -> Rule {
-        Rule::new(None, path, methods.to_vec(), access, false).unwrap()
+        Rule::new(None, path, methods.to_vec(), access, RuleFlags::default()).unwrap()
     }
 
     #[test]
@@ -365,6 +417,18 @@ mod tests {
         assert!(Pattern::parse("agents").is_err());
         assert!(Pattern::parse("/a/**/b").is_err());
         assert!(Pattern::parse("/a/b*").is_err());
-        assert!(Rule::new(None, "/x", vec![], Access::Public, true).is_err());
+        let pin = RuleFlags {
+            require_pin: true,
+            ..RuleFlags::default()
+        };
+        assert!(Rule::new(None, "/x", vec![], Access::Public, pin).is_err());
+        let own = RuleFlags {
+            own_agent: true,
+            ..RuleFlags::default()
+        };
+        assert!(Rule::new(None, "/agents/x", vec![], Access::Agent, own).is_err());
+        assert!(Rule::new(None, "/agents/*", vec![], Access::Admin, own).is_err());
+        let rule = Rule::new(None, "/agents/report-metrics/*", vec![], Access::Agent, own);
+        assert_eq!(rule.unwrap().owner, Some(2));
     }
 }

@@ -33,6 +33,7 @@ use per_address::PerAddress;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::pipeline::frame::ServerNames;
 use crate::pipeline::{self, Handles, Snapshot, State};
 use crate::proxy::ConnInfo;
 use crate::tls::TlsSettings;
@@ -58,6 +59,9 @@ pub struct ServerSettings {
     pub http2_keep_alive_interval: Duration,
     /// A PING unanswered for this long closes the connection.
     pub http2_keep_alive_timeout: Duration,
+    /// Host names requests may carry in `Host`/`:authority`; others get 421. Empty accepts
+    /// any host (a warning is logged at start).
+    pub server_names: Vec<String>,
 }
 
 impl ServerSettings {
@@ -115,6 +119,9 @@ impl Gateway {
     /// Like [`Gateway::bind`], deciding token and session lifetimes against `clock`
     /// (tests move it forward instead of sleeping).
     pub async fn bind_with_clock(settings: Settings, clock: Clock) -> Result<Gateway, ServerError> {
+        if settings.server.server_names.is_empty() {
+            tracing::warn!("server.server_names is not set: requests for any Host are forwarded with that Host; list the names clients use");
+        }
         let handles = Handles::new(
             &settings.upstream,
             &settings.sessions,
@@ -268,6 +275,7 @@ fn snapshot_of(settings: &Settings, clock: Clock) -> Snapshot {
         &settings.auth,
         settings.upstream.replay_buffer_bytes,
         settings.server.body_pace(),
+        ServerNames::new(&settings.server.server_names),
         clock,
     )
 }

@@ -38,6 +38,8 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
     pub max_per_user: u32,
+    /// Requests with this session's token and another fingerprint that end the session.
+    pub max_fingerprint_mismatches: u32,
     pub capacity: u64,
 }
 
@@ -53,6 +55,8 @@ pub struct Session {
     pub expires_at: i64,
     /// Milliseconds since the store's start at the last admitted request.
     last_active_ms: AtomicU64,
+    /// Requests that carried this session's token with another fingerprint.
+    fingerprint_mismatches: std::sync::atomic::AtomicU32,
     pin: Mutex<PinState>,
 }
 
@@ -98,6 +102,8 @@ struct UserIndex {
 pub enum Ended {
     LoggedOut,
     Evicted,
+    /// Too many requests presented the wrong fingerprint: the token is in other hands.
+    FingerprintMismatches,
 }
 
 /// Result of looking a session up.
@@ -212,6 +218,7 @@ impl SessionStore {
             created_at: now,
             expires_at: now + self.settings.absolute_timeout.as_secs() as i64,
             last_active_ms: AtomicU64::new(self.now_ms()),
+            fingerprint_mismatches: std::sync::atomic::AtomicU32::new(0),
             pin: Mutex::new(PinState::default()),
         });
         self.sessions.insert(session.id, session.clone()).await;
@@ -273,6 +280,19 @@ impl SessionStore {
         }
     }
 
+    /// Counts a request that carried `session`'s token with another fingerprint; the
+    /// `max_fingerprint_mismatches`th ends the session (its token is in other hands).
+    pub async fn fingerprint_mismatch(&self, session: &Session) {
+        let n = session
+            .fingerprint_mismatches
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if n >= self.settings.max_fingerprint_mismatches {
+            tracing::warn!(user = %session.user, session = ?session.id, "repeated fingerprint mismatches; session ended");
+            self.end(&session.id, Ended::FingerprintMismatches).await;
+        }
+    }
+
     /// Ends a session on purpose (logout, eviction).
     pub async fn end(&self, id: &SessionId, why: Ended) {
         self.tombstones.insert(*id, why).await;
@@ -325,6 +345,7 @@ mod tests {
             idle_timeout: Duration::from_millis(idle_ms),
             absolute_timeout: Duration::from_secs(3600),
             max_per_user,
+            max_fingerprint_mismatches: 5,
             capacity: 1000,
         }
     }

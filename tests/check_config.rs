@@ -47,7 +47,7 @@ fn unknown_key_exits_1_with_location_path_message_and_hint() {
         lines,
         [
             "tests/fixtures/config/unknown-key-in-rule.yaml:15:7: routes.rules[1].acces: \
-             unknown field `acces`, expected one of name, path, methods, access, require_pin",
+             unknown field `acces`, expected one of name, path, methods, access, require_pin, registration, own_agent",
             "  hint: check the spelling; config/gateway.example.yaml lists every key",
         ]
     );
@@ -308,4 +308,20 @@ fn shipped_configs_point_editors_at_the_schema() {
             "{file}"
         );
     }
+}
+
+#[test]
+fn the_demo_config_refuses_a_non_loopback_listener() {
+    let out = Command::new(env!("CARGO_BIN_EXE_arcp-gateway"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--listen", "0.0.0.0:0"])
+        .envs(EXAMPLE_ENV)
+        .output()
+        .expect("run arcp-gateway");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("would listen on 0.0.0.0:0") && stderr.contains("--danger-demo-on-network"),
+        "stderr: {stderr}"
+    );
 }

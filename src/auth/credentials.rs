@@ -21,12 +21,37 @@ fn argon2() -> Argon2<'static> {
 
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
 pub fn hash_password(password: &str) -> Result<String, String> {
+    hash_with(&argon2(), password)
+}
+
+fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String, String> {
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
         .map_err(|e| format!("cannot encode salt: {e}"))?;
-    argon2()
+    argon2
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| format!("cannot hash: {e}"))
+}
+
+/// A hash of random bytes with the strongest parameters among `phcs` (and at least the
+/// shipped ones): verifying an unknown user against it costs what the costliest real user
+/// costs, so response time reveals no user names.
+pub fn dummy_hash(phcs: &[&str]) -> String {
+    let (mut m, mut t, mut p) = (M_COST_KIB, T_COST, P_COST);
+    for phc in phcs {
+        if let Some(params) = PasswordHash::new(phc)
+            .ok()
+            .and_then(|h| Params::try_from(&h).ok())
+        {
+            m = m.max(params.m_cost());
+            t = t.max(params.t_cost());
+            p = p.max(params.p_cost());
+        }
+    }
+    let params = Params::new(m, t, p, None).unwrap_or(Params::DEFAULT);
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let random: [u8; 16] = rand::random();
+    hash_with(&argon2, &format!("{random:?}")).unwrap_or_default()
 }
 
 /// Checks that `phc` is an argon2id PHC string at or above the OWASP minimum.
@@ -78,6 +103,21 @@ mod tests {
         assert!(verify("ARCP", Some(&phc), &phc));
         assert!(!verify("arcp", Some(&phc), &phc));
         assert!(!verify("ARCP", None, &phc), "unknown users never verify");
+    }
+
+    #[test]
+    fn the_dummy_hash_is_as_costly_as_the_costliest_user() {
+        let strong = "$argon2id$v=19$m=65536,t=3,p=2$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+        let dummy = dummy_hash(&[strong]);
+        assert!(
+            dummy.starts_with("$argon2id$v=19$m=65536,t=3,p=2$"),
+            "{dummy}"
+        );
+        let shipped = dummy_hash(&[]);
+        assert!(
+            shipped.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{shipped}"
+        );
     }
 
     #[test]

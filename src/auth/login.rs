@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::{Tokens, Users};
-use crate::ratelimit::{LoginThrottle, Throttled};
+use crate::ratelimit::{Busy, LoginThrottle, Throttled};
 use crate::session::SessionStore;
 
 /// What a login needs: the snapshot's users and keys, the session store and the throttle.
@@ -33,6 +33,8 @@ pub struct LoggedIn {
 pub enum LoginError {
     #[error("login throttled")]
     Throttled(#[source] Throttled),
+    #[error("no password verification slot")]
+    Busy(#[source] Busy),
     #[error("request body is not valid: {0}")]
     Invalid(String),
     #[error("direct agent login attempted")]
@@ -48,7 +50,8 @@ pub enum LoginError {
 }
 
 /// Checks the fields of a login body and the password; creates the session. `user` is
-/// set as soon as the body names one (for the access log), success or not.
+/// set as soon as the body names a configured user (for the access log), success or not;
+/// a name that is no user is never logged in clear.
 pub async fn login(
     ctx: &Login<'_>,
     peer: IpAddr,
@@ -64,13 +67,29 @@ pub async fn login(
         }
     };
     ctx.throttle
-        .check_user(&username)
+        .check_user(peer, &username)
         .map_err(LoginError::Throttled)?;
     let fingerprint = fingerprint.ok_or(LoginError::FingerprintMissing)?;
-    *user = Some(Arc::from(username.as_str()));
-    if !ctx.users.verify_password(&username, &password).await {
+    if ctx.users.contains(&username) {
+        *user = Some(Arc::from(username.as_str()));
+    }
+    // Past the per-user ceiling attempts are slowed, never refused.
+    let delay = ctx.throttle.slowdown(&username);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let verified = {
+        let _slot = ctx
+            .throttle
+            .verification_slot()
+            .await
+            .map_err(LoginError::Busy)?;
+        ctx.users.verify_password(&username, &password).await
+    };
+    if !verified {
         ctx.throttle.record_failure(peer, Some(&username));
-        tracing::info!(user = %username, peer = %peer, "admin login failed");
+        let name = ctx.users.log_name(&username);
+        tracing::info!(user = %name, peer = %peer, "admin login failed");
         return Err(LoginError::BadCredentials);
     }
     ctx.throttle.record_success(peer, &username);

@@ -37,6 +37,9 @@ pub struct UpstreamTokens {
     pub algorithm: Algorithm,
     pub key: DecodingKey,
     pub leeway: Duration,
+    /// Tokens whose `exp` is this close are refused, so none can expire between the
+    /// gateway's check and upstream's (which tolerates `leeway` past `exp` on top).
+    pub expiry_margin: Duration,
 }
 
 impl std::fmt::Debug for UpstreamTokens {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for UpstreamTokens {
         f.debug_struct("UpstreamTokens")
             .field("algorithm", &self.algorithm)
             .field("leeway", &self.leeway)
+            .field("expiry_margin", &self.expiry_margin)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +123,8 @@ impl std::fmt::Debug for GatewayClaims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamClaims {
     pub sub: Option<String>,
+    /// The agent the token speaks for (`agent_id`; `sub` for tokens without one).
+    pub agent_id: Option<String>,
     pub role: String,
     pub token_type: Option<String>,
     pub aud: Option<String>,
@@ -128,6 +134,16 @@ pub struct UpstreamClaims {
 impl UpstreamClaims {
     pub fn is_temp(&self) -> bool {
         self.token_type.as_deref() == Some("temp") && self.aud.as_deref() == Some("arcp:validate")
+    }
+
+    /// A token of the registration phases (temp or validated; contract §3.2): only the
+    /// registration routes accept it. Elsewhere it would act as a full agent token for
+    /// whatever `agent_id` it was requested for, and `/tokens/refresh` would launder it
+    /// into one (contract §8.9).
+    pub fn is_registration_phase(&self) -> bool {
+        self.temp_registration
+            || matches!(self.token_type.as_deref(), Some("temp" | "validated"))
+            || matches!(self.aud.as_deref(), Some("arcp:validate" | "arcp:register"))
     }
 }
 
@@ -410,7 +426,9 @@ impl Tokens {
                 .map(|v| v.as_f64().ok_or(TokenError::Invalid))
         };
         let exp = number("exp").ok_or(TokenError::Invalid)??;
-        if (exp as i64) + leeway <= now {
+        // Refused from `expiry_margin` before `exp`: upstream, which tolerates `leeway` past
+        // `exp`, then has margin + leeway against transit time and clock skew.
+        if (exp as i64) - (up.expiry_margin.as_secs() as i64) <= now {
             return Err(TokenError::Expired { sid: None });
         }
         for future_claim in ["iat", "nbf"] {
@@ -426,6 +444,7 @@ impl Tokens {
             Some(_) => Err(TokenError::Invalid),
         };
         let sub = string("sub")?;
+        let agent_id = string("agent_id")?.or_else(|| sub.clone());
         string("jti")?;
         let role = match claims.get("role") {
             None => "agent".to_owned(),
@@ -437,6 +456,7 @@ impl Tokens {
         }
         Ok(UpstreamClaims {
             sub,
+            agent_id,
             role,
             token_type: string("token_type").ok().flatten(),
             aud: string("aud").ok().flatten(),

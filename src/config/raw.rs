@@ -101,6 +101,8 @@ pub struct RawServer {
     pub http2_max_concurrent_streams: Option<Spanned<u32>>,
     pub http2_keep_alive_interval: Option<DurationValue>,
     pub http2_keep_alive_timeout: Option<DurationValue>,
+    /// Host names requests may name in `Host`/`:authority` (421 otherwise).
+    pub server_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -144,6 +146,8 @@ pub struct RawTokenVerification {
     pub secret_file: Option<Spanned<String>>,
     #[schemars(with = "Option<DurationValue>")]
     pub leeway: Option<Spanned<DurationValue>>,
+    #[schemars(with = "Option<DurationValue>")]
+    pub expiry_margin: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -209,6 +213,10 @@ fn default_role() -> Role {
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
     pub max_failures_per_ip: Option<u32>,
+    pub max_failures_per_address: Option<u32>,
+    pub slowdown_max: Option<DurationValue>,
+    pub max_concurrent_verifications: Option<u32>,
+    pub verification_queue_timeout: Option<DurationValue>,
     pub max_failures_per_user: Option<u32>,
     pub failure_window: Option<DurationValue>,
     pub lockout: Option<DurationValue>,
@@ -219,6 +227,8 @@ pub struct RawLogin {
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
     pub idle_timeout: Option<DurationValue>,
+    /// Requests with a session's token and another fingerprint that end the session.
+    pub max_fingerprint_mismatches: Option<u32>,
     #[schemars(with = "Option<DurationValue>")]
     pub absolute_timeout: Option<Spanned<DurationValue>>,
     #[schemars(with = "Option<u32>")]
@@ -255,6 +265,12 @@ pub struct RawRule {
     #[serde(default)]
     #[schemars(with = "Option<bool>")]
     pub require_pin: Option<Spanned<bool>>,
+    /// Registration-phase tokens (temp, validated) are accepted (agent routes only).
+    #[serde(default)]
+    pub registration: bool,
+    /// The segment the first `*` matches names an agent; agent tokens act on their own only.
+    #[serde(default)]
+    pub own_agent: bool,
 }
 
 /// The `access` of a rule as written: a kind (`access: admin`), or for the gateway's own

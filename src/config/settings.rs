@@ -98,6 +98,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             Duration::from_secs(30),
         ),
         http2_keep_alive_timeout: dur(raw.server.http2_keep_alive_timeout, Duration::from_secs(20)),
+        server_names: raw.server.server_names.clone().unwrap_or_default(),
     };
     for (value, path) in [
         (&raw.server.max_connections, "server.max_connections"),
@@ -157,6 +158,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             .as_ref()
             .map_or(Duration::from_secs(12 * 3600), |d| d.value.0),
         max_per_user: raw.sessions.max_per_user.as_ref().map_or(5, |m| m.value),
+        max_fingerprint_mismatches: raw.sessions.max_fingerprint_mismatches.unwrap_or(5).max(1),
         capacity: raw.sessions.capacity.unwrap_or(100_000).max(1),
     };
     if let Some(m) = raw.sessions.max_per_user.as_ref().filter(|m| m.value == 0) {

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
+use http::header::{HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Method, Request};
 
 use crate::arcp::{X_CLIENT_FINGERPRINT, X_SESSION_PIN};
@@ -28,8 +28,8 @@ pub enum Principal {
     Anonymous,
     /// Upstream's own non-JWT credential, forwarded unchanged.
     Passthrough,
-    /// A verified upstream agent or temp token, forwarded unchanged.
-    Agent(UpstreamClaims),
+    /// A verified upstream agent or temp token, forwarded exactly as verified.
+    Agent(AgentPrincipal),
     /// A live gateway session whose fingerprint matched.
     Admin(AdminPrincipal),
     /// `/tokens/validate`: what the presented token turned out to be.
@@ -41,9 +41,30 @@ impl Principal {
     pub fn user(&self) -> Option<Arc<str>> {
         match self {
             Principal::Admin(a) => Some(a.session.user.clone()),
-            Principal::Agent(c) => c.sub.as_deref().map(Arc::from),
+            Principal::Agent(a) => a.claims.sub.as_deref().map(Arc::from),
             _ => None,
         }
+    }
+}
+
+/// Proof of a verified upstream token, with the one `Authorization` value upstream may
+/// receive for it: `Bearer <the verified token>`, rebuilt (upstream slices the header at a
+/// fixed offset, so any other spelling would reach it as a different token).
+#[derive(Debug, Clone)]
+pub struct AgentPrincipal {
+    pub claims: UpstreamClaims,
+    /// `None` when the token came in the query (`/tokens/validate`): no `Authorization`.
+    pub bearer: Option<HeaderValue>,
+}
+
+impl AgentPrincipal {
+    fn new(claims: UpstreamClaims, token: Option<&str>) -> Self {
+        let bearer = token.and_then(|t| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {t}")).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        AgentPrincipal { claims, bearer }
     }
 }
 
@@ -61,7 +82,7 @@ pub enum Probe {
     /// A verified upstream token: forwarded. `GET` keeps the verified bearer; `POST`
     /// carries the token in the query and any `Authorization` is stripped.
     Upstream {
-        claims: UpstreamClaims,
+        agent: AgentPrincipal,
         keep_bearer: bool,
     },
     /// A gateway token whose session is live: answered by the gateway.
@@ -101,6 +122,12 @@ pub enum AdmitError {
     PinIncorrect,
     #[error("route is denied by policy")]
     Denied,
+    #[error("registration-phase token outside registration")]
+    RegistrationToken,
+    #[error("agent token acting on another agent")]
+    NotOwnAgent,
+    #[error("`{0}` appears more than once in the query")]
+    AmbiguousQuery(&'static str),
 }
 
 impl From<TokenError> for AdmitError {
@@ -118,6 +145,7 @@ pub async fn admit<B>(
     tokens: &Tokens,
     sessions: &SessionStore,
     route: &Route<'_>,
+    path: &str,
     req: &Request<B>,
 ) -> Result<Principal, AdmitError> {
     let headers = req.headers();
@@ -128,22 +156,32 @@ pub async fn admit<B>(
         Access::Gateway(endpoint) => match endpoint.demand() {
             Demand::Nothing => Principal::Anonymous,
             Demand::Session => admin_only(tokens, sessions, headers).await?,
-            Demand::SessionOrAgent => session_or_agent(tokens, sessions, headers).await?,
-            Demand::TokenProbe => Principal::Probe(probe(tokens, sessions, req).await),
+            Demand::SessionOrAgent => {
+                session_or_agent(tokens, sessions, headers, route, path).await?
+            }
+            Demand::TokenProbe => Principal::Probe(probe(tokens, sessions, req).await?),
         },
         Access::Admin => admin_only(tokens, sessions, headers).await?,
-        Access::Agent => session_or_agent(tokens, sessions, headers).await?,
+        Access::Agent => session_or_agent(tokens, sessions, headers, route, path).await?,
         Access::AgentOnly => {
             // Upstream's token oracle reads the bearer header and `?token=`; both must be
             // verified upstream tokens, and at least one must be present.
-            let mut claims = None;
-            if let Some(token) = bearer(headers) {
-                claims = Some(upstream_only(tokens, token)?);
+            let mut agent = None;
+            let header_token = bearer(headers);
+            if let Some(token) = header_token {
+                agent = Some(AgentPrincipal::new(
+                    upstream_only(tokens, token)?,
+                    Some(token),
+                ));
             }
-            if let Some(token) = req.uri().query().and_then(query_token) {
-                claims = Some(upstream_only(tokens, &token)?);
+            if let Some(token) = query_token(req.uri().query())? {
+                let claims = upstream_only(tokens, &token)?;
+                agent = Some(match agent {
+                    Some(a) => a,
+                    None => AgentPrincipal::new(claims, None),
+                });
             }
-            Principal::Agent(claims.ok_or(AdmitError::MissingBearer("agent"))?)
+            Principal::Agent(agent.ok_or(AdmitError::MissingBearer("agent"))?)
         }
         Access::Temp => {
             let token = bearer(headers).ok_or(AdmitError::MissingBearer("agent"))?;
@@ -151,7 +189,7 @@ pub async fn admit<B>(
             if !claims.is_temp() {
                 return Err(AdmitError::NotTemp);
             }
-            Principal::Agent(claims)
+            Principal::Agent(AgentPrincipal::new(claims, Some(token)))
         }
     };
     if route.require_pin {
@@ -184,18 +222,43 @@ async fn admin_only(
     }
 }
 
-/// An agent endpoint: a verified upstream token, or a gateway session.
+/// An agent endpoint: a verified upstream token, or a gateway session. Registration-phase
+/// tokens only pass on `registration` routes; on `own_agent` routes an agent token must
+/// speak for the agent the path names (admins act through their session).
 async fn session_or_agent(
     tokens: &Tokens,
     sessions: &SessionStore,
     headers: &HeaderMap,
+    route: &Route<'_>,
+    path: &str,
 ) -> Result<Principal, AdmitError> {
     let token = bearer(headers).ok_or(AdmitError::MissingBearer("agent"))?;
     match tokens.verify(token)? {
         Verified::Gateway(t) => Ok(Principal::Admin(
             admin_session(sessions, headers, &t).await?,
         )),
-        Verified::Upstream(claims) => Ok(Principal::Agent(claims)),
+        Verified::Upstream(claims) => {
+            if claims.is_registration_phase() && !route.registration {
+                return Err(AdmitError::RegistrationToken);
+            }
+            if let Some(index) = route.owner {
+                let named = path
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .nth(index)
+                    .and_then(|seg| percent_encoding::percent_decode_str(seg).decode_utf8().ok());
+                let own = match (&named, claims.agent_id.as_deref()) {
+                    (Some(named), Some(mine)) => {
+                        subtle::ConstantTimeEq::ct_eq(named.as_bytes(), mine.as_bytes()).into()
+                    }
+                    _ => false,
+                };
+                if !own {
+                    return Err(AdmitError::NotOwnAgent);
+                }
+            }
+            Ok(Principal::Agent(AgentPrincipal::new(claims, Some(token))))
+        }
     }
 }
 
@@ -207,14 +270,19 @@ fn upstream_only(tokens: &Tokens, token: &str) -> Result<UpstreamClaims, AdmitEr
 }
 
 /// The verdict on the token `/tokens/validate` was asked about. A `?token=` is forwarded
-/// only when it is a verified upstream token, whatever the method.
-async fn probe<B>(tokens: &Tokens, sessions: &SessionStore, req: &Request<B>) -> Probe {
+/// only when it is a verified upstream token, whatever the method. Two `token` parameters
+/// are refused (400) rather than guessed at.
+async fn probe<B>(
+    tokens: &Tokens,
+    sessions: &SessionStore,
+    req: &Request<B>,
+) -> Result<Probe, AdmitError> {
     const INVALID: &str = "Invalid or expired token";
     let is_get = req.method() == Method::GET;
-    let query = req.uri().query().and_then(query_token);
+    let query = query_token(req.uri().query())?;
     let query_verdict = query.as_deref().map(|q| tokens.verify(q));
     if is_get && matches!(query_verdict, Some(Ok(Verified::Gateway(_)) | Err(_))) {
-        return Probe::Invalid(INVALID);
+        return Ok(Probe::Invalid(INVALID));
     }
     let verdict = if is_get {
         bearer(req.headers()).map(|t| (t, tokens.verify(t)))
@@ -222,16 +290,16 @@ async fn probe<B>(tokens: &Tokens, sessions: &SessionStore, req: &Request<B>) ->
         query.as_deref().zip(query_verdict)
     };
     let Some((token, verdict)) = verdict.filter(|(t, _)| !t.is_empty()) else {
-        return Probe::Invalid("Missing token");
+        return Ok(Probe::Invalid("Missing token"));
     };
-    match verdict {
+    Ok(match verdict {
         Ok(Verified::Upstream(claims)) => Probe::Upstream {
-            claims,
+            agent: AgentPrincipal::new(claims, is_get.then_some(token)),
             keep_bearer: is_get,
         },
         Ok(Verified::Gateway(t)) => {
             if !matches!(sessions.lookup(&t.sid).await, Lookup::Active(_)) {
-                return Probe::Invalid("Session is no longer active");
+                return Ok(Probe::Invalid("Session is no longer active"));
             }
             // The payload is shown to the caller; it was verified a line above.
             match tokens.gateway_claims(token) {
@@ -240,7 +308,7 @@ async fn probe<B>(tokens: &Tokens, sessions: &SessionStore, req: &Request<B>) ->
             }
         }
         Err(_) => Probe::Invalid(INVALID),
-    }
+    })
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1).
@@ -251,20 +319,35 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn query_token(query: &str) -> Option<String> {
-    url_param(query, "token")
+/// The `token` query parameter, refused when it appears more than once.
+pub(crate) fn query_token(query: Option<&str>) -> Result<Option<String>, AdmitError> {
+    match query {
+        None => Ok(None),
+        Some(q) => unique_param(q, "token").map_err(|()| AdmitError::AmbiguousQuery("token")),
+    }
 }
 
-/// The percent-decoded value of `name` in a query string.
-pub fn url_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
+/// The value of `name` in a query string, with names and values decoded as Starlette
+/// decodes them (`+` is a space, then percent-decoding), so `tok%65n=` is `token=` here as
+/// it is upstream. More than one occurrence is ambiguous (upstream takes the last, a naive
+/// reader the first) and an error.
+pub(crate) fn unique_param(query: &str, name: &str) -> Result<Option<String>, ()> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut found = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
+        if decode(k) == name {
+            if found.is_some() {
+                return Err(());
+            }
+            found = Some(decode(v));
+        }
+    }
+    Ok(found)
 }
 
 fn header_text<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h str> {
@@ -288,7 +371,10 @@ async fn admin_session(
             sid: admin.session.id,
         });
     };
-    check_fingerprint(&admin, presented)?;
+    if let Err(e) = check_fingerprint(&admin, presented) {
+        sessions.fingerprint_mismatch(&admin.session).await;
+        return Err(e);
+    }
     sessions.touch(&admin.session);
     Ok(admin)
 }
@@ -342,9 +428,13 @@ mod tests {
     #[test]
     fn query_params() {
         assert_eq!(
-            url_param("a=1&token=x%2Ey&b", "token").as_deref(),
-            Some("x.y")
+            unique_param("a=1&token=x%2Ey&b", "token"),
+            Ok(Some("x.y".to_owned()))
         );
-        assert_eq!(url_param("a=1", "token"), None);
+        assert_eq!(unique_param("a=1", "token"), Ok(None));
+        assert_eq!(unique_param("token=a&token=b", "token"), Err(()));
+        // keys are decoded as upstream decodes them
+        assert_eq!(unique_param("token=a&tok%65n=b", "token"), Err(()));
+        assert_eq!(unique_param("tok%65n=b", "token"), Ok(Some("b".to_owned())));
     }
 }

@@ -19,7 +19,7 @@ use crate::auth::login::{self, Login, LoginError};
 use crate::auth::pin::{self, PinError};
 use crate::body::{read_limited, Body, Pace, ReadError};
 use crate::policy::Endpoint;
-use crate::ratelimit::Throttled;
+use crate::ratelimit::{Busy, Throttled};
 use crate::session::Ended;
 
 /// Largest body a gateway endpoint reads.
@@ -29,6 +29,10 @@ const MAX_BODY: u64 = 16 * 1024;
 pub enum AnswerError {
     #[error("login throttled")]
     Throttled(#[source] Throttled),
+    #[error("password verification saturated")]
+    Busy(#[source] Busy),
+    #[error("login body is not declared as application/json")]
+    NotJson,
     #[error("request body is not valid: {0}")]
     Invalid(String),
     #[error("request body too large")]
@@ -153,9 +157,9 @@ fn token_validate(probe: Probe, req: Request<Incoming>) -> Answer {
     let is_get = req.method() == Method::GET;
     match probe {
         Probe::Upstream {
-            claims,
+            agent,
             keep_bearer: true,
-        } => Answer::Forward(Principal::Agent(claims), Box::new(req)),
+        } => Answer::Forward(Principal::Agent(agent), Box::new(req)),
         Probe::Upstream {
             keep_bearer: false, ..
         } => Answer::Forward(Principal::Anonymous, Box::new(req)),
@@ -194,6 +198,12 @@ async fn login(
         .throttle
         .check_ip(ip)
         .map_err(AnswerError::Throttled)?;
+    // Only JSON: a cross-site HTML form cannot send it, so no page a visitor opens can spend
+    // the visitor's address on login attempts.
+    if !is_json(req.headers()) {
+        handles.throttle.record_failure(ip, None);
+        return Err(AnswerError::NotJson);
+    }
     let fingerprint = req
         .headers()
         .get(&X_CLIENT_FINGERPRINT)
@@ -222,6 +232,15 @@ async fn login(
             "agent_id": format!("user_{}", done.user),
         }),
     )))
+}
+
+/// `Content-Type: application/json`, parameters allowed (RFC 9110 §8.3.1).
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn read_pin(req: Request<Incoming>, pace: Pace) -> Result<String, AnswerError> {
@@ -270,6 +289,7 @@ impl From<LoginError> for AnswerError {
     fn from(e: LoginError) -> Self {
         match e {
             LoginError::Throttled(t) => AnswerError::Throttled(t),
+            LoginError::Busy(b) => AnswerError::Busy(b),
             LoginError::Invalid(m) => AnswerError::Invalid(m),
             LoginError::AgentLogin => AnswerError::AgentLogin,
             LoginError::NoCredentials => AnswerError::NoCredentials,

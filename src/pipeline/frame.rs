@@ -36,6 +36,65 @@ pub enum FrameError {
     /// RFC 9112 §6.3, as strict as nginx ≥ 1.21.1: the head could be framed more than one way.
     #[error("ambiguous message framing: {0}")]
     AmbiguousFraming(&'static str),
+    /// A field the gateway decides on appears twice: which one upstream reads is a guess.
+    #[error("duplicate {0} header")]
+    DuplicateHeader(&'static str),
+    /// `Host` (or `:authority`) names none of `server.server_names` (RFC 9110 §15.5.20).
+    #[error("request for a host this gateway does not serve")]
+    MisdirectedHost,
+}
+
+/// Fields that must appear at most once: the gateway decides on them, and a second copy
+/// could be what upstream reads.
+const SINGLE: [(&str, &str); 4] = [
+    ("authorization", "Authorization"),
+    ("x-client-fingerprint", "X-Client-Fingerprint"),
+    ("x-session-pin", "X-Session-Pin"),
+    ("host", "Host"),
+];
+
+/// The host names the gateway answers for (`server.server_names`); empty accepts any.
+#[derive(Debug, Clone, Default)]
+pub struct ServerNames(std::sync::Arc<[String]>);
+
+impl ServerNames {
+    pub fn new(names: &[String]) -> Self {
+        ServerNames(names.iter().map(|n| n.to_ascii_lowercase()).collect())
+    }
+
+    /// Whether `authority` (`host`, `host:port`, `[v6]:port`) names a configured host.
+    pub fn allows(&self, authority: &str) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        let host = match authority.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        self.0.iter().any(|n| n.eq_ignore_ascii_case(host))
+    }
+}
+
+/// Refuses duplicated decision fields and hosts outside `names`.
+pub fn check_head(req: &http::Request<Incoming>, names: &ServerNames) -> Result<(), FrameError> {
+    let headers = req.headers();
+    for (name, display) in SINGLE {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(FrameError::DuplicateHeader(display));
+        }
+    }
+    let host = headers.get(http::header::HOST).map(|h| h.to_str());
+    match host {
+        Some(Ok(h)) if !names.allows(h) => return Err(FrameError::MisdirectedHost),
+        Some(Err(_)) => return Err(FrameError::MisdirectedHost),
+        _ => {}
+    }
+    if let Some(authority) = req.uri().authority() {
+        if !names.allows(authority.as_str()) {
+            return Err(FrameError::MisdirectedHost);
+        }
+    }
+    Ok(())
 }
 
 /// A request id: the client's `X-Request-ID` if it is short and plain, else `req_<hex>`.
@@ -197,6 +256,23 @@ fn is_unreserved(c: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_names_match_the_host_without_its_port() {
+        let names = ServerNames::new(&["Gateway.example".into(), "127.0.0.1".into(), "::1".into()]);
+        for ok in [
+            "gateway.example",
+            "GATEWAY.example:8443",
+            "127.0.0.1:8443",
+            "[::1]:8443",
+        ] {
+            assert!(names.allows(ok), "{ok}");
+        }
+        for bad in ["evil.example", "gateway.example.evil:443", "[::2]:8443", ""] {
+            assert!(!names.allows(bad), "{bad}");
+        }
+        assert!(ServerNames::default().allows("anything"));
+    }
 
     #[test]
     fn normalisation_table() {

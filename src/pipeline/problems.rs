@@ -95,6 +95,16 @@ fn frame(e: &FrameError) -> Problem {
         FrameError::BadContentLength => {
             Problem::new(ProblemKind::RequestError, "Invalid Content-Length header")
         }
+        FrameError::DuplicateHeader(name) => Problem::new(
+            ProblemKind::RequestError,
+            format!("Ambiguous request: the {name} header appears more than once"),
+        ),
+        FrameError::MisdirectedHost => Problem::new(
+            ProblemKind::RequestError,
+            "This gateway does not serve the requested host",
+        )
+        .with_status(StatusCode::MISDIRECTED_REQUEST)
+        .with_title("Misdirected Request"),
         FrameError::AmbiguousPath(why) => Problem::new(
             ProblemKind::RequestError,
             format!("Ambiguous request path rejected: {why}"),
@@ -166,6 +176,13 @@ fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
             sid,
             "Session was ended by a newer login of the same user - please re-authenticate",
         ),
+        AdmitError::SessionEnded {
+            sid,
+            why: Ended::FingerprintMismatches,
+        } => session_invalid(
+            sid,
+            "Session was ended after repeated fingerprint mismatches - please re-authenticate",
+        ),
         AdmitError::FingerprintMissing { sid } => {
             session_invalid(sid, "Session fingerprint missing - please re-authenticate")
         }
@@ -198,6 +215,20 @@ fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
         AdmitError::Denied => Problem::new(
             ProblemKind::Forbidden,
             "Access to this endpoint is not allowed through the gateway",
+        ),
+        AdmitError::RegistrationToken => Problem::new(
+            ProblemKind::TokenInvalid,
+            "Registration tokens are only accepted by the registration endpoints",
+        )
+        .with_status(StatusCode::FORBIDDEN)
+        .with_title("Invalid token type"),
+        AdmitError::NotOwnAgent => Problem::new(
+            ProblemKind::InsufficientPermissions,
+            "Access denied: an agent token acts on its own agent only",
+        ),
+        AdmitError::AmbiguousQuery(name) => Problem::new(
+            ProblemKind::RequestError,
+            format!("Ambiguous request: the `{name}` query parameter appears more than once"),
         ),
     }
 }
@@ -232,6 +263,22 @@ fn answer(e: &AnswerError) -> Problem {
             .with_extension("retry_after", secs)
             .with_retry_after(secs)
         }
+        AnswerError::Busy(b) => {
+            let secs = b.retry_after.as_secs().max(1);
+            Problem::new(
+                ProblemKind::RateLimitExceeded,
+                "Too many logins are being checked right now; try again shortly",
+            )
+            .with_extension("attempt_type", "login")
+            .with_extension("retry_after", secs)
+            .with_retry_after(secs)
+        }
+        AnswerError::NotJson => Problem::new(
+            ProblemKind::ValidationFailed,
+            "Input validation failed: the body must be sent as application/json",
+        )
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .with_title("Unsupported Media Type"),
         AnswerError::Invalid(msg) => Problem::new(
             ProblemKind::ValidationFailed,
             format!("Input validation failed: {msg}"),
@@ -325,6 +372,7 @@ mod tests {
             idle_timeout: Duration::from_secs(3600),
             absolute_timeout: Duration::from_secs(12 * 3600),
             max_per_user: 5,
+            max_fingerprint_mismatches: 5,
             capacity: 10,
         }
     }
@@ -375,6 +423,17 @@ mod tests {
                 403,
             ),
             (AdmitError::PinRequired.into(), "pin-required", 400),
+            (AdmitError::RegistrationToken.into(), "token-invalid", 403),
+            (
+                AdmitError::NotOwnAgent.into(),
+                "insufficient-permissions",
+                403,
+            ),
+            (
+                AdmitError::AmbiguousQuery("token").into(),
+                "request-error",
+                400,
+            ),
             (AdmitError::PinNotSet.into(), "pin-not-set", 400),
             (AdmitError::PinIncorrect.into(), "pin-incorrect", 401),
             (

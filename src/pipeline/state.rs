@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::frame::Limits;
+use super::frame::{Limits, ServerNames};
 use crate::auth::{AuthSettings, Tokens, Users};
 use crate::body::Pace;
 use crate::clock::Clock;
@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub replay_buffer_bytes: u64,
     /// How fast bodies the gateway reads itself (login, PIN, replay buffer) must arrive.
     pub body_pace: Pace,
+    /// Hosts a request may name (`server.server_names`; empty accepts any).
+    pub server_names: ServerNames,
 }
 
 impl Snapshot {
@@ -69,6 +71,7 @@ impl Snapshot {
         auth: &AuthSettings,
         replay_buffer_bytes: u64,
         body_pace: Pace,
+        server_names: ServerNames,
         clock: Clock,
     ) -> Snapshot {
         Snapshot {
@@ -78,6 +81,7 @@ impl Snapshot {
             users: Users::new(&auth.users),
             replay_buffer_bytes,
             body_pace,
+            server_names,
         }
     }
 }

@@ -112,10 +112,7 @@ pub async fn upgrade(
     {
         return Err(SocketError::BadHandshake.into());
     }
-    let query_token = req
-        .uri()
-        .query()
-        .and_then(|q| super::admit::url_param(q, "token"));
+    let query_token = super::admit::query_token(req.uri().query())?;
 
     // A `?token=` on the dashboard socket is checked before upstream is contacted.
     let refused = match (kind, &query_token) {
@@ -281,7 +278,13 @@ async fn authenticate(
             let admin = session_of(&ctx.handles.sessions, &t)
                 .await
                 .map_err(|_| (refused, invalid))?;
-            check_fingerprint(&admin, &fp).map_err(|_| (refused, "fingerprint mismatch"))?;
+            if check_fingerprint(&admin, &fp).is_err() {
+                ctx.handles
+                    .sessions
+                    .fingerprint_mismatch(&admin.session)
+                    .await;
+                return Err((refused, "fingerprint mismatch"));
+            }
             ctx.handles.sessions.touch(&admin.session);
             let creds = ctx
                 .handles

@@ -17,8 +17,11 @@ use crate::upstream::{UpstreamClient, UpstreamError};
 pub enum Credentials {
     /// Public routes: `Authorization` and `X-Client-Fingerprint` removed.
     Strip,
-    /// Verified upstream tokens and upstream's own credentials: forwarded unchanged.
+    /// Upstream's own non-JWT credentials: forwarded unchanged.
     Keep,
+    /// A verified upstream token: exactly `Authorization: Bearer <verified token>`, or no
+    /// `Authorization` when the token travelled in the query.
+    Bearer(Option<HeaderValue>),
     /// Admin sessions: replaced by the brokered upstream login.
     Swap {
         authorization: HeaderValue,
@@ -60,10 +63,16 @@ pub fn upstream_request(
             headers.remove(&X_CLIENT_FINGERPRINT);
         }
         Credentials::Keep => {
-            // A verified bearer goes up as is; never indexed by HPACK, never printed.
+            // Upstream's own credential goes up as is; never indexed by HPACK, never printed.
             if let Some(v) = headers.get_mut(AUTHORIZATION) {
                 v.set_sensitive(true);
             }
+        }
+        Credentials::Bearer(Some(bearer)) => {
+            headers.insert(AUTHORIZATION, bearer.clone());
+        }
+        Credentials::Bearer(None) => {
+            headers.remove(AUTHORIZATION);
         }
         Credentials::Swap {
             authorization,

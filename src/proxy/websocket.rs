@@ -136,11 +136,16 @@ pub fn switching_protocols(key: &HeaderValue, protocol: Option<HeaderValue>) -> 
     response
 }
 
-/// The query without any `token` parameter.
+/// The query without any `token` parameter, its name decoded as upstream decodes it (so
+/// `tok%65n=` goes too).
 pub fn without_token(query: &str) -> String {
+    let is_token = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or_default().replace('+', " ");
+        percent_encoding::percent_decode_str(&name).decode_utf8_lossy() == "token"
+    };
     query
         .split('&')
-        .filter(|pair| pair.split('=').next() != Some("token") && !pair.is_empty())
+        .filter(|pair| !pair.is_empty() && !is_token(pair))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -297,5 +302,6 @@ mod tests {
         assert_eq!(without_token("token=abc"), "");
         assert_eq!(without_token("a=1&token=abc&b=2"), "a=1&b=2");
         assert_eq!(without_token("tokens=1"), "tokens=1");
+        assert_eq!(without_token("a=1&tok%65n=abc"), "a=1");
     }
 }

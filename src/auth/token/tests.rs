@@ -26,6 +26,10 @@ fn auth() -> AuthSettings {
             failure_window: Duration::from_secs(60),
             lockout: Duration::from_secs(60),
             attempts_per_minute_per_ip: 30,
+            max_failures_per_address: 50,
+            slowdown_max: Duration::from_secs(5),
+            max_concurrent_verifications: 4,
+            verification_queue_timeout: Duration::from_secs(2),
         },
         upstream_tokens: None,
     }
@@ -37,6 +41,7 @@ fn tokens(clock: Clock) -> Tokens {
         algorithm: Algorithm::HS256,
         key: DecodingKey::from_secret(UPSTREAM),
         leeway: Duration::from_secs(60),
+        expiry_margin: Duration::from_secs(10),
     });
     Tokens::new(&auth, clock)
 }
@@ -163,14 +168,18 @@ fn upstream_tokens_are_verified_like_arcp() {
         t.verify_upstream(&sign(Header::new(Algorithm::HS256), &agent, SECRET)),
         Err(TokenError::Invalid)
     );
-    // expired beyond leeway; within leeway passes
+    // expired, or about to: refused from the margin (10 s) before `exp`, so no token can
+    // cross `exp` between the gateway's check and upstream's
     let mut old = agent.clone();
-    old["exp"] = (now - 120).into();
-    assert_eq!(
-        t.verify_upstream(&sign(Header::new(Algorithm::HS256), &old, UPSTREAM)),
-        Err(TokenError::Expired { sid: None })
-    );
-    old["exp"] = (now - 30).into();
+    for exp in [now - 120, now - 30, now, now + 10] {
+        old["exp"] = exp.into();
+        assert_eq!(
+            t.verify_upstream(&sign(Header::new(Algorithm::HS256), &old, UPSTREAM)),
+            Err(TokenError::Expired { sid: None }),
+            "exp {exp}, now {now}"
+        );
+    }
+    old["exp"] = (now + 11).into();
     assert!(t
         .verify_upstream(&sign(Header::new(Algorithm::HS256), &old, UPSTREAM))
         .is_ok());

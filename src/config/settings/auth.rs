@@ -23,6 +23,10 @@ pub(super) fn auth(
         failure_window: dur(l.failure_window, Duration::from_secs(15 * 60)),
         lockout: dur(l.lockout, Duration::from_secs(5 * 60)),
         attempts_per_minute_per_ip: l.attempts_per_minute_per_ip.unwrap_or(30).max(1),
+        max_failures_per_address: l.max_failures_per_address.unwrap_or(50).max(1),
+        slowdown_max: dur(l.slowdown_max, Duration::from_secs(5)),
+        max_concurrent_verifications: l.max_concurrent_verifications.unwrap_or(4).max(1),
+        verification_queue_timeout: dur(l.verification_queue_timeout, Duration::from_secs(2)),
     };
     let Some(a) = a else {
         // No `auth` block: nobody can log in. An ephemeral key keeps the types simple;

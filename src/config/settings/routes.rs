@@ -6,7 +6,7 @@ use serde_saphyr::Spanned;
 use super::super::raw;
 use super::super::raw::RawAccess;
 use super::super::{ConfigError, Ctx};
-use crate::policy::{Access, Policy, Rule};
+use crate::policy::{Access, Policy, Rule, RuleFlags};
 
 /// Rules of a routes file (the shipped profile has this shape).
 #[derive(serde::Deserialize)]
@@ -51,12 +51,17 @@ fn rules(
                 ));
             }
         }
+        let flags = RuleFlags {
+            require_pin,
+            registration: r.value.registration,
+            own_agent: r.value.own_agent,
+        };
         let rule = Rule::new(
             r.value.name.clone(),
             &r.value.path.value,
             methods,
             access,
-            require_pin,
+            flags,
         )
         .map_err(|m| ctx.err(r.value.path.referenced, format!("{path}.path"), m, None))?;
         out.push(rule);

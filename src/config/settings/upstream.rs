@@ -170,6 +170,11 @@ pub(super) fn upstream_tokens(
                 algorithm,
                 key: DecodingKey::from_secret(secret.expose().as_bytes()),
                 leeway,
+                expiry_margin: tv
+                    .value
+                    .expiry_margin
+                    .as_ref()
+                    .map_or(Duration::from_secs(10), |m| m.value.0),
             })
         }
     })
