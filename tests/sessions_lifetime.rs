@@ -191,7 +191,13 @@ async fn refused_requests_do_not_keep_a_session_alive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_absolute_cap_follows_the_injected_clock() {
     let clock = Clock::system();
-    let env = Env::start_with_clock(ArcpConfig::default(), clock.clone()).await;
+    // Idle expiry reads the injected clock too, so the idle timeout must outlast the 30 min
+    // step below; the cap (1 h) is what this test moves past.
+    let cfg = ArcpConfig {
+        idle_timeout: "1h".into(),
+        ..ArcpConfig::default()
+    };
+    let env = Env::start_with_clock(cfg, clock.clone()).await;
     let fp = "fp-clock";
     let token = env.login(fp).await;
     let exp = claims_of(&token)["exp"].as_i64().unwrap();
