@@ -237,12 +237,13 @@ pub fn spawn_triggers(
     };
     let (tx, mut changed) = mpsc::channel::<()>(64);
     let watcher = watch.as_deref().and_then(|p| watch_directory(p, tx));
+    // The content in force now; read before returning so no change slips in between.
+    let mut last = watch
+        .as_deref()
+        .and_then(|p| std::fs::read(p).ok())
+        .map(|b| <[u8; 32]>::from(Sha256::digest(&b)));
     tokio::spawn(async move {
         let _watcher = watcher;
-        let mut last = match &watch {
-            Some(p) => content_hash(p).await,
-            None => None,
-        };
         loop {
             let by_signal = tokio::select! {
                 Some(()) = async {
