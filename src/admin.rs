@@ -146,7 +146,12 @@ async fn accept_loop(listener: TcpListener, probe: Probe) {
         connections.spawn(async move {
             let service = service_fn(move |req| {
                 let probe = probe.clone();
-                async move { Ok::<_, Infallible>(route(&probe, &req)) }
+                async move {
+                    if req.uri().path() == "/metrics" && req.method() == Method::GET {
+                        return Ok::<_, Infallible>(metrics(&probe).await);
+                    }
+                    Ok(route(&probe, &req))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -173,7 +178,8 @@ fn route(probe: &Probe, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => reply(StatusCode::OK, r#"{"status":"alive"}"#),
         "/readyz" => readiness(probe),
-        "/metrics" => metrics(probe),
+        // GET is answered before this (it awaits the session store); HEAD gets headers.
+        "/metrics" => reply(StatusCode::OK, ""),
         _ => reply(StatusCode::NOT_FOUND, r#"{"status":"not found"}"#),
     }
 }
@@ -194,8 +200,10 @@ fn readiness(probe: &Probe) -> Response<Full<Bytes>> {
     }
 }
 
-fn metrics(probe: &Probe) -> Response<Full<Bytes>> {
+async fn metrics(probe: &Probe) -> Response<Full<Bytes>> {
     let handles = &probe.state.handles;
+    // The store's count is settled by its pending maintenance (idle expiry, evictions).
+    handles.sessions.run_pending_tasks().await;
     handles.metrics.set_sessions_live(handles.sessions.len());
     let mut res = Response::new(Full::new(Bytes::from(handles.metrics.encode())));
     let headers = res.headers_mut();
