@@ -249,7 +249,14 @@ async fn metrics_count_the_traffic_of_the_client_listener() {
         .client
         .send(
             Proto::H1,
-            api_request(Method::GET, "/agents/stats", Some(&token), Some(fp), &[], None),
+            api_request(
+                Method::GET,
+                "/agents/stats",
+                Some(&token),
+                Some(fp),
+                &[],
+                None,
+            ),
         )
         .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -288,7 +295,10 @@ async fn metrics_count_the_traffic_of_the_client_listener() {
             &format!(r#"arcp_gateway_admission_total{{outcome="{refused}"}}"#),
             1.0,
         ),
-        (&format!(r#"arcp_gateway_problems_total{{type="{refused}"}}"#), 1.0),
+        (
+            &format!(r#"arcp_gateway_problems_total{{type="{refused}"}}"#),
+            1.0,
+        ),
         (r#"arcp_gateway_logins_total{outcome="success"}"#, 1.0),
         (
             r#"arcp_gateway_logins_total{outcome="invalid_credentials"}"#,
