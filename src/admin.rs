@@ -5,7 +5,8 @@
 //! - `GET /readyz` — 200 when the configuration is loaded (the gateway runs, so it is) and the
 //!   brokered upstream admin session is held ([`Broker::is_ready`]); 503 otherwise, and 503
 //!   from the moment shutdown begins, so load balancers stop sending while requests drain.
-//! - `/metrics` — not served yet: the Prometheus handler goes in [`route`] (issue 12 part 2).
+//! - `GET /metrics` — the gateway's metrics in the OpenMetrics text format Prometheus
+//!   scrapes ([`crate::metrics`] lists the families).
 //!
 //! It never serves the client API, speaks no TLS and checks no credential: bind it to loopback
 //! or to a network only probes and scrapers reach. The client listeners keep their own
@@ -14,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::upstream::Broker;
+use crate::pipeline::State;
 
 /// The URL `arcp-gateway healthcheck` asks when given none: readiness on the conventional
 /// admin address (`admin: {address: 127.0.0.1:9901}`; `0.0.0.0:9901` answers there too).
@@ -84,8 +86,8 @@ impl AdminListener {
 
     /// Serves until the returned task is aborted (which also ends its open connections).
     /// `stopping` turns true when the gateway begins to shut down.
-    pub fn spawn(self, broker: Broker, stopping: watch::Receiver<bool>) -> JoinHandle<()> {
-        tokio::spawn(accept_loop(self.listener, Probe { broker, stopping }))
+    pub fn spawn(self, state: Arc<State>, stopping: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(accept_loop(self.listener, Probe { state, stopping }))
     }
 }
 
@@ -112,10 +114,11 @@ pub fn healthcheck(url: &str, limit: Duration) -> Result<(), AdminError> {
     }
 }
 
-/// What readiness depends on. Redis reachability joins here once the shared store exists.
+/// What the admin endpoints read: readiness (the broker; Redis reachability joins once the
+/// shared store exists) and the metrics.
 #[derive(Clone)]
 struct Probe {
-    broker: Broker,
+    state: Arc<State>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -143,7 +146,12 @@ async fn accept_loop(listener: TcpListener, probe: Probe) {
         connections.spawn(async move {
             let service = service_fn(move |req| {
                 let probe = probe.clone();
-                async move { Ok::<_, Infallible>(route(&probe, &req)) }
+                async move {
+                    if req.uri().path() == "/metrics" && req.method() == Method::GET {
+                        return Ok::<_, Infallible>(metrics(&probe).await);
+                    }
+                    Ok(route(&probe, &req))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -170,8 +178,8 @@ fn route(probe: &Probe, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => reply(StatusCode::OK, r#"{"status":"alive"}"#),
         "/readyz" => readiness(probe),
-        // "/metrics": the Prometheus text handler goes here once the gateway has metrics
-        // (issue 12 part 2). Until then it is an unknown path like any other.
+        // GET is answered before this (it awaits the session store); HEAD gets headers.
+        "/metrics" => reply(StatusCode::OK, ""),
         _ => reply(StatusCode::NOT_FOUND, r#"{"status":"not found"}"#),
     }
 }
@@ -182,7 +190,7 @@ fn readiness(probe: &Probe) -> Response<Full<Bytes>> {
             StatusCode::SERVICE_UNAVAILABLE,
             r#"{"status":"not ready","reason":"shutting down"}"#,
         )
-    } else if probe.broker.is_ready() {
+    } else if probe.state.handles.broker.is_ready() {
         reply(StatusCode::OK, r#"{"status":"ready"}"#)
     } else {
         reply(
@@ -190,6 +198,24 @@ fn readiness(probe: &Probe) -> Response<Full<Bytes>> {
             r#"{"status":"not ready","reason":"no upstream admin session"}"#,
         )
     }
+}
+
+async fn metrics(probe: &Probe) -> Response<Full<Bytes>> {
+    let handles = &probe.state.handles;
+    // The store's count is settled by its pending maintenance (idle expiry, evictions).
+    handles.sessions.run_pending_tasks().await;
+    handles.metrics.set_sessions_live(handles.sessions.len());
+    let mut res = Response::new(Full::new(Bytes::from(handles.metrics.encode())));
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    res
 }
 
 fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -15,20 +15,24 @@
 
 pub mod admin;
 pub(crate) mod arcp;
+pub mod audit;
 pub mod auth;
 pub(crate) mod body;
 pub mod clock;
 pub mod config;
+pub mod metrics;
 pub mod observability;
 pub mod pipeline;
 pub mod policy;
 pub mod problem;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub(crate) mod secret;
 pub mod server;
 pub mod session;
 pub mod tls;
 pub mod upstream;
 
-pub use server::{Gateway, Reloader, ServerError};
+pub use reload::Reloader;
+pub use server::{Gateway, ServerError};

@@ -119,16 +119,19 @@ fn run(
     upstream_username: Option<String>,
     danger_demo_on_network: bool,
 ) -> anyhow::Result<()> {
-    let mut settings = match &config {
-        Some(path) => arcp_gateway::config::load(path),
-        None => arcp_gateway::config::load_default(),
-    }
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(addr) = listen {
-        if let Some(first) = settings.listeners.first_mut() {
-            first.address = addr;
-        }
-    }
+    // The same loader serves the start and every reload, so CLI overrides survive a reload.
+    let loader: arcp_gateway::reload::Loader = {
+        let config = config.clone();
+        std::sync::Arc::new(move || {
+            load_settings(
+                config.as_deref(),
+                listen,
+                upstream.as_deref(),
+                upstream_username.as_deref(),
+            )
+        })
+    };
+    let settings = loader().map_err(|e| anyhow::anyhow!("{e}"))?;
     if config.is_none() {
         let exposed: Vec<String> = settings
             .listeners
@@ -147,19 +150,7 @@ fn run(
             eprintln!("arcp-gateway: warning: the demo configuration with its well-known user is listening on {}", exposed.join(", "));
         }
     }
-    if let Some(url) = upstream {
-        settings
-            .upstream
-            .set_url(&url)
-            .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
-    }
-    if let Some(name) = upstream_username {
-        settings
-            .upstream
-            .set_service_username(&name)
-            .map_err(|e| anyhow::anyhow!("--upstream-username: {e}"))?;
-    }
-    let _log_guard = arcp_gateway::observability::init(&settings.logging);
+    let log_guard = arcp_gateway::observability::init(&settings.logging);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -171,9 +162,54 @@ fn run(
         for addr in gateway.local_addrs() {
             tracing::info!(%addr, "listening");
         }
+        let reloader = gateway.reloader();
+        if let Some(level) = log_guard.level_handle() {
+            reloader.set_log_level_handle(level);
+        }
+        let triggers = arcp_gateway::reload::spawn_triggers(reloader, loader, config);
         gateway.serve(shutdown_signal()).await;
+        triggers.abort();
         Ok(())
     })
+}
+
+/// Loads the file (or the embedded default) and applies the command-line overrides.
+fn load_settings(
+    config: Option<&std::path::Path>,
+    listen: Option<std::net::SocketAddr>,
+    upstream: Option<&str>,
+    upstream_username: Option<&str>,
+) -> Result<arcp_gateway::config::Settings, arcp_gateway::config::ConfigError> {
+    let mut settings = match config {
+        Some(path) => arcp_gateway::config::load(path),
+        None => arcp_gateway::config::load_default(),
+    }?;
+    let flag_error = |flag: &str, message: String| arcp_gateway::config::ConfigError {
+        file: flag.to_owned(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message,
+        hint: None,
+    };
+    if let Some(addr) = listen {
+        if let Some(first) = settings.listeners.first_mut() {
+            first.address = addr;
+        }
+    }
+    if let Some(url) = upstream {
+        settings
+            .upstream
+            .set_url(url)
+            .map_err(|e| flag_error("--upstream", e.to_string()))?;
+    }
+    if let Some(name) = upstream_username {
+        settings
+            .upstream
+            .set_service_username(name)
+            .map_err(|e| flag_error("--upstream-username", e.to_string()))?;
+    }
+    Ok(settings)
 }
 
 async fn shutdown_signal() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
 #[derive(Debug, Clone)]
 pub struct LoggingSettings {
@@ -34,6 +34,53 @@ pub enum LogFormat {
 /// Keeps the background log writer alive; dropping it flushes what is buffered.
 pub struct LogGuard {
     _flush_on_drop: Option<tracing_appender::non_blocking::WorkerGuard>,
+    level: Option<LevelHandle>,
+}
+
+impl LogGuard {
+    /// Changes the level of the installed subscriber (a configuration reload).
+    pub fn level_handle(&self) -> Option<LevelHandle> {
+        self.level.clone()
+    }
+}
+
+/// Swaps the level filter of the running subscriber.
+#[derive(Clone)]
+pub struct LevelHandle {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// `RUST_LOG` was set at start: it keeps overriding the file.
+    from_env: bool,
+}
+
+impl LevelHandle {
+    /// Applies a level directive (`logging.level`), unless `RUST_LOG` overrides it.
+    pub fn set(&self, level: &str) {
+        if self.from_env {
+            tracing::info!("logging.level changed; RUST_LOG keeps overriding it");
+            return;
+        }
+        match EnvFilter::try_new(directive(level)) {
+            Ok(filter) => match self.handle.reload(filter) {
+                Ok(()) => tracing::info!(level, "log level changed"),
+                Err(e) => tracing::warn!(error = %e, "cannot change the log level"),
+            },
+            Err(e) => tracing::warn!(error = %e, "invalid log level ignored"),
+        }
+    }
+}
+
+/// The filter for `level`. WebSocket libraries log whole frames (tokens included) at trace
+/// level: they stay at info unless the directive names them explicitly. Audit events
+/// (target `audit`) are kept at info unless the directive names that target.
+fn directive(level: &str) -> String {
+    let mut d = level.to_owned();
+    if !level.contains("tungstenite") {
+        d.push_str(",tungstenite=info,tokio_tungstenite=info");
+    }
+    if !level.contains("audit") {
+        d.push_str(",audit=info");
+    }
+    d
 }
 
 /// Installs the global subscriber (once, from `main`). `RUST_LOG` overrides the level.
@@ -45,20 +92,14 @@ pub fn init(settings: &LoggingSettings) -> LogGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
-    // WebSocket libraries log whole frames (tokens included) at trace level: keep them
-    // at info unless the directive names them explicitly.
-    let directive = |level: &str| {
-        if level.contains("tungstenite") {
-            level.to_owned()
-        } else {
-            format!("{level},tungstenite=info,tokio_tungstenite=info")
-        }
-    };
-    let filter = std::env::var("RUST_LOG")
+    let from_env = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|l| EnvFilter::try_new(directive(&l)).ok())
+        .and_then(|l| EnvFilter::try_new(directive(&l)).ok());
+    let env_set = from_env.is_some();
+    let filter = from_env
         .or_else(|| EnvFilter::try_new(directive(&settings.level)).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) is harmless and ignored.
     let installed = match settings.format {
@@ -80,8 +121,13 @@ pub fn init(settings: &LoggingSettings) -> LogGuard {
             )
             .try_init(),
     };
+    let installed = installed.is_ok();
     LogGuard {
-        _flush_on_drop: installed.is_ok().then_some(guard),
+        _flush_on_drop: installed.then_some(guard),
+        level: installed.then_some(LevelHandle {
+            handle,
+            from_env: env_set,
+        }),
     }
 }
 

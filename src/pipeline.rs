@@ -27,12 +27,15 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::arcp::X_REQUEST_ID;
+use crate::audit::AuditEvent;
 use crate::body::{read_limited, Body, Pace, ReadError};
 use crate::clock::Stopwatch;
+use crate::metrics::LoginOutcome;
 use crate::observability::{self, AccessLog};
-use crate::policy::Access;
+use crate::policy::{Access, Endpoint};
 use crate::proxy::websocket::SocketError;
 use crate::proxy::{self, ConnInfo, Credentials};
+use crate::session::SessionId;
 use crate::upstream::{BrokerError, UpstreamCredentials, UpstreamError};
 use admit::{AdminPrincipal, AdmitError, Principal};
 use answer::{Answer, AnswerError};
@@ -74,12 +77,30 @@ impl GatewayError {
     }
 }
 
-/// Mutable facts gathered for the access log (borrowed or shared, never copied).
+/// Mutable facts gathered for the access log, the metrics and the audit trail (borrowed or
+/// shared, never copied on the common path).
 #[derive(Debug, Default)]
 pub struct Trace<'a> {
     pub route: Option<&'a str>,
+    /// The access kind of the route, once one was decided.
+    pub access: Option<Access>,
+    /// Admission produced a principal.
+    pub admitted: bool,
     pub upstream_status: Option<u16>,
     pub user: Option<Arc<str>>,
+    /// Set for an admitted admin request that changes state: it gets an audit event.
+    pub audit: Option<AuditSubject>,
+}
+
+/// Who did what, for the audit event of an admitted state-changing admin request.
+#[derive(Debug)]
+pub struct AuditSubject {
+    pub user: Arc<str>,
+    pub session: SessionId,
+    /// The normalised path (never the query).
+    pub path: String,
+    /// The route required `X-Session-Pin` (admission checked it).
+    pub pin: bool,
 }
 
 /// Serves one request. Never fails. `framing` is why the connection reader found this
@@ -112,11 +133,16 @@ pub async fn handle(
             .await
         }
     };
+    let metrics = &state.handles.metrics;
     let mut response = match result {
         Ok(response) => response,
         Err(err) => {
             let problem = err.problem(state.handles.sessions.settings());
             observability::log_error(&err, &request_id, problem.status());
+            metrics.problem(problem.kind());
+            if !trace.admitted {
+                metrics.refused(problem.kind());
+            }
             let mut response = problem.into_response(&raw_path, &request_id);
             if http1 && err.closes_connection() {
                 response
@@ -129,11 +155,33 @@ pub async fn handle(
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), id);
     }
+    let status = response.status().as_u16();
+    metrics.request(trace.access, status);
+    if trace.admitted {
+        metrics.admitted();
+    }
+    if trace.access == Some(Access::Gateway(Endpoint::Login)) {
+        metrics.login(LoginOutcome::from_status(status));
+    }
+    if let Some(subject) = &trace.audit {
+        state.handles.audit.record(&AuditEvent {
+            kind: "http",
+            user: Some(&subject.user),
+            session: Some(subject.session),
+            client: conn.peer.ip(),
+            method: method.as_str(),
+            path: &subject.path,
+            pin: subject.pin,
+            status,
+            upstream_status: trace.upstream_status,
+            request_id: &request_id,
+        });
+    }
     observability::access_log(&AccessLog {
         method: &method,
         path: &raw_path,
         route: trace.route,
-        status: response.status().as_u16(),
+        status,
         upstream_status: trace.upstream_status,
         duration: started.elapsed(),
         request_id: &request_id,
@@ -164,6 +212,7 @@ async fn handle_inner<'s>(
     // 2. route
     let route = snapshot.policy.route(req.method(), &path);
     trace.route = Some(route.name);
+    trace.access = Some(route.access);
 
     // WebSockets authenticate in their first frame: a stage of their own.
     if websocket::is_upgrade(&req) {
@@ -185,6 +234,17 @@ async fn handle_inner<'s>(
     // 3. admit
     let principal = admit::admit(&snapshot.tokens, &handles.sessions, &route, &path, &req).await?;
     trace.user = principal.user();
+    trace.admitted = true;
+    if let Principal::Admin(admin) = &principal {
+        if changes_state(req.method()) {
+            trace.audit = Some(AuditSubject {
+                user: admin.session.user.clone(),
+                session: admin.session.id,
+                path: path.clone().into_owned(),
+                pin: route.require_pin,
+            });
+        }
+    }
 
     // 4a. answer
     let (principal, req) = match route.access {
@@ -257,7 +317,18 @@ async fn send(
         credentials,
         request_id,
     );
-    proxy::forward(&handles.upstream, req).await
+    let started = Stopwatch::start();
+    let response = proxy::forward(&handles.upstream, req).await;
+    handles.metrics.upstream_latency(started.elapsed());
+    response
+}
+
+/// Any method but the safe ones (RFC 9110 §9.2.1) may change state upstream.
+fn changes_state(method: &http::Method) -> bool {
+    !matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
 }
 
 /// Forwards an admin request with the brokered credentials. If upstream refuses them

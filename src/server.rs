@@ -33,9 +33,9 @@ use per_address::PerAddress;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::pipeline::frame::ServerNames;
-use crate::pipeline::{self, Handles, Snapshot, State};
+use crate::pipeline::{self, Handles, State};
 use crate::proxy::ConnInfo;
+use crate::reload::{snapshot_of, Reloader};
 use crate::tls::TlsSettings;
 
 #[derive(Debug, Clone)]
@@ -95,6 +95,8 @@ pub enum ServerError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("admin listener setup")]
     Admin(#[from] crate::admin::AdminError),
+    #[error("audit trail setup")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 struct Bound {
@@ -108,6 +110,7 @@ pub struct Gateway {
     state: Arc<State>,
     server: ServerSettings,
     admin: Option<crate::admin::AdminListener>,
+    reloader: Reloader,
 }
 
 impl Gateway {
@@ -122,14 +125,16 @@ impl Gateway {
         if settings.server.server_names.is_empty() {
             tracing::warn!("server.server_names is not set: requests for any Host are forwarded with that Host; list the names clients use");
         }
-        let handles = Handles::new(
+        let mut handles = Handles::new(
             &settings.upstream,
             &settings.sessions,
             &settings.auth.login,
             clock.clone(),
         )?;
+        handles.audit = crate::audit::Audit::open(&settings.audit)?;
         let state = State::new(handles, snapshot_of(&settings, clock));
         let mut bound = Vec::with_capacity(settings.listeners.len());
+        let mut certs = Vec::with_capacity(settings.listeners.len());
         for l in &settings.listeners {
             let listener =
                 TcpListener::bind(l.address)
@@ -139,9 +144,14 @@ impl Gateway {
                         source,
                     })?;
             let tls = match &l.tls {
-                Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t)?)),
+                Some(t) => {
+                    let (config, store) = crate::tls::reloadable_server_config(t)?;
+                    certs.push(Some(store));
+                    Some(TlsAcceptor::from(config))
+                }
                 None => {
                     tracing::warn!(address = %l.address, "plain-HTTP listener: only for use behind a TLS-terminating load balancer");
+                    certs.push(None);
                     None
                 }
             };
@@ -151,11 +161,14 @@ impl Gateway {
             Some(a) => Some(crate::admin::AdminListener::bind(a).await?),
             None => None,
         };
+        let server = settings.server.clone();
+        let reloader = Reloader::new(state.clone(), settings, certs);
         Ok(Gateway {
             bound,
             state,
-            server: settings.server.clone(),
+            server,
             admin,
+            reloader,
         })
     }
 
@@ -177,11 +190,9 @@ impl Gateway {
         &self.state
     }
 
-    /// A handle that replaces the configuration snapshot while the gateway serves.
+    /// A handle that reloads the configuration while the gateway serves ([`crate::reload`]).
     pub fn reloader(&self) -> Reloader {
-        Reloader {
-            state: self.state.clone(),
-        }
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` resolves, then drains.
@@ -213,7 +224,7 @@ impl Gateway {
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let admin = self
             .admin
-            .map(|a| a.spawn(self.state.handles.broker.clone(), admin_stop_rx));
+            .map(|a| a.spawn(self.state.clone(), admin_stop_rx));
         let refresher = self.state.handles.broker.spawn_refresher();
         let sessions = self.state.handles.sessions.clone();
         let housekeeping = tokio::spawn(async move {
@@ -245,39 +256,6 @@ impl Gateway {
             admin.abort();
         }
     }
-}
-
-/// Replaces the per-request [`Snapshot`] (the seam configuration reload lands on).
-///
-/// What a snapshot holds takes effect for every request that starts after
-/// [`Reloader::apply`]: the route policy, limits, token keys, users and the replay buffer
-/// size. Requests in flight finish on the snapshot they started with. Listeners, the
-/// upstream connection pool, the session store and the login throttle are handles bound
-/// once and are not changed here.
-#[derive(Clone)]
-pub struct Reloader {
-    state: Arc<State>,
-}
-
-impl Reloader {
-    /// Makes `settings` the configuration of the next request.
-    pub fn apply(&self, settings: &Settings) {
-        let clock = self.state.handles.clock.clone();
-        self.state.replace_snapshot(snapshot_of(settings, clock));
-    }
-}
-
-/// The part of the settings every request is decided by.
-fn snapshot_of(settings: &Settings, clock: Clock) -> Snapshot {
-    Snapshot::new(
-        settings.policy.clone(),
-        settings.limits,
-        &settings.auth,
-        settings.upstream.replay_buffer_bytes,
-        settings.server.body_pace(),
-        ServerNames::new(&settings.server.server_names),
-        clock,
-    )
 }
 
 /// hyper's protocol settings, each protection set explicitly rather than left to a default

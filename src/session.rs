@@ -33,7 +33,7 @@ use crate::clock::Clock;
 pub use fingerprint::Fingerprint;
 pub use id::SessionId;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionSettings {
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,

@@ -4,11 +4,18 @@
 //! `http/1.1`. In development mode a throw-away CA and a leaf for the configured names are
 //! made at start with rcgen; the CA certificate is written where clients can trust it and
 //! its SHA-256 fingerprint is logged. The CA key never leaves memory.
+//!
+//! Certificates are served through a [`CertStore`] (a `ResolvesServerCert` over `arc-swap`,
+//! as linkerd2-proxy does): a configuration reload stores a new certificate there, new
+//! handshakes get it, and open connections keep the one they were made with.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::crypto::ring as provider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
@@ -104,9 +111,80 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
     hex.join(":")
 }
 
+/// The certificate a listener serves, replaceable while it serves.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertStore {
+    /// A store serving the certificate `settings` describe (a development one is made now).
+    pub fn new(settings: &TlsSettings) -> Result<Arc<CertStore>, TlsError> {
+        Ok(Arc::new(CertStore {
+            current: ArcSwap::new(load(settings)?),
+        }))
+    }
+
+    /// Serves `key` to every handshake from now on.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        self.current.store(key);
+    }
+
+    /// The leaf certificate served now (DER).
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        self.current.load().cert.first().cloned()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The chain and signing key `settings` describe, checked to belong together. A
+/// development setting makes a new CA and leaf (and writes the CA where asked).
+pub fn load(settings: &TlsSettings) -> Result<Arc<CertifiedKey>, TlsError> {
+    let (chain, key) = material(settings)?;
+    certified_key(chain, key)
+}
+
 /// Builds the rustls server configuration for one listener.
 pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
-    let (chain, key) = match settings {
+    Ok(reloadable_server_config(settings)?.0)
+}
+
+/// Like [`server_config`], also returning the store its certificate can be replaced in.
+pub fn reloadable_server_config(
+    settings: &TlsSettings,
+) -> Result<(Arc<ServerConfig>, Arc<CertStore>), TlsError> {
+    let store = CertStore::new(settings)?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
+        .with_no_client_auth()
+        .with_cert_resolver(store.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(config), store))
+}
+
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let signer = provider::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(TlsError::Rustls)?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified.keys_match().map_err(TlsError::Rustls)?;
+    Ok(Arc::new(certified))
+}
+
+fn material(
+    settings: &TlsSettings,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    Ok(match settings {
         TlsSettings::Files { chain, key } => (chain.clone(), key.clone_key()),
         TlsSettings::Development { write_ca_to, names } => {
             let pki = generate_dev_pki(names)?;
@@ -122,8 +200,7 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
             );
             (pki.chain, pki.key)
         }
-    };
-    build(chain, key)
+    })
 }
 
 /// A server configuration from a chain and key, with ALPN `h2` and `http/1.1`.
@@ -165,6 +242,22 @@ mod tests {
             config.alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         );
+    }
+
+    #[test]
+    fn a_replaced_certificate_is_served_to_the_next_handshake() {
+        let first = generate_dev_pki(&["localhost".into()]).unwrap();
+        let second = generate_dev_pki(&["localhost".into()]).unwrap();
+        let store = CertStore::new(&TlsSettings::Files {
+            chain: first.chain.clone(),
+            key: Arc::new(first.key.clone_key()),
+        })
+        .unwrap();
+        assert_eq!(store.leaf(), Some(first.chain[0].clone()));
+        store.replace(certified_key(second.chain.clone(), second.key.clone_key()).unwrap());
+        assert_eq!(store.leaf(), Some(second.chain[0].clone()));
+        // A key that does not match the leaf is refused.
+        assert!(certified_key(first.chain, second.key).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The admin listener (`admin: {address}`) and `arcp-gateway healthcheck`: `/healthz` answers
 //! while the process runs, `/readyz` follows the brokered upstream admin session (the ARCP
-//! stub refuses or accepts the gateway's login), nothing else is served there (no `/metrics`
-//! yet), and the config refuses an admin address that is a client listener's.
+//! stub refuses or accepts the gateway's login), `/metrics` counts the traffic of the client
+//! listener, nothing else is served there, and the config refuses an admin address that is a
+//! client listener's.
 
 // Tests bound their waits and measure with the real clocks; the clock rule is for src/.
 #![allow(clippy::disallowed_methods)]
@@ -17,9 +18,9 @@ use std::sync::Arc;
 
 use arcp_gateway::pipeline::State;
 use bytes::Bytes;
-use common::arcp_profile::{ArcpConfig, Keys};
+use common::arcp_profile::{admin_login, api_request, ArcpConfig, Keys};
 use common::arcp_stub::ArcpStub;
-use common::{within, TestGateway, STEP};
+use common::{within, Proto, TestGateway, TlsClient, STEP};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -30,6 +31,8 @@ use tokio::net::TcpStream;
 /// test.
 struct AdminGateway {
     admin: SocketAddr,
+    /// A client of the gateway's TLS listener.
+    client: TlsClient,
     state: Arc<State>,
     gw: TestGateway,
 }
@@ -42,6 +45,7 @@ impl AdminGateway {
         let gw = TestGateway::start(opts).await;
         AdminGateway {
             admin: gw.admin.expect("an admin listener"),
+            client: gw.client.clone(),
             state: gw.state.clone(),
             gw,
         }
@@ -171,8 +175,7 @@ async fn only_the_health_endpoints_are_served() {
     let keys = Keys::new();
     let gw = AdminGateway::start(&stub, &keys).await;
 
-    // No metrics exist yet; the admin listener does not pretend otherwise.
-    for path in ["/metrics", "/", "/agents", "/gateway/ready", "/healthz/x"] {
+    for path in ["/", "/agents", "/gateway/ready", "/healthz/x", "/metrics/x"] {
         let (status, _, _) = admin_request(gw.admin, Method::GET, path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
@@ -180,6 +183,114 @@ async fn only_the_health_endpoints_are_served() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     // The admin listener never reaches the upstream.
     assert!(stub.non_login_records().is_empty());
+    gw.stop().await;
+}
+
+/// The value of the sample `name` (labels included) in a metrics text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_traffic_of_the_client_listener() {
+    let stub = ArcpStub::start().await;
+    let keys = Keys::new();
+    let gw = AdminGateway::start(&stub, &keys).await;
+    within(
+        STEP,
+        "upstream login",
+        gw.state.handles.broker.credentials(),
+    )
+    .await
+    .unwrap();
+
+    let (status, content_type, before) = admin_request(gw.admin, Method::GET, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert_eq!(sample(&before, "arcp_gateway_sessions_live"), 0.0);
+
+    let fp = "fp-metrics";
+    let resp = gw.client.send(Proto::H1, admin_login(fp)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let token = resp.json()["access_token"].as_str().unwrap().to_owned();
+    let resp = gw
+        .client
+        .send(
+            Proto::H1,
+            api_request(
+                Method::GET,
+                "/agents/stats",
+                Some(&token),
+                Some(fp),
+                &[],
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let resp = gw
+        .client
+        .send(
+            Proto::H1,
+            api_request(Method::GET, "/agents/stats", None, None, &[], None),
+        )
+        .await;
+    assert_eq!(resp.status, 401);
+    let refused = resp.json()["type"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let (_, _, text) = admin_request(gw.admin, Method::GET, "/metrics").await;
+    for (name, want) in [
+        (
+            r#"arcp_gateway_requests_total{route_kind="gateway",status_class="2xx"}"#,
+            1.0,
+        ),
+        (
+            r#"arcp_gateway_requests_total{route_kind="admin",status_class="2xx"}"#,
+            1.0,
+        ),
+        (
+            r#"arcp_gateway_requests_total{route_kind="admin",status_class="4xx"}"#,
+            1.0,
+        ),
+        (r#"arcp_gateway_admission_total{outcome="admitted"}"#, 2.0),
+        (
+            &format!(r#"arcp_gateway_admission_total{{outcome="{refused}"}}"#),
+            1.0,
+        ),
+        (
+            &format!(r#"arcp_gateway_problems_total{{type="{refused}"}}"#),
+            1.0,
+        ),
+        (r#"arcp_gateway_logins_total{outcome="success"}"#, 1.0),
+        (
+            r#"arcp_gateway_logins_total{outcome="invalid_credentials"}"#,
+            0.0,
+        ),
+        (
+            r#"arcp_gateway_upstream_logins_total{kind="login",result="ok"}"#,
+            1.0,
+        ),
+        ("arcp_gateway_sessions_live", 1.0),
+        ("arcp_gateway_upstream_response_seconds_count", 1.0),
+        ("arcp_gateway_websockets_open", 0.0),
+        (r#"arcp_gateway_reloads_total{result="ok"}"#, 0.0),
+        ("arcp_gateway_redis_errors_total", 0.0),
+    ] {
+        assert_eq!(sample(&text, name), want, "{name}\n{text}");
+    }
+    // Nothing secret in the labels.
+    assert!(!text.contains(&token) && !text.contains(fp));
     gw.stop().await;
 }
 

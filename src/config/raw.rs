@@ -46,6 +46,18 @@ pub struct RawConfig {
     /// Optional admin listener (plain HTTP, its own address): `/healthz`, `/readyz`.
     #[schemars(with = "Option<RawAdmin>")]
     pub admin: Option<Spanned<RawAdmin>>,
+    /// Optional per-person audit trail of state-changing admin requests and WebSockets.
+    #[schemars(with = "Option<RawAudit>")]
+    pub audit: Option<Spanned<RawAudit>>,
+}
+
+/// The audit trail: JSON lines in a file, or log events with target `audit` without one.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// File the events are appended to (relative to the config file); omit it to send
+    /// them to the log stream.
+    pub file: Option<String>,
 }
 
 /// The admin listener: health endpoints for probes, on an address of its own.

@@ -36,8 +36,48 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
     pub policy: Policy,
-    /// The optional admin listener (health endpoints).
+    /// The optional admin listener (health endpoints, metrics).
     pub admin: Option<crate::admin::AdminSettings>,
+    pub audit: crate::audit::AuditSettings,
+    /// Where keys were written, for errors found after loading (a refused reload).
+    pub origin: Origin,
+}
+
+/// The file settings came from and the location of the keys a reload may refuse to change.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub file: String,
+    spans: Vec<(String, serde_saphyr::Location)>,
+}
+
+impl Origin {
+    /// An error at `path` (or at its nearest recorded parent, or the file itself).
+    pub fn error(&self, path: &str, message: String, hint: Option<&str>) -> ConfigError {
+        let mut probe = path;
+        let at = loop {
+            if let Some((_, at)) = self.spans.iter().find(|(p, _)| p == probe) {
+                break *at;
+            }
+            match probe.rfind(['.', '[']) {
+                Some(i) => probe = &probe[..i],
+                None => break serde_saphyr::Location::UNKNOWN,
+            }
+        };
+        ConfigError {
+            file: self.file.clone(),
+            line: at.line(),
+            column: at.column(),
+            path: path.to_owned(),
+            message,
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    fn note(&mut self, path: impl Into<String>, at: serde_saphyr::Location) {
+        if at != serde_saphyr::Location::UNKNOWN {
+            self.spans.push((path.into(), at));
+        }
+    }
 }
 
 /// Stands in for every secret in `--structure-only` mode (long enough for every length rule).
@@ -182,6 +222,14 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
     }
     let policy = policy(&raw.routes, ctx)?;
     let admin = admin(raw.admin.as_ref(), &listeners, ctx)?;
+    let audit = crate::audit::AuditSettings {
+        file: raw
+            .audit
+            .as_ref()
+            .and_then(|a| a.value.file.as_deref())
+            .map(|f| ctx.resolve(f)),
+    };
+    let origin = origin(&raw, ctx);
     Ok(Settings {
         listeners,
         server,
@@ -192,7 +240,77 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         sessions,
         policy,
         admin,
+        audit,
+        origin,
     })
+}
+
+/// Locations of the keys a running gateway cannot change (see `crate::reload`).
+fn origin(raw: &RawConfig, ctx: &Ctx<'_>) -> Origin {
+    let mut o = Origin {
+        file: ctx.file.to_owned(),
+        spans: Vec::new(),
+    };
+    for (i, l) in raw.listeners.iter().enumerate() {
+        o.note(format!("listeners[{i}]"), l.referenced);
+        o.note(
+            format!("listeners[{i}].address"),
+            l.value.address.referenced,
+        );
+        if let Some(tls) = &l.value.tls {
+            o.note(format!("listeners[{i}].tls"), tls.referenced);
+        }
+    }
+    if let Some(a) = &raw.admin {
+        o.note("admin", a.referenced);
+        o.note("admin.address", a.value.address.referenced);
+    }
+    if let Some(a) = &raw.audit {
+        o.note("audit", a.referenced);
+    }
+    o.note("upstream", raw.upstream.referenced);
+    o.note("upstream.url", raw.upstream.value.url.referenced);
+    if let Some(sa) = &raw.upstream.value.service_account {
+        o.note("upstream.service_account", sa.referenced);
+    }
+    if let Some(a) = &raw.auth {
+        o.note("auth", a.referenced);
+    }
+    let s = &raw.sessions;
+    if let Some(v) = &s.absolute_timeout {
+        o.note("sessions.absolute_timeout", v.referenced);
+    }
+    if let Some(v) = &s.max_per_user {
+        o.note("sessions.max_per_user", v.referenced);
+    }
+    let sv = &raw.server;
+    for (path, at) in [
+        (
+            "server.max_connections",
+            sv.max_connections.as_ref().map(|v| v.referenced),
+        ),
+        (
+            "server.max_connections_per_address",
+            sv.max_connections_per_address
+                .as_ref()
+                .map(|v| v.referenced),
+        ),
+        (
+            "server.http2_max_concurrent_streams",
+            sv.http2_max_concurrent_streams
+                .as_ref()
+                .map(|v| v.referenced),
+        ),
+        (
+            "logging.level",
+            raw.logging.level.as_ref().map(|v| v.referenced),
+        ),
+    ] {
+        if let Some(at) = at {
+            o.note(path, at);
+        }
+    }
+    o
 }
 
 /// `admin:` — its own address, never one of the client listeners'.

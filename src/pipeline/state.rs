@@ -13,9 +13,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::frame::{Limits, ServerNames};
+use crate::audit::Audit;
 use crate::auth::{AuthSettings, Tokens, Users};
 use crate::body::Pace;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::ratelimit::{LoginSettings, LoginThrottle};
 use crate::session::{SessionSettings, SessionStore};
@@ -29,6 +31,9 @@ pub struct Handles {
     pub sessions: SessionStore,
     pub throttle: LoginThrottle,
     pub clock: Clock,
+    pub metrics: Metrics,
+    /// Where audit events go (the log stream until the server opens the configured file).
+    pub audit: Audit,
 }
 
 impl Handles {
@@ -39,12 +44,17 @@ impl Handles {
         clock: Clock,
     ) -> Result<Handles, UpstreamError> {
         let client = UpstreamClient::new(upstream)?;
+        let metrics = Metrics::new();
+        let broker = Broker::new(client.clone(), upstream, clock.clone());
+        broker.attach_metrics(metrics.clone());
         Ok(Handles {
-            broker: Broker::new(client.clone(), upstream, clock.clone()),
+            broker,
             upstream: client,
             sessions: SessionStore::new(sessions, clock.clone()),
             throttle: LoginThrottle::new(login, clock.clone()),
             clock,
+            metrics,
+            audit: Audit::default(),
         })
     }
 }

@@ -38,6 +38,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::admit::{check_fingerprint, session_of, AdmitError};
 use super::state::{Handles, Snapshot};
 use super::{ConnInfo, GatewayError};
+use crate::audit::AuditEvent;
 use crate::auth::token::TokenError;
 use crate::auth::{Tokens, Verified};
 use crate::body::Body;
@@ -147,6 +148,8 @@ pub async fn upgrade(
         tokens: snapshot.tokens.clone(),
         handles: handles.clone(),
         request_id: request_id.to_owned(),
+        client: conn.peer.ip(),
+        path: path.to_owned(),
     };
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -183,12 +186,24 @@ struct SocketCtx {
     tokens: Tokens,
     handles: Handles,
     request_id: String,
+    /// For the audit event.
+    client: std::net::IpAddr,
+    path: String,
 }
 
 /// A session the socket is bound to.
 struct Bound {
     sid: SessionId,
     ended: watch::Receiver<bool>,
+}
+
+/// A first frame that checked out.
+struct Authenticated {
+    /// The frame to send upstream.
+    frame: String,
+    bound: Option<Bound>,
+    /// The session's user or the agent token's subject.
+    user: Option<Arc<str>>,
 }
 
 fn close_code_for(e: &AdmitError) -> u16 {
@@ -199,8 +214,10 @@ fn close_code_for(e: &AdmitError) -> u16 {
 }
 
 async fn run(ctx: SocketCtx, kind: SocketKind, mut client: ClientSocket, upstream: UpstreamSocket) {
+    let _open = ctx.handles.metrics.websocket_opened();
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut bound = None;
+    let mut user = None;
     if kind != SocketKind::Public {
         let text = match relay::first_frame(&mut client, &mut up_tx, &mut up_rx, AUTH_FRAME_TIMEOUT)
             .await
@@ -214,12 +231,13 @@ async fn run(ctx: SocketCtx, kind: SocketKind, mut client: ClientSocket, upstrea
             }
         };
         match authenticate(&ctx, kind, &text).await {
-            Ok((frame, session)) => {
-                if up_tx.send(Message::text(frame)).await.is_err() {
+            Ok(done) => {
+                if up_tx.send(Message::text(done.frame)).await.is_err() {
                     relay::close(client, 1011, "upstream closed").await;
                     return;
                 }
-                bound = session;
+                bound = done.bound;
+                user = done.user;
             }
             Err((code, reason)) => {
                 tracing::info!(request_id = %ctx.request_id, code, reason, "WebSocket authentication refused");
@@ -233,6 +251,18 @@ async fn run(ctx: SocketCtx, kind: SocketKind, mut client: ClientSocket, upstrea
         Some(b) => (Some(b.sid), Some(b.ended)),
         None => (None, None),
     };
+    ctx.handles.audit.record(&AuditEvent {
+        kind: "websocket",
+        user: user.as_deref(),
+        session: sid,
+        client: ctx.client,
+        method: "GET",
+        path: &ctx.path,
+        pin: false,
+        status: 101,
+        upstream_status: Some(101),
+        request_id: &ctx.request_id,
+    });
     let sessions = &ctx.handles.sessions;
     // Client traffic is session activity; a dead session ends the socket.
     let activity = || async move {
@@ -253,7 +283,7 @@ async fn authenticate(
     ctx: &SocketCtx,
     kind: SocketKind,
     text: &str,
-) -> Result<(String, Option<Bound>), (u16, &'static str)> {
+) -> Result<Authenticated, (u16, &'static str)> {
     let (refused, invalid) = match kind {
         SocketKind::Dashboard => (CLOSE_UNAUTHORIZED, "authentication failed"),
         _ => (CLOSE_POLICY, "Invalid token"),
@@ -301,15 +331,20 @@ async fn authenticate(
             frame.insert("token".into(), Value::String(upstream_token));
             let fp = creds.fingerprint.to_str().unwrap_or_default().to_owned();
             frame.insert("fingerprint".into(), Value::String(fp));
-            Ok((
-                Value::Object(frame).to_string(),
-                Some(Bound { sid: t.sid, ended }),
-            ))
+            Ok(Authenticated {
+                frame: Value::Object(frame).to_string(),
+                bound: Some(Bound { sid: t.sid, ended }),
+                user: Some(admin.session.user.clone()),
+            })
         }
         Verified::Upstream(_) if kind == SocketKind::Dashboard => {
             Err((CLOSE_FORBIDDEN, "admin role required"))
         }
-        Verified::Upstream(_) => Ok((text.to_owned(), None)),
+        Verified::Upstream(claims) => Ok(Authenticated {
+            frame: text.to_owned(),
+            bound: None,
+            user: claims.sub.as_deref().map(Arc::from),
+        }),
     }
 }
 

@@ -100,6 +100,7 @@ struct Inner {
     ready: AtomicBool,
     generation: std::sync::atomic::AtomicU64,
     clock: Clock,
+    metrics: std::sync::OnceLock<crate::metrics::Metrics>,
 }
 
 /// Cheap-to-clone handle.
@@ -150,8 +151,14 @@ impl Broker {
                 ready: AtomicBool::new(false),
                 generation: std::sync::atomic::AtomicU64::new(0),
                 clock,
+                metrics: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Counts this broker's upstream logins in `metrics` (the first call wins).
+    pub fn attach_metrics(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.inner.metrics.set(metrics);
     }
 
     /// Whether the last upstream login succeeded and is still valid.
@@ -212,7 +219,11 @@ impl Broker {
                 });
             }
         }
-        match self.login(account).await {
+        let result = self.login(account).await;
+        if let Some(m) = self.inner.metrics.get() {
+            m.upstream_login(stale.is_some(), result.is_ok());
+        }
+        match result {
             Ok(creds) => Ok(creds),
             Err(failure) => {
                 self.inner.ready.store(false, Ordering::Relaxed);
