@@ -550,7 +550,13 @@ async fn refused_requests_do_not_keep_a_session_alive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_absolute_cap_follows_the_injected_clock() {
     let clock = Clock::system();
-    let env = Env::start_with_clock(ArcpConfig::default(), clock.clone()).await;
+    // The injected clock also drives idle expiry: an idle timeout longer than the steps
+    // below keeps this test about the absolute cap.
+    let cfg = ArcpConfig {
+        idle_timeout: "59m".into(),
+        ..ArcpConfig::default()
+    };
+    let env = Env::start_with_clock(cfg, clock.clone()).await;
     let fp = "fp-clock";
     let token = env.login(fp).await;
     let exp = claims_of(&token)["exp"].as_i64().unwrap();
