@@ -10,8 +10,8 @@
 //!   same frame carrying the brokered upstream token. Failures close with 4001 (4003 for a
 //!   valid non-admin token) and upstream never sees a frame.
 //! * `/agents/ws` (an `agent` route): the first frame `{"token":…}` must hold a verified
-//!   upstream agent token, not a registration-phase one (forwarded unchanged) or a gateway session token with its
-//!   `"fingerprint"` (exchanged for the brokered one). Failures close with 1008, as ARCP does.
+//!   upstream agent token that is not a registration-phase one (forwarded unchanged) or a
+//!   gateway session token with its `"fingerprint"` (exchanged for the brokered one). Failures close with 1008, as ARCP does.
 //! * `public` routes (`/public/ws`): relayed as they are.
 //!
 //! This module is the admission of sockets; the upstream connection and the frame pump are

@@ -143,13 +143,15 @@ fn real_arcp_quirks_are_neutralised_through_the_gateway() {
         assert_eq!(beat["status"], "success", "{beat}");
     }
 
-    // §8.11, §8.19: with TPR off, validate_compliance raises (a 500 that closes upstream's
-    // connection). The gateway answers it, and the pooled connection it lost costs no later
-    // request anything, non-idempotent ones included.
+    // §8.11, §8.19: with TPR off, validate_compliance raises (a 500, then upstream drops the
+    // connection). The gateway answers it; the next idempotent requests, which may take the
+    // dropped pooled connection, are sent again on another and succeed. (A non-idempotent
+    // request that takes it gets 502: upstream may have acted on it.)
     let resp = gw
         .post("/auth/agent/validate_compliance")
         .bearer(&temp)
-        .json(&json!({"agent_id": agent_id, "agent_type": "testing"}))
+        .json(&json!({"agent_id": agent_id, "agent_type": "testing",
+                      "endpoint": "http://127.0.0.1:9/hostile", "capabilities": ["testing"]}))
         .send();
     assert!(resp.status >= 500, "{} {}", resp.status, resp.text());
     report(&format!(
@@ -158,11 +160,17 @@ fn real_arcp_quirks_are_neutralised_through_the_gateway() {
         resp.text()
     ));
     for i in 0..5 {
-        gw.post(&format!("/agents/{agent_id}/heartbeat"))
+        let agent_info = gw
+            .get(&format!("/agents/{agent_id}"))
             .bearer(&agent)
             .send()
-            .expect_json(200, &format!("heartbeat {i} after the upstream 500"));
+            .expect_json(200, &format!("GET {i} after the upstream 500"));
+        assert_eq!(agent_info["agent_id"], agent_id.as_str(), "{agent_info}");
     }
+    gw.post(&format!("/agents/{agent_id}/heartbeat"))
+        .bearer(&agent)
+        .send()
+        .expect_json(200, "heartbeat after the upstream 500");
 
     // Nothing refused reached upstream, and no admin session was wiped on the way.
     let log = upstream.log();
