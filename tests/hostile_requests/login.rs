@@ -40,7 +40,13 @@ async fn login_from(env: &Env, ip: IpAddr, req: Request<super::TestBody>) -> Tes
 }
 
 fn assert_throttled(resp: &TestResponse) -> u64 {
-    let v = assert_refused(resp, 429, "rate-limit-exceeded", "RATE_LIMIT_EXCEEDED", "/auth/login");
+    let v = assert_refused(
+        resp,
+        429,
+        "rate-limit-exceeded",
+        "RATE_LIMIT_EXCEEDED",
+        "/auth/login",
+    );
     let retry: u64 = resp
         .header("retry-after")
         .expect("429 carries Retry-After")
@@ -71,7 +77,13 @@ async fn non_json_login_bodies_are_415_and_count_as_failures() {
     ];
     for (content_type, body) in forms {
         let resp = login_from(&env, attacker, login_with_type(content_type, &body)).await;
-        let v = assert_refused(&resp, 415, "validation-failed", "VALIDATION_FAILED", "/auth/login");
+        let v = assert_refused(
+            &resp,
+            415,
+            "validation-failed",
+            "VALIDATION_FAILED",
+            "/auth/login",
+        );
         assert_eq!(
             v["detail"], "Input validation failed: the body must be sent as application/json",
             "{content_type:?}"
@@ -88,7 +100,11 @@ async fn non_json_login_bodies_are_415_and_count_as_failures() {
     )
     .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(env.stub.login_attempts(), 1, "only the broker logged in upstream");
+    assert_eq!(
+        env.stub.login_attempts(),
+        1,
+        "only the broker logged in upstream"
+    );
     env.assert_upstream_saw_nothing("logins");
 }
 
@@ -139,7 +155,14 @@ async fn four_addresses_times_five_wrong_passwords_do_not_lock_the_admin_out() {
         .gw
         .send_from(
             admin,
-            api_request(Method::GET, "/agents/stats", Some(&token), Some("fp-admin"), &[], None),
+            api_request(
+                Method::GET,
+                "/agents/stats",
+                Some(&token),
+                Some("fp-admin"),
+                &[],
+                None,
+            ),
             LOGIN,
         )
         .await;
@@ -250,10 +273,17 @@ async fn an_unknown_user_name_never_reaches_the_log() {
         .filter(|l| l.contains("admin login failed"))
         .collect();
     assert_eq!(failures.len(), 2, "both failures are logged:\n{log}");
-    assert!(failures[0].contains("unknown-"), "a keyed reference: {}", failures[0]);
+    assert!(
+        failures[0].contains("unknown-"),
+        "a keyed reference: {}",
+        failures[0]
+    );
     assert!(failures[1].contains(ADMIN_USER), "{}", failures[1]);
     for (what, secret) in [("typed user name", typed), ("password", password)] {
-        assert!(!log.contains(secret), "the {what} is in the gateway's log:\n{log}");
+        assert!(
+            !log.contains(secret),
+            "the {what} is in the gateway's log:\n{log}"
+        );
     }
     assert!(stub.non_login_records().is_empty());
 }

@@ -41,8 +41,14 @@ async fn q1_tokens_naming_the_upstream_admin_never_reach_upstream() {
         ("forged admin", victim("admin", now, now + 600, wrong)),
         ("forged agent", victim("agent", now, now + 600, wrong)),
         (".AAAA signature", aaaa),
-        ("expired agent", victim("agent", now - 7200, now - 3600, UPSTREAM_SECRET.as_bytes())),
-        ("genuine upstream admin", victim("admin", now, now + 600, UPSTREAM_SECRET.as_bytes())),
+        (
+            "expired agent",
+            victim("agent", now - 7200, now - 3600, UPSTREAM_SECRET.as_bytes()),
+        ),
+        (
+            "genuine upstream admin",
+            victim("admin", now, now + 600, UPSTREAM_SECRET.as_bytes()),
+        ),
     ];
     let routes: [(Method, &str); 6] = [
         (Method::GET, "/agents"),
@@ -55,7 +61,12 @@ async fn q1_tokens_naming_the_upstream_admin_never_reach_upstream() {
     for (what, token) in &tokens {
         for (method, path) in &routes {
             let resp = env.call(method.clone(), path, Some(token)).await;
-            assert_eq!(resp.status, 401, "{what} on {method} {path}: {}", resp.text());
+            assert_eq!(
+                resp.status,
+                401,
+                "{what} on {method} {path}: {}",
+                resp.text()
+            );
             assert_eq!(
                 resp.json()["type"],
                 "https://arcp.0x001.tech/docs/problems/token-invalid",
@@ -66,7 +77,14 @@ async fn q1_tokens_naming_the_upstream_admin_never_reach_upstream() {
     env.assert_upstream_saw_nothing("tokens naming the upstream admin");
     assert_eq!(env.stub.logins(), 1);
     let resp = env
-        .send(api_request(Method::GET, "/agents/stats", Some(&admin), Some(fp), &[], None))
+        .send(api_request(
+            Method::GET,
+            "/agents/stats",
+            Some(&admin),
+            Some(fp),
+            &[],
+            None,
+        ))
         .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(env.stub.session_rejections(), 0);
@@ -90,11 +108,19 @@ async fn q5_q6_many_same_second_logins_stay_apart_and_never_reach_upstream() {
         let resp = env.send(login_request(&bad, Some(fp))).await;
         assert_eq!(resp.status, 401);
     }
-    let tails: std::collections::HashSet<&str> = tokens.iter().map(|t| &t[t.len() - 10..]).collect();
+    let tails: std::collections::HashSet<&str> =
+        tokens.iter().map(|t| &t[t.len() - 10..]).collect();
     assert_eq!(tails.len(), 7, "every token has its own tail");
     // Logging one out (and setting a PIN on another) leaves the rest alone.
     let logout = env
-        .send(api_request(Method::POST, "/auth/logout", Some(&tokens[0]), Some(fp), &[], None))
+        .send(api_request(
+            Method::POST,
+            "/auth/logout",
+            Some(&tokens[0]),
+            Some(fp),
+            &[],
+            None,
+        ))
         .await;
     assert_eq!(logout.status, 200, "{}", logout.text());
     let pin = env
@@ -110,7 +136,14 @@ async fn q5_q6_many_same_second_logins_stay_apart_and_never_reach_upstream() {
     assert_eq!(pin.status, 200, "{}", pin.text());
     for (i, token) in tokens.iter().enumerate() {
         let resp = env
-            .send(api_request(Method::GET, "/auth/pin_status", Some(token), Some(fp), &[], None))
+            .send(api_request(
+                Method::GET,
+                "/auth/pin_status",
+                Some(token),
+                Some(fp),
+                &[],
+                None,
+            ))
             .await;
         match i {
             0 => assert_eq!(resp.status, 401, "logged out"),
@@ -118,7 +151,11 @@ async fn q5_q6_many_same_second_logins_stay_apart_and_never_reach_upstream() {
             _ => assert_eq!(resp.json(), json!({"pin_set": false}), "session {i}"),
         }
     }
-    assert_eq!(env.stub.login_attempts(), 1, "only the broker's login reached upstream");
+    assert_eq!(
+        env.stub.login_attempts(),
+        1,
+        "only the broker's login reached upstream"
+    );
     env.assert_upstream_saw_nothing("gateway-owned session endpoints");
 }
 
@@ -136,16 +173,35 @@ async fn q9_refresh_never_mints_upstream_admin_tokens() {
     let resp = env
         .call(Method::POST, "/tokens/refresh", Some(&upstream_admin))
         .await;
-    let v = assert_refused(&resp, 401, "token-invalid", "TOKEN_INVALID", "/tokens/refresh");
-    assert_eq!(v["detail"], "Admin tokens are issued by the gateway; log in at /auth/login");
+    let v = assert_refused(
+        &resp,
+        401,
+        "token-invalid",
+        "TOKEN_INVALID",
+        "/tokens/refresh",
+    );
+    assert_eq!(
+        v["detail"],
+        "Admin tokens are issued by the gateway; log in at /auth/login"
+    );
     let fp = "fp-q9";
     let token = env.login(fp).await;
     let resp = env
-        .send(api_request(Method::POST, "/tokens/refresh", Some(&token), Some(fp), &[], None))
+        .send(api_request(
+            Method::POST,
+            "/tokens/refresh",
+            Some(&token),
+            Some(fp),
+            &[],
+            None,
+        ))
         .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     let broker = env.stub.last_issued().unwrap().token;
-    assert!(!resp.text().contains(&broker), "the upstream admin token was shown");
+    assert!(
+        !resp.text().contains(&broker),
+        "the upstream admin token was shown"
+    );
     env.assert_upstream_saw_nothing("refresh of admin tokens");
 }
 
@@ -172,15 +228,27 @@ async fn q12_a_temp_token_request_does_not_reset_login_failures() {
         )
     };
     for _ in 0..2 {
-        let resp = env.gw.send_from(ip, login_request(&bad, Some("fp")), STEP).await;
+        let resp = env
+            .gw
+            .send_from(ip, login_request(&bad, Some("fp")), STEP)
+            .await;
         assert_eq!(resp.status, 401);
         let resp = env.gw.send_from(ip, temp_request(), STEP).await;
         assert_eq!(resp.status, 200, "forwarded: {}", resp.text());
     }
-    let resp = env.gw.send_from(ip, login_request(&bad, Some("fp")), STEP).await;
+    let resp = env
+        .gw
+        .send_from(ip, login_request(&bad, Some("fp")), STEP)
+        .await;
     assert_eq!(resp.status, 401);
     let resp = env.gw.send_from(ip, admin_login("fp"), STEP).await;
-    assert_problem(&resp, 429, "rate-limit-exceeded", "RATE_LIMIT_EXCEEDED", "/auth/login");
+    assert_problem(
+        &resp,
+        429,
+        "rate-limit-exceeded",
+        "RATE_LIMIT_EXCEEDED",
+        "/auth/login",
+    );
     let seen = env.stub.records_for("/auth/agent/request_temp_token");
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].header("x-forwarded-for"), Some("127.0.7.1"));
@@ -237,12 +305,26 @@ async fn q17_q18_client_fingerprints_pins_and_certificate_headers_stay_at_the_ed
         ("X-Session-Pin", "4827"),
     ];
     let resp = env
-        .send(api_request(Method::GET, "/agents/stats", Some(&token), Some(fp), &spoofed, None))
+        .send(api_request(
+            Method::GET,
+            "/agents/stats",
+            Some(&token),
+            Some(fp),
+            &spoofed,
+            None,
+        ))
         .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     let agent = agent_token("agent-q18");
     let resp = env
-        .send(api_request(Method::GET, "/agents", Some(&agent), None, &spoofed, None))
+        .send(api_request(
+            Method::GET,
+            "/agents",
+            Some(&agent),
+            None,
+            &spoofed,
+            None,
+        ))
         .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     let broker = env.stub.last_issued().unwrap();
@@ -253,8 +335,16 @@ async fn q17_q18_client_fingerprints_pins_and_certificate_headers_stay_at_the_ed
         assert_eq!(r.header("x-session-pin"), None, "{}", r.path);
         assert_eq!(r.header("x-real-ip"), None, "{}", r.path);
         assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"), "{}", r.path);
-        assert!(!r.contains(fp), "the client's fingerprint reached {}", r.path);
-        assert!(!r.contains("10.9.9.9"), "a spoofed address reached {}", r.path);
+        assert!(
+            !r.contains(fp),
+            "the client's fingerprint reached {}",
+            r.path
+        );
+        assert!(
+            !r.contains("10.9.9.9"),
+            "a spoofed address reached {}",
+            r.path
+        );
     }
     let admin = &env.stub.records_for("/agents/stats")[0];
     assert_eq!(

@@ -182,7 +182,11 @@ fn real_arcp_quirks_are_neutralised_through_the_gateway() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert_eq!(upstream_logins(&log), logins, "the gateway had to log in again");
+    assert_eq!(
+        upstream_logins(&log),
+        logins,
+        "the gateway had to log in again"
+    );
     drop(gateway);
     drop(upstream);
     run.passed();

@@ -55,7 +55,9 @@ async fn registration_tokens_work_only_on_registration_routes() {
 
     // Where upstream needs them, they are forwarded exactly as verified.
     for (n, token) in [&temp, &validated].into_iter().enumerate() {
-        let resp = env.call(Method::POST, "/agents/register", Some(token)).await;
+        let resp = env
+            .call(Method::POST, "/agents/register", Some(token))
+            .await;
         assert_eq!(resp.status, 200, "{}", resp.text());
         let auth = env.forwarded_once("/agents/register", n);
         assert_eq!(auth, Some(format!("Bearer {token}")));
@@ -115,9 +117,21 @@ async fn agent_tokens_act_on_their_own_agent_only() {
 
     // Its own id, plain or percent-encoded, is forwarded (on the normalised path).
     let own: [(Method, &str, &str); 4] = [
-        (Method::POST, "/agents/agent-a/heartbeat", "/agents/agent-a/heartbeat"),
-        (Method::POST, "/agents/report-metrics/agent-a", "/agents/report-metrics/agent-a"),
-        (Method::POST, "/agents/%61gent%2Da/heartbeat", "/agents/agent-a/heartbeat"),
+        (
+            Method::POST,
+            "/agents/agent-a/heartbeat",
+            "/agents/agent-a/heartbeat",
+        ),
+        (
+            Method::POST,
+            "/agents/report-metrics/agent-a",
+            "/agents/report-metrics/agent-a",
+        ),
+        (
+            Method::POST,
+            "/agents/%61gent%2Da/heartbeat",
+            "/agents/agent-a/heartbeat",
+        ),
         (Method::DELETE, "/agents/agent-a", "/agents/agent-a"),
     ];
     for (method, path, upstream_path) in &own {
@@ -193,15 +207,24 @@ async fn upstream_receives_exactly_bearer_and_the_verified_token() {
     let duplicates: Vec<(&str, Vec<String>)> = vec![
         (
             "two equal Authorization",
-            vec![format!("Authorization: Bearer {t}"), format!("Authorization: Bearer {t}")],
+            vec![
+                format!("Authorization: Bearer {t}"),
+                format!("Authorization: Bearer {t}"),
+            ],
         ),
         (
             "valid then forged Authorization",
-            vec![format!("Authorization: Bearer {t}"), format!("Authorization: Bearer {forged}")],
+            vec![
+                format!("Authorization: Bearer {t}"),
+                format!("Authorization: Bearer {forged}"),
+            ],
         ),
         (
             "forged then valid Authorization",
-            vec![format!("Authorization: Bearer {forged}"), format!("Authorization: Bearer {t}")],
+            vec![
+                format!("Authorization: Bearer {forged}"),
+                format!("Authorization: Bearer {t}"),
+            ],
         ),
         (
             "two X-Client-Fingerprint",
@@ -272,12 +295,13 @@ async fn tokens_about_to_expire_or_inside_upstream_leeway_are_refused() {
         for (method, path) in &routes {
             let resp = env.call(method.clone(), path, Some(token)).await;
             let v = assert_refused(&resp, 401, "token-invalid", "TOKEN_EXPIRED", path);
-            assert_eq!(v["detail"], "Invalid or expired token", "{what} {method} {path}");
+            assert_eq!(
+                v["detail"], "Invalid or expired token",
+                "{what} {method} {path}"
+            );
         }
         // The token oracle answers for it itself.
-        let resp = env
-            .call(Method::GET, "/tokens/validate", Some(token))
-            .await;
+        let resp = env.call(Method::GET, "/tokens/validate", Some(token)).await;
         assert!(resp.json().get("stub").is_none(), "{what}: {}", resp.text());
     }
     env.assert_upstream_saw_nothing("tokens inside the expiry margin");
@@ -319,9 +343,16 @@ async fn duplicate_token_query_parameters_are_refused() {
         for (method, bearer) in [(Method::POST, None), (Method::GET, Some(a.as_str()))] {
             let path = format!("/tokens/validate?{q}");
             let resp = env.call(method.clone(), &path, bearer).await;
-            let v = assert_refused(&resp, 400, "request-error", "REQUEST_ERROR", "/tokens/validate");
+            let v = assert_refused(
+                &resp,
+                400,
+                "request-error",
+                "REQUEST_ERROR",
+                "/tokens/validate",
+            );
             assert_eq!(
-                v["detail"], "Ambiguous request: the `token` query parameter appears more than once",
+                v["detail"],
+                "Ambiguous request: the `token` query parameter appears more than once",
                 "{method} {q}"
             );
         }
@@ -339,7 +370,10 @@ async fn duplicate_token_query_parameters_are_refused() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen = env.stub.records_for("/tokens/validate");
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].query.as_deref(), Some(format!("token={a}").as_str()));
+    assert_eq!(
+        seen[0].query.as_deref(),
+        Some(format!("token={a}").as_str())
+    );
     assert_eq!(seen[0].header("authorization"), None);
 }
 
@@ -365,7 +399,10 @@ async fn h2_get(env: &Env, authority: &str, host: Option<&str>, token: &str) -> 
     }
     let resp = within(STEP, "HTTP/2 response", async {
         sender.ready().await.unwrap();
-        sender.send_request(req.body(empty()).unwrap()).await.unwrap()
+        sender
+            .send_request(req.body(empty()).unwrap())
+            .await
+            .unwrap()
     })
     .await;
     let (parts, body) = resp.into_parts();
@@ -400,23 +437,30 @@ async fn a_foreign_host_or_authority_is_421() {
         "[::1]".to_owned(),
     ];
     for host in &hosts {
-        let raw = format!(
-            "GET /agents HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {t}\r\n\r\n"
-        );
+        let raw =
+            format!("GET /agents HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {t}\r\n\r\n");
         let resp = env.raw(&raw).await;
         let v = assert_refused(&resp, 421, "request-error", "REQUEST_ERROR", "/agents");
-        assert_eq!(v["detail"], "This gateway does not serve the requested host", "{host}");
+        assert_eq!(
+            v["detail"], "This gateway does not serve the requested host",
+            "{host}"
+        );
     }
     let absolute = format!(
         "GET https://evil.example/agents HTTP/1.1\r\nHost: localhost:{port}\r\n\
          Authorization: Bearer {t}\r\n\r\n"
     );
-    assert_refused(&env.raw(&absolute).await, 421, "request-error", "REQUEST_ERROR", "/agents");
-    let login = format!(
-        "POST /auth/login HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\n\
-         X-Client-Fingerprint: fp\r\nContent-Length: 37\r\n\r\n{{\"username\":\"ARCP\",\"password\":\"ARCP\"}}"
+    assert_refused(
+        &env.raw(&absolute).await,
+        421,
+        "request-error",
+        "REQUEST_ERROR",
+        "/agents",
     );
-    let resp = env.raw(&login).await;
+    let login = "POST /auth/login HTTP/1.1\r\nHost: evil.example\r\n\
+                 Content-Type: application/json\r\nX-Client-Fingerprint: fp\r\n\
+                 Content-Length: 37\r\n\r\n{\"username\":\"ARCP\",\"password\":\"ARCP\"}";
+    let resp = env.raw(login).await;
     assert_refused(&resp, 421, "request-error", "REQUEST_ERROR", "/auth/login");
 
     let resp = h2_get(&env, &format!("evil.example:{port}"), None, &t).await;
@@ -428,9 +472,8 @@ async fn a_foreign_host_or_authority_is_421() {
 
     // The configured name, in any case and with the port, is served.
     for host in [format!("localhost:{port}"), format!("LOCALHOST:{port}")] {
-        let raw = format!(
-            "GET /agents HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {t}\r\n\r\n"
-        );
+        let raw =
+            format!("GET /agents HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {t}\r\n\r\n");
         let resp = env.raw(&raw).await;
         assert_eq!(resp.status, 200, "{host}: {}", resp.text());
     }
@@ -446,27 +489,57 @@ async fn a_foreign_host_or_authority_is_421() {
 async fn five_fingerprint_mismatches_end_the_session() {
     let env = Env::start().await;
     let stats = |token: &str, fp: &str| {
-        env.send(api_request(Method::GET, "/agents/stats", Some(token), Some(fp), &[], None))
+        env.send(api_request(
+            Method::GET,
+            "/agents/stats",
+            Some(token),
+            Some(fp),
+            &[],
+            None,
+        ))
     };
     let mismatch = "Session fingerprint mismatch - please re-authenticate";
 
     let survivor = env.login("fp-owner-1").await;
     for i in 0..4 {
         let resp = stats(&survivor, &format!("fp-thief-{i}")).await;
-        let v = assert_refused(&resp, 401, "session-invalid", "SESSION_INVALID", "/agents/stats");
+        let v = assert_refused(
+            &resp,
+            401,
+            "session-invalid",
+            "SESSION_INVALID",
+            "/agents/stats",
+        );
         assert_eq!(v["detail"], mismatch);
     }
     let resp = stats(&survivor, "fp-owner-1").await;
-    assert_eq!(resp.status, 200, "four mismatches do not end it: {}", resp.text());
+    assert_eq!(
+        resp.status,
+        200,
+        "four mismatches do not end it: {}",
+        resp.text()
+    );
 
     let victim = env.login("fp-owner-2").await;
     for i in 0..5 {
         let resp = stats(&victim, &format!("fp-thief-{i}")).await;
-        let v = assert_refused(&resp, 401, "session-invalid", "SESSION_INVALID", "/agents/stats");
+        let v = assert_refused(
+            &resp,
+            401,
+            "session-invalid",
+            "SESSION_INVALID",
+            "/agents/stats",
+        );
         assert_eq!(v["detail"], mismatch, "attempt {i}");
     }
     let resp = stats(&victim, "fp-owner-2").await;
-    let v = assert_refused(&resp, 401, "session-invalid", "SESSION_INVALID", "/agents/stats");
+    let v = assert_refused(
+        &resp,
+        401,
+        "session-invalid",
+        "SESSION_INVALID",
+        "/agents/stats",
+    );
     assert_eq!(
         v["detail"],
         "Session was ended after repeated fingerprint mismatches - please re-authenticate"
@@ -510,7 +583,11 @@ async fn registration_tokens_cannot_open_an_agent_socket() {
         let conn = stub
             .wait_for_case(case, SETTLE, "upstream socket closed", |c| c.ended)
             .await;
-        assert!(conn.frames.is_empty(), "{case}: upstream received {:?}", conn.frames);
+        assert!(
+            conn.frames.is_empty(),
+            "{case}: upstream received {:?}",
+            conn.frames
+        );
     }
     // An agent token still opens its socket.
     let mut ws = WsClient::connect(&gw.client, "/agents/ws?case=agent").await;
