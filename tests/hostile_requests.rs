@@ -2,9 +2,11 @@
 //! send, sent concretely, with the gateway's answer (status and problem `type`) and what the
 //! upstream received asserted: nothing, or exactly the header the gateway rebuilt.
 //!
-//! * [`tokens`]: registration-phase tokens outside registration, agent tokens acting on other
-//!   agents, `Authorization` spellings and duplicates, tokens about to expire, duplicate
-//!   `token` query parameters, `Host`/`:authority`, repeated fingerprint mismatches.
+//! * [`tokens`]: registration-phase tokens outside registration (HTTP and the agent socket),
+//!   agent tokens acting on other agents, `Authorization` spellings and duplicates, tokens
+//!   about to expire.
+//! * [`edge`]: duplicate `token` query parameters, `Host`/`:authority`, repeated fingerprint
+//!   mismatches.
 //! * [`login`]: non-JSON bodies, lockouts that cannot lock the real admin out, atomic failure
 //!   counts, bounded password verification, typed user names kept out of the logs.
 //! * [`quirks`]: the upstream quirks of docs/arcp-upstream-contract.md §8 a client can
@@ -32,6 +34,8 @@ mod e2e_client;
 #[path = "e2e_arcp/harness.rs"]
 mod e2e_harness;
 
+#[path = "hostile_requests/edge.rs"]
+mod edge;
 #[path = "hostile_requests/login.rs"]
 mod login;
 #[path = "hostile_requests/quirks.rs"]
