@@ -10,8 +10,8 @@
 //!   same frame carrying the brokered upstream token. Failures close with 4001 (4003 for a
 //!   valid non-admin token) and upstream never sees a frame.
 //! * `/agents/ws` (an `agent` route): the first frame `{"token":…}` must hold a verified
-//!   upstream agent token (forwarded unchanged) or a gateway session token with its
-//!   `"fingerprint"` (exchanged for the brokered one). Failures close with 1008, as ARCP does.
+//!   upstream agent token that is not a registration-phase one (forwarded unchanged) or a
+//!   gateway session token with its `"fingerprint"` (exchanged for the brokered one). Failures close with 1008, as ARCP does.
 //! * `public` routes (`/public/ws`): relayed as they are.
 //!
 //! This module is the admission of sockets; the upstream connection and the frame pump are
@@ -340,6 +340,9 @@ async fn authenticate(
         Verified::Upstream(_) if kind == SocketKind::Dashboard => {
             Err((CLOSE_FORBIDDEN, "admin role required"))
         }
+        // Registration-phase tokens pass on registration routes only (docs/design.md §5);
+        // a temp token, minted for any `agent_id`, would open that agent's socket.
+        Verified::Upstream(claims) if claims.is_registration_phase() => Err((refused, invalid)),
         Verified::Upstream(claims) => Ok(Authenticated {
             frame: text.to_owned(),
             bound: None,

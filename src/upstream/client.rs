@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -134,7 +134,23 @@ impl UpstreamClient {
     }
 
     /// Sends a request and waits for the response head within the response timeout.
+    ///
+    /// Upstream drops its connection after an unhandled 500 (contract §8.19), so the pooled
+    /// connection the next request takes can be reset under it. A request that is idempotent
+    /// (RFC 9110 §9.2.2) and has no body is sent once more when the connection failed after
+    /// it was established; anything else gets the error, since upstream may have acted on it.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        let again = replayable(&req);
+        match self.send_once(req).await {
+            Err(UpstreamError::Unreachable(e)) if !e.is_connect() => match again {
+                Some(again) => self.send_once(again).await,
+                None => Err(UpstreamError::Unreachable(e)),
+            },
+            other => other,
+        }
+    }
+
+    async fn send_once(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
             Ok(Ok(response)) => Ok(response),
@@ -142,4 +158,21 @@ impl UpstreamClient {
             Ok(Err(e)) => Err(UpstreamError::Unreachable(e)),
         }
     }
+}
+
+/// A copy of `req` to send again, if it is idempotent and has no body.
+fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !http_body::Body::is_end_stream(req.body()) {
+        return None;
+    }
+    let mut copy = Request::new(Body::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
