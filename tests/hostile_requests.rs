@@ -34,6 +34,9 @@ mod e2e_client;
 #[path = "e2e_arcp/harness.rs"]
 mod e2e_harness;
 
+// The end-to-end client finds the TLS helper at `crate::tls`, as in tests/e2e_arcp.rs.
+use common::tls;
+
 #[path = "hostile_requests/edge.rs"]
 mod edge;
 #[path = "hostile_requests/login.rs"]
@@ -52,14 +55,16 @@ use arcp_gateway::clock::Clock;
 use http::Method;
 use serde_json::{json, Value};
 
+use common::arcp_profile::*;
 use common::arcp_stub::*;
-use common::{assert_problem, GatewayOptions, Proto, TestBody, TestResponse};
+use common::jwt::*;
+use common::{assert_problem, GatewayOptions, Proto, TestBody, TestGateway, TestResponse};
 
 /// A stub upstream, the key material and one gateway in front of it.
 pub struct Env {
     pub stub: ArcpStub,
     pub keys: Keys,
-    pub gw: ClockedGateway,
+    pub gw: TestGateway,
 }
 
 impl Env {
@@ -75,7 +80,7 @@ impl Env {
         let keys = Keys::new();
         let mut opts = keys.options(&stub.url(), &cfg);
         tweak(&mut opts);
-        let gw = ClockedGateway::start(&opts, Clock::system()).await;
+        let gw = TestGateway::start_with_clock(opts, Clock::system()).await;
         // The broker logs in upstream as soon as the gateway serves.
         stub.wait_for_logins(1, Duration::from_secs(20)).await;
         Env { stub, keys, gw }
@@ -140,14 +145,18 @@ pub const fn loopback(c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, c, d))
 }
 
-/// Inserts `keys` into the `auth.login` block of the options [`Keys::options`] writes.
+/// Sets `keys` in the `auth.login` block of the options [`Keys::options`] writes (numbers as
+/// numbers, anything else as text).
 pub fn login_settings(opts: &mut GatewayOptions, keys: &[(&str, &str)]) {
-    let mut block = String::from("  login:\n");
+    let login = opts
+        .section_mut("auth")
+        .and_then(|auth| auth.get_mut("login"))
+        .and_then(Value::as_object_mut)
+        .expect("the ARCP profile options have an auth.login block");
     for (k, v) in keys {
-        block.push_str(&format!("    {k}: {v}\n"));
+        let value = v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n));
+        login.insert((*k).to_owned(), value);
     }
-    assert!(opts.extra.contains("  login:\n"), "{}", opts.extra);
-    opts.extra = opts.extra.replacen("  login:\n", &block, 1);
 }
 
 /// An upstream-secret token with `claims` plus `iat`/`exp` (now, now + `ttl` seconds).

@@ -80,6 +80,11 @@ impl GatewayOptions {
         self
     }
 
+    /// The further top-level section `name`, to change in place (e.g. `auth.login` keys).
+    pub fn section_mut(&mut self, name: &str) -> Option<&mut Value> {
+        self.sections.get_mut(name)
+    }
+
     /// The configuration file for a TLS listener on `listen`.
     pub fn yaml(&self, listen: SocketAddr, pki: &Pki) -> String {
         let mut upstream = self.upstream.clone();

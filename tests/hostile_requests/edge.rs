@@ -7,7 +7,8 @@ use http::{Method, Request, Version};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::common::arcp_stub::*;
+use super::common::arcp_profile::*;
+use super::common::jwt::*;
 use super::common::{empty, within, Proto, TestBody, TestResponse, STEP};
 use super::{assert_refused, Env};
 
@@ -120,7 +121,9 @@ async fn h2_get(env: &Env, authority: &str, host: Option<&str>, token: &str) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_host_or_authority_is_421() {
     let env = Env::start_with(ArcpConfig::default(), |o| {
-        o.server.push(("server_names", "[localhost]".into()));
+        *o = o
+            .clone()
+            .server("server_names", serde_json::json!(["localhost"]));
     })
     .await;
     let t = agent_token("agent-host");

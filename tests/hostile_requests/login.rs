@@ -10,6 +10,7 @@ use http::header::CONTENT_TYPE;
 use http::{Method, Request};
 use serde_json::json;
 
+use super::common::arcp_profile::*;
 use super::common::arcp_stub::*;
 use super::common::{full, GatewayProcess, TestResponse};
 use super::{assert_refused, login_settings, loopback, Env};
@@ -251,8 +252,9 @@ async fn a_verification_burst_beyond_the_slots_is_429_with_retry_after() {
 async fn an_unknown_user_name_never_reaches_the_log() {
     let stub = ArcpStub::start().await;
     let keys = Keys::new();
-    let mut opts = keys.options(&stub.url(), &ArcpConfig::default());
-    opts.log_level = "info".into();
+    let opts = keys
+        .options(&stub.url(), &ArcpConfig::default())
+        .logging("level", "info");
     let mut gw = GatewayProcess::start(opts).await;
     stub.wait_for_logins(1, Duration::from_secs(20)).await;
     let typed = "Tr0ub4dor-typed-in-the-user-field-5c1e";

@@ -8,8 +8,10 @@ use std::time::Duration;
 use http::Method;
 use serde_json::json;
 
+use super::common::arcp_profile::*;
 use super::common::arcp_stub::*;
 use super::common::assert_problem;
+use super::common::jwt::*;
 use super::{assert_refused, loopback, upstream_token, Env};
 
 const STEP: Duration = Duration::from_secs(30);

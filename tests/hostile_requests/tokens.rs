@@ -4,7 +4,8 @@
 use http::header::AUTHORIZATION;
 use http::Method;
 
-use super::common::arcp_stub::*;
+use super::common::arcp_profile::*;
+use super::common::jwt::*;
 use super::{agent_token_expiring, assert_refused, temp_token, validated_token, Env};
 
 /// Registration-phase tokens (temp, validated) pass on `POST /agents/register` (and temp
@@ -317,14 +318,15 @@ async fn tokens_about_to_expire_or_inside_upstream_leeway_are_refused() {
 /// fix it was relayed, so a temp token for any `agent_id` opened that agent's socket).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_tokens_cannot_open_an_agent_socket() {
-    use super::common::ws_stub::{WsClient, WsStub};
+    use super::common::ws_client::WsClient;
+    use super::common::ws_stub::WsStub;
     const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
     let is_type = |t: &'static str| move |v: &serde_json::Value| v["type"] == t;
 
     let stub = WsStub::start().await;
     let keys = Keys::new();
-    let gw = ClockedGateway::start(
-        &keys.options(&stub.url(), &ArcpConfig::default()),
+    let gw = super::common::TestGateway::start_with_clock(
+        keys.options(&stub.url(), &ArcpConfig::default()),
         arcp_gateway::clock::Clock::system(),
     )
     .await;
