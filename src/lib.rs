@@ -20,6 +20,7 @@ pub(crate) mod body;
 pub mod clock;
 pub mod config;
 pub mod observability;
+pub(crate) mod per_address;
 pub mod pipeline;
 pub mod policy;
 pub mod problem;

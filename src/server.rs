@@ -4,15 +4,14 @@
 //! (a slow client never stalls the accept loop), then hyper-util's auto builder serves
 //! HTTP/1.1 or HTTP/2 on it. A semaphore bounds concurrent connections: at the limit the loop
 //! stops accepting and the kernel's backlog holds new clients; one client address (an IPv6 /64)
-//! holds at most `max_connections_per_address` of them ([`per_address`]). Every stage a client
-//! could stall has a deadline ([`activity`]), and HTTP/1.1 framing is checked as strictly as
+//! holds at most `max_connections_per_address` of them ([`crate::per_address`]). Every stage a
+//! client could stall has a deadline ([`activity`]), and HTTP/1.1 framing is checked as strictly as
 //! nginx does ([`framing`]). Accept errors (e.g. out of file descriptors) back off instead of
 //! ending the loop. Shutdown stops accepting, asks every connection to finish its in-flight
 //! requests, and waits at most `drain_timeout`.
 
 mod activity;
 mod framing;
-pub mod per_address;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,9 +28,9 @@ use tokio_rustls::TlsAcceptor;
 
 use activity::{Activity, Closed, Deadlines, Tracked};
 use framing::{HeadLog, Scanned};
-use per_address::PerAddress;
 
 use crate::clock::Clock;
+use crate::per_address::PerAddress;
 use crate::config::Settings;
 use crate::pipeline::frame::ServerNames;
 use crate::pipeline::{self, Handles, Snapshot, State};
