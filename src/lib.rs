@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod metrics;
 pub mod observability;
+pub(crate) mod per_address;
 pub mod pipeline;
 pub mod policy;
 pub mod problem;

@@ -42,6 +42,7 @@ use answer::{Answer, AnswerError};
 use frame::FrameError;
 pub use frame::Limits;
 pub use state::{Handles, Snapshot, State};
+pub use websocket::{ConnSlot, Sockets, WebSocketSettings};
 
 /// Everything that can stop a request, from any stage.
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +105,12 @@ pub struct AuditSubject {
 }
 
 /// Serves one request. Never fails. `framing` is why the connection reader found this
-/// request's raw HTTP/1.1 head ambiguous, if it did (`server::framing`).
+/// request's raw HTTP/1.1 head ambiguous, if it did (`server::framing`); `slot` is the
+/// connection's place in the connection budget, which a WebSocket upgraded on it takes over.
 pub async fn handle(
     state: Arc<State>,
     conn: ConnInfo,
+    slot: &ConnSlot,
     req: Request<Incoming>,
     framing: Option<&'static str>,
 ) -> Response<Body> {
@@ -126,6 +129,7 @@ pub async fn handle(
                 &snapshot,
                 &state.handles,
                 &conn,
+                slot,
                 req,
                 &request_id,
                 &mut trace,
@@ -195,6 +199,7 @@ async fn handle_inner<'s>(
     snapshot: &'s Arc<Snapshot>,
     handles: &Handles,
     conn: &ConnInfo,
+    slot: &ConnSlot,
     req: Request<Incoming>,
     request_id: &str,
     trace: &mut Trace<'s>,
@@ -223,6 +228,7 @@ async fn handle_inner<'s>(
             snapshot.clone(),
             handles,
             conn,
+            slot,
             req,
             access,
             &path,

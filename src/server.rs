@@ -4,7 +4,7 @@
 //! (a slow client never stalls the accept loop), then hyper-util's auto builder serves
 //! HTTP/1.1 or HTTP/2 on it. A semaphore bounds concurrent connections: at the limit the loop
 //! stops accepting and the kernel's backlog holds new clients; one client address (an IPv6 /64)
-//! holds at most `max_connections_per_address` of them ([`per_address`]). Every stage a client
+//! holds at most `max_connections_per_address` of them ([`crate::per_address`]). Every stage a client
 //! could stall has a deadline ([`activity`]), and HTTP/1.1 framing is checked as strictly as
 //! nginx does ([`framing`]). Accept errors (e.g. out of file descriptors) back off instead of
 //! ending the loop. Shutdown stops accepting, asks every connection to finish its in-flight
@@ -12,7 +12,6 @@
 
 mod activity;
 mod framing;
-pub mod per_address;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,11 +28,11 @@ use tokio_rustls::TlsAcceptor;
 
 use activity::{Activity, Closed, Deadlines, Tracked};
 use framing::{HeadLog, Scanned};
-use per_address::PerAddress;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::pipeline::{self, Handles, State};
+use crate::per_address::PerAddress;
+use crate::pipeline::{self, ConnSlot, Handles, State};
 use crate::proxy::ConnInfo;
 use crate::reload::{snapshot_of, Reloader};
 use crate::tls::TlsSettings;
@@ -129,6 +128,7 @@ impl Gateway {
             &settings.upstream,
             &settings.sessions,
             &settings.auth.login,
+            &settings.websocket,
             clock.clone(),
         )?;
         handles.audit = crate::audit::Audit::open(&settings.audit)?;
@@ -331,13 +331,13 @@ async fn accept_loop(bound: Bound, ctx: AcceptCtx, mut stop: watch::Receiver<boo
             builder: ctx.builder.clone(),
             deadlines: ctx.deadlines,
             stop: stop.clone(),
+            // Held until the connection ends, or by a WebSocket upgraded on it until that
+            // closes: sockets count against both caps too.
+            slot: ConnSlot::new(permit, address_permit),
         };
         let tls = bound.tls.clone();
         let handshake_timeout = ctx.handshake_timeout;
-        tokio::spawn(async move {
-            let _permits = (permit, address_permit);
-            serve_connection(stream, tls, handshake_timeout, conn).await;
-        });
+        tokio::spawn(serve_connection(stream, tls, handshake_timeout, conn));
     }
     // Dropping the listener closes the port: new connections are refused from here on.
 }
@@ -349,6 +349,7 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     deadlines: Deadlines,
     stop: watch::Receiver<bool>,
+    slot: ConnSlot,
 }
 
 async fn serve_connection(
@@ -390,6 +391,7 @@ where
         builder,
         deadlines,
         stop,
+        slot,
     } = conn;
     let info = ConnInfo { peer, tls };
     let heads = Arc::new(HeadLog::default());
@@ -398,10 +400,11 @@ where
         let (heads, activity) = (heads.clone(), activity.clone());
         service_fn(move |req| {
             let state = state.clone();
+            let slot = slot.clone();
             let in_flight = activity.begin();
             let framing = heads.next_request();
             async move {
-                let response = pipeline::handle(state, info, req, framing).await;
+                let response = pipeline::handle(state, info, &slot, req, framing).await;
                 Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, in_flight)))
             }
         })

@@ -41,6 +41,9 @@ pub struct RawConfig {
     pub auth: Option<Spanned<RawAuth>>,
     #[serde(default)]
     pub sessions: RawSessions,
+    /// Relayed WebSockets: message sizes, timeouts and caps.
+    #[serde(default)]
+    pub websocket: RawWebSocket,
     #[serde(default)]
     pub routes: RawRoutes,
     /// Optional admin listener (plain HTTP, its own address): `/healthz`, `/readyz`.
@@ -246,6 +249,29 @@ pub struct RawSessions {
     #[schemars(with = "Option<u32>")]
     pub max_per_user: Option<Spanned<u32>>,
     pub capacity: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSocket {
+    /// Largest message (and frame) a client may send on an open socket; 1009 beyond.
+    #[schemars(with = "Option<ByteSize>")]
+    pub max_message_bytes: Option<Spanned<ByteSize>>,
+    /// Largest first frame (the authentication frame) of dashboard and agent sockets.
+    #[schemars(with = "Option<ByteSize>")]
+    pub max_first_frame_bytes: Option<Spanned<ByteSize>>,
+    /// Time a client has to send its authentication frame.
+    #[schemars(with = "Option<DurationValue>")]
+    pub auth_timeout: Option<Spanned<DurationValue>>,
+    /// A socket with no data frame either way for this long is closed (1001).
+    #[schemars(with = "Option<DurationValue>")]
+    pub idle_timeout: Option<Spanned<DurationValue>>,
+    /// Sockets one client address (an IPv6 /64) may hold open.
+    #[schemars(with = "Option<u32>")]
+    pub max_per_address: Option<Spanned<u32>>,
+    /// Public sockets open at once, all clients together.
+    #[schemars(with = "Option<u32>")]
+    pub max_public: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -4,6 +4,7 @@ mod auth;
 mod listeners;
 mod routes;
 mod upstream;
+mod websocket;
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use super::secret::SecretRef;
 use super::{ConfigError, Ctx};
 use crate::auth::AuthSettings;
 use crate::observability::LoggingSettings;
-use crate::pipeline::Limits;
+use crate::pipeline::{Limits, WebSocketSettings};
 use crate::policy::Policy;
 use crate::secret::Secret;
 use crate::server::{ListenerSettings, ServerSettings};
@@ -24,6 +25,7 @@ use auth::auth;
 use listeners::listener;
 use routes::policy;
 use upstream::{upstream, upstream_tokens};
+use websocket::websocket;
 
 /// Everything the gateway needs, checked.
 #[derive(Debug, Clone)]
@@ -35,6 +37,7 @@ pub struct Settings {
     pub logging: LoggingSettings,
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
+    pub websocket: WebSocketSettings,
     pub policy: Policy,
     /// The optional admin listener (health endpoints, metrics).
     pub admin: Option<crate::admin::AdminSettings>,
@@ -220,6 +223,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             None,
         ));
     }
+    let websocket = websocket(&raw.websocket, ctx)?;
     let policy = policy(&raw.routes, ctx)?;
     let admin = admin(raw.admin.as_ref(), &listeners, ctx)?;
     let audit = crate::audit::AuditSettings {
@@ -238,6 +242,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         logging,
         auth,
         sessions,
+        websocket,
         policy,
         admin,
         audit,

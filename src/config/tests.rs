@@ -109,6 +109,12 @@ fn example_config_loads() {
     assert_eq!(s.auth.users[0].name, "ARCP");
     assert_eq!(s.auth.login.failure_window, Duration::from_secs(15 * 60));
     assert_eq!(s.sessions.absolute_timeout, Duration::from_secs(12 * 3600));
+    assert_eq!(s.websocket.max_message_bytes, 64 << 10);
+    assert_eq!(s.websocket.max_first_frame_bytes, 4 << 10);
+    assert_eq!(s.websocket.auth_timeout, Duration::from_secs(30));
+    assert_eq!(s.websocket.idle_timeout, Duration::from_secs(300));
+    assert_eq!(s.websocket.max_per_address, 64);
+    assert_eq!(s.websocket.max_public, 256);
     assert_eq!(
         s.policy.rules().len(),
         ARCP_PROFILE.matches("- {name:").count()

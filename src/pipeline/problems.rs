@@ -18,6 +18,9 @@ use crate::session::SessionSettings;
 use crate::upstream::{BrokerError, UpstreamError};
 
 const INTERNAL: &str = "An unexpected error occurred. Try again later.";
+/// Seconds a client refused a WebSocket over a cap is told to wait (sockets close at
+/// unpredictable times; a few seconds spreads the retries).
+const SOCKET_RETRY_AFTER: u64 = 5;
 
 impl GatewayError {
     /// The public face of each error.
@@ -67,6 +70,21 @@ fn socket(e: &SocketError) -> Problem {
             ProblemKind::EndpointUnreachable,
             "The upstream service is unreachable",
         ),
+        SocketError::TooManyFromAddress => Problem::new(
+            ProblemKind::RateLimitExceeded,
+            "Too many WebSockets are open from this address; close one or retry later",
+        )
+        .with_extension("retry_after", SOCKET_RETRY_AFTER)
+        .with_retry_after(SOCKET_RETRY_AFTER),
+        // Capacity of the whole gateway, not this client's doing: 503 (RFC 9110 §15.6.4).
+        SocketError::PublicFull => Problem::new(
+            ProblemKind::RateLimitExceeded,
+            "Too many public WebSockets are open; retry later",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_title("Service Unavailable")
+        .with_extension("retry_after", SOCKET_RETRY_AFTER)
+        .with_retry_after(SOCKET_RETRY_AFTER),
     }
 }
 

@@ -1,8 +1,9 @@
 //! What every request reads: long-lived handles, and a swappable snapshot of the policy.
 //!
 //! * [`Handles`] live as long as the process: the session store, the upstream session
-//!   broker, the upstream connection pool and the login throttle. Their state (sessions,
-//!   counters, connections) must survive a configuration change.
+//!   broker, the upstream connection pool, the login throttle and the WebSocket limits with
+//!   their counts. Their state (sessions, counters, connections) must survive a
+//!   configuration change.
 //! * A [`Snapshot`] is immutable: route policy, limits, token keys, users. A request loads
 //!   it once, at its start, and keeps that `Arc` until it ends, so replacing the snapshot
 //!   ([`State::replace_snapshot`], through `arc-swap`) is seen by the next request while
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::frame::{Limits, ServerNames};
+use super::websocket::{Sockets, WebSocketSettings};
 use crate::audit::Audit;
 use crate::auth::{AuthSettings, Tokens, Users};
 use crate::body::Pace;
@@ -30,6 +32,8 @@ pub struct Handles {
     pub broker: Broker,
     pub sessions: SessionStore,
     pub throttle: LoginThrottle,
+    /// Relayed WebSockets: their limits, and the counts behind the caps.
+    pub sockets: Sockets,
     pub clock: Clock,
     pub metrics: Metrics,
     /// Where audit events go (the log stream until the server opens the configured file).
@@ -41,6 +45,7 @@ impl Handles {
         upstream: &UpstreamSettings,
         sessions: &SessionSettings,
         login: &LoginSettings,
+        websocket: &WebSocketSettings,
         clock: Clock,
     ) -> Result<Handles, UpstreamError> {
         let client = UpstreamClient::new(upstream)?;
@@ -52,6 +57,7 @@ impl Handles {
             upstream: client,
             sessions: SessionStore::new(sessions, clock.clone()),
             throttle: LoginThrottle::new(login, clock.clone()),
+            sockets: Sockets::new(websocket),
             clock,
             metrics,
             audit: Audit::default(),

@@ -14,26 +14,44 @@
 //!   gateway session token with its `"fingerprint"` (exchanged for the brokered one). Failures close with 1008, as ARCP does.
 //! * `public` routes (`/public/ws`): relayed as they are.
 //!
-//! This module is the admission of sockets; the upstream connection and the frame pump are
-//! `proxy::websocket`. The upgrade is answered with 101 only after upstream answered 101
-//! (an upstream refusal is passed through as its HTTP response). `?token=` never reaches
-//! upstream, and the access log has no query strings. A socket bound to a session counts
-//! every client message as activity and is closed with 4001 as soon as the session ends
-//! (logout, eviction, idle expiry, absolute cap).
+//! **Upstream is contacted only for an authenticated client.** A dashboard or agent upgrade
+//! is answered with 101 by the gateway itself; the first frame is read (at most
+//! `websocket.max_first_frame_bytes`, within `websocket.auth_timeout`) and checked, and only
+//! then is the upstream socket opened, so unauthenticated clients cannot use up ARCP's
+//! socket capacity. ARCP's agent socket greets with `auth_required` before its client sends
+//! the token, so the gateway sends that greeting itself ([`AGENT_GREETING`]) and drops
+//! upstream's. Upstream refusing or unreachable after that closes the client with 1013. A
+//! public socket needs no authentication: upstream is contacted at once and its refusal is
+//! passed through as the answer to the upgrade.
+//!
+//! **Sockets count against the limits** ([`slots`]): a socket takes over its connection's
+//! place in `server.max_connections` (and its address's count) until it closes, one address
+//! holds at most `websocket.max_per_address` sockets and public sockets share
+//! `websocket.max_public`; over a cap, the upgrade gets a problem document (429, or 503 for
+//! the public cap, with `Retry-After`) before upstream is contacted. Once open, a client
+//! message over `websocket.max_message_bytes` closes the socket with 1009, and no data
+//! frame either way for `websocket.idle_timeout` closes it with 1001 (`proxy::websocket`).
+//!
+//! `?token=` never reaches upstream, and the access log has no query strings. A socket bound
+//! to a session counts every client message as activity and is closed with 4001 as soon as
+//! the session ends (logout, eviction, idle expiry, absolute cap).
+
+mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderValue, CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    UPGRADE, USER_AGENT,
+};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use super::admit::{check_fingerprint, session_of, AdmitError};
 use super::state::{Handles, Snapshot};
@@ -44,17 +62,38 @@ use crate::auth::{Tokens, Verified};
 use crate::body::Body;
 use crate::policy::Access;
 use crate::proxy::websocket::{
-    self as relay, ClientSocket, Connected, FirstFrame, SocketError, UpstreamSocket,
-    CLOSE_UNAUTHORIZED,
+    self as relay, Connected, FirstFrame, Greeting, SocketError, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED,
 };
 use crate::session::{Lookup, SessionId};
+pub use slots::{ConnSlot, Sockets};
 
-/// How long a client has to send its authentication frame (ARCP allows 30 s).
-const AUTH_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// What ARCP's agent socket sends before it reads the token (`api/agents.py`
+/// `websocket_endpoint`, `json.dumps` of `{"type": "auth_required", "message": …}`); the
+/// gateway sends it itself, byte for byte, because upstream is contacted only afterwards.
+pub const AGENT_GREETING: &str =
+    r#"{"type": "auth_required", "message": "Send your authentication token"}"#;
 /// Close codes: ARCP's dashboard codes, and RFC 6455's policy violation for agents.
 const CLOSE_FORBIDDEN: u16 = 4003;
 const CLOSE_POLICY: u16 = 1008;
-const CLOSE_TRY_AGAIN: u16 = 1013;
+
+/// `websocket:`: limits on relayed sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct WebSocketSettings {
+    /// Largest message (and frame) a client may send on an open socket; 1009 beyond.
+    pub max_message_bytes: usize,
+    /// Largest first frame (the authentication frame) of dashboard and agent sockets; 1009
+    /// beyond, read before anything else is done for the socket.
+    pub max_first_frame_bytes: usize,
+    /// Time a client has to send its authentication frame (ARCP allows 30 s).
+    pub auth_timeout: Duration,
+    /// A socket with no data frame either way for this long is closed with 1001.
+    pub idle_timeout: Duration,
+    /// Sockets one client address (an IPv6 /64) may hold open.
+    pub max_per_address: u32,
+    /// Public sockets open at once, all clients together.
+    pub max_public: u32,
+}
 
 /// Which first-frame rules a socket follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +120,14 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Handles an upgrade request on a route with `access`.
+/// Handles an upgrade request on a route with `access`, on the connection whose place in
+/// the connection budget is `slot`.
+#[allow(clippy::too_many_arguments)]
 pub async fn upgrade(
     snapshot: Arc<Snapshot>,
     handles: &Handles,
     conn: &ConnInfo,
+    slot: &ConnSlot,
     mut req: Request<Incoming>,
     access: Access,
     path: &str,
@@ -114,8 +156,12 @@ pub async fn upgrade(
         return Err(SocketError::BadHandshake.into());
     }
     let query_token = super::admit::query_token(req.uri().query())?;
+    // The caps come before anything else is spent on the socket.
+    let permit = handles
+        .sockets
+        .admit(conn.peer.ip(), kind == SocketKind::Public)?;
 
-    // A `?token=` on the dashboard socket is checked before upstream is contacted.
+    // A `?token=` on the dashboard socket is checked before the upgrade is answered.
     let refused = match (kind, &query_token) {
         (SocketKind::Dashboard, Some(token)) => {
             query_session(&snapshot.tokens, handles, token).await.err()
@@ -123,35 +169,50 @@ pub async fn upgrade(
         _ => None,
     };
 
-    let upstream = match refused {
-        Some(_) => None,
-        None => Some(
-            relay::connect(
-                &handles.upstream,
-                conn,
-                req.headers(),
-                path,
-                req.uri().query(),
-                request_id,
-            )
-            .await?,
-        ),
-    };
-    let (upstream, protocol) = match upstream {
-        None => (None, None),
-        Some(Connected::Refused(response)) => return Ok(response),
-        Some(Connected::Open(ws, protocol)) => (Some(ws), protocol),
+    // Public sockets need no authentication: upstream is contacted now, and its refusal is
+    // the answer. The others reach upstream only once their first frame was accepted.
+    let (public, protocol) = match kind {
+        SocketKind::Public => match relay::connect(
+            &handles.upstream,
+            conn,
+            req.headers(),
+            path,
+            req.uri().query(),
+            request_id,
+        )
+        .await?
+        {
+            Connected::Refused(response) => return Ok(response),
+            Connected::Open(ws, protocol) => (Some(ws), protocol),
+        },
+        _ => (None, None),
     };
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ctx = SocketCtx {
         tokens: snapshot.tokens.clone(),
         handles: handles.clone(),
+        settings: handles.sockets.settings,
         request_id: request_id.to_owned(),
-        client: conn.peer.ip(),
-        path: path.to_owned(),
+        target: Target {
+            conn: *conn,
+            // Only what `relay::connect` forwards, and no subprotocol: the client was
+            // answered without one (ARCP's endpoints never choose one).
+            headers: [HOST, USER_AGENT, ORIGIN]
+                .into_iter()
+                .filter_map(|name| {
+                    let value = req.headers().get(&name)?.clone();
+                    Some((name, value))
+                })
+                .collect(),
+            path: path.to_owned(),
+            query: req.uri().query().map(relay::without_token),
+        },
     };
+    // From here the socket holds its connection's slot and its own permits until it ends.
+    let held = (slot.take(), permit);
     tokio::spawn(async move {
+        let _held = held;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -159,14 +220,22 @@ pub async fn upgrade(
                 return;
             }
         };
-        let client =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        match (upstream, refused) {
-            (Some(upstream), _) => run(ctx, kind, client, *upstream).await,
-            (None, refusal) => {
-                let code = refusal.as_ref().map_or(CLOSE_UNAUTHORIZED, close_code_for);
-                relay::close(client, code, "authentication failed").await;
+        let io = TokioIo::new(upgraded);
+        let max = ctx.settings.max_message_bytes;
+        match (public, refused) {
+            (Some(upstream), _) => {
+                let _open = ctx.handles.metrics.websocket_opened();
+                let client = relay::client_socket(io, Vec::new(), max).await;
+                let (up_tx, up_rx) = (*upstream).split();
+                let idle = ctx.settings.idle_timeout;
+                let activity = || async { true };
+                relay::relay(client, up_tx, up_rx, None, activity, idle, &ctx.request_id).await;
             }
+            (None, Some(refusal)) => {
+                let client = relay::client_socket(io, Vec::new(), max).await;
+                relay::close(client, close_code_for(&refusal), "authentication failed").await;
+            }
+            (None, None) => run(ctx, kind, io).await,
         }
     });
     Ok(relay::switching_protocols(&key, protocol))
@@ -185,10 +254,18 @@ async fn query_session(tokens: &Tokens, handles: &Handles, token: &str) -> Resul
 struct SocketCtx {
     tokens: Tokens,
     handles: Handles,
+    settings: WebSocketSettings,
     request_id: String,
-    /// For the audit event.
-    client: std::net::IpAddr,
+    target: Target,
+}
+
+/// Where the upstream socket goes, once the client is authenticated.
+struct Target {
+    conn: ConnInfo,
+    headers: HeaderMap,
     path: String,
+    /// Without `token`.
+    query: Option<String>,
 }
 
 /// A session the socket is bound to.
@@ -213,39 +290,100 @@ fn close_code_for(e: &AdmitError) -> u16 {
     }
 }
 
-async fn run(ctx: SocketCtx, kind: SocketKind, mut client: ClientSocket, upstream: UpstreamSocket) {
+/// A dashboard or agent socket: greet (agents), read and check the first frame, and only then
+/// open the upstream socket and relay.
+async fn run(ctx: SocketCtx, kind: SocketKind, mut io: TokioIo<hyper::upgrade::Upgraded>) {
     let _open = ctx.handles.metrics.websocket_opened();
-    let (mut up_tx, mut up_rx) = upstream.split();
-    let mut bound = None;
-    let mut user = None;
-    if kind != SocketKind::Public {
-        let text = match relay::first_frame(&mut client, &mut up_tx, &mut up_rx, AUTH_FRAME_TIMEOUT)
-            .await
-        {
-            FirstFrame::Text(t) => t,
-            FirstFrame::Other => String::new(),
-            FirstFrame::Gone => return,
-            FirstFrame::UpstreamClosed => {
+    let settings = ctx.settings;
+    let (refused, invalid) = match kind {
+        SocketKind::Dashboard => (CLOSE_UNAUTHORIZED, "authentication failed"),
+        _ => (CLOSE_POLICY, "Invalid token"),
+    };
+    if kind == SocketKind::Agent && !relay::greet(&mut io, AGENT_GREETING).await {
+        return;
+    }
+    let read = relay::read_first_frame(&mut io, settings.max_first_frame_bytes);
+    let (first, read_ahead) = tokio::time::timeout(settings.auth_timeout, read)
+        .await
+        .unwrap_or((FirstFrame::Other, Vec::new()));
+    let client = relay::client_socket(io, read_ahead, settings.max_message_bytes).await;
+    let text = match first {
+        FirstFrame::Text(t) => t,
+        FirstFrame::Gone => return,
+        FirstFrame::TooBig => {
+            tracing::info!(request_id = %ctx.request_id, "WebSocket first frame over the size limit");
+            relay::close_and_linger(client, CLOSE_TOO_BIG, "first frame too big").await;
+            return;
+        }
+        FirstFrame::Protocol => {
+            relay::close_and_linger(client, CLOSE_PROTOCOL, "protocol error").await;
+            return;
+        }
+        // Also the deadline passing: refused like a bad frame.
+        FirstFrame::Other => String::new(),
+    };
+    let Authenticated { frame, bound, user } = match authenticate(
+        &ctx,
+        kind,
+        &text,
+        (refused, invalid),
+    )
+    .await
+    {
+        Ok(accepted) => accepted,
+        Err((code, reason)) => {
+            tracing::info!(request_id = %ctx.request_id, code, reason, "WebSocket authentication refused");
+            relay::close(client, code, reason).await;
+            return;
+        }
+    };
+
+    // Authenticated: only now is upstream contacted.
+    let t = &ctx.target;
+    let connected = relay::connect(
+        &ctx.handles.upstream,
+        &t.conn,
+        &t.headers,
+        &t.path,
+        t.query.as_deref(),
+        &ctx.request_id,
+    )
+    .await;
+    let upstream = match connected {
+        Ok(Connected::Open(ws, _)) => ws,
+        Ok(Connected::Refused(response)) => {
+            tracing::warn!(request_id = %ctx.request_id, status = response.status().as_u16(), "upstream refused the WebSocket");
+            relay::close(client, CLOSE_TRY_AGAIN, "upstream refused the socket").await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "upstream WebSocket unavailable");
+            relay::close(client, CLOSE_TRY_AGAIN, "upstream unavailable").await;
+            return;
+        }
+    };
+    let (mut up_tx, mut up_rx) = (*upstream).split();
+    let mut client = client;
+    if kind == SocketKind::Agent {
+        let deadline = ctx.handles.upstream.handshake_deadline();
+        match relay::take_greeting(&mut up_rx, deadline).await {
+            Greeting::Consumed => {}
+            Greeting::Other(m) => {
+                if client.send(m).await.is_err() {
+                    let _ = up_tx.close().await;
+                    return;
+                }
+            }
+            Greeting::Missing => {
+                let _ = up_tx.close().await;
                 relay::close(client, 1011, "upstream closed").await;
                 return;
             }
-        };
-        match authenticate(&ctx, kind, &text).await {
-            Ok(done) => {
-                if up_tx.send(Message::text(done.frame)).await.is_err() {
-                    relay::close(client, 1011, "upstream closed").await;
-                    return;
-                }
-                bound = done.bound;
-                user = done.user;
-            }
-            Err((code, reason)) => {
-                tracing::info!(request_id = %ctx.request_id, code, reason, "WebSocket authentication refused");
-                let _ = up_tx.close().await;
-                relay::close(client, code, reason).await;
-                return;
-            }
         }
+    }
+    if up_tx.send(Message::text(frame)).await.is_err() {
+        relay::close(client, 1011, "upstream closed").await;
+        return;
     }
     let (sid, ended) = match bound {
         Some(b) => (Some(b.sid), Some(b.ended)),
@@ -255,9 +393,9 @@ async fn run(ctx: SocketCtx, kind: SocketKind, mut client: ClientSocket, upstrea
         kind: "websocket",
         user: user.as_deref(),
         session: sid,
-        client: ctx.client,
+        client: ctx.target.conn.peer.ip(),
         method: "GET",
-        path: &ctx.path,
+        path: &ctx.target.path,
         pin: false,
         status: 101,
         upstream_status: Some(101),
@@ -275,7 +413,8 @@ async fn run(ctx: SocketCtx, kind: SocketKind, mut client: ClientSocket, upstrea
             _ => false,
         }
     };
-    relay::relay(client, up_tx, up_rx, ended, activity, &ctx.request_id).await;
+    let idle = settings.idle_timeout;
+    relay::relay(client, up_tx, up_rx, ended, activity, idle, &ctx.request_id).await;
 }
 
 /// Checks the first frame and returns the frame to send upstream.
@@ -283,11 +422,8 @@ async fn authenticate(
     ctx: &SocketCtx,
     kind: SocketKind,
     text: &str,
+    (refused, invalid): (u16, &'static str),
 ) -> Result<Authenticated, (u16, &'static str)> {
-    let (refused, invalid) = match kind {
-        SocketKind::Dashboard => (CLOSE_UNAUTHORIZED, "authentication failed"),
-        _ => (CLOSE_POLICY, "Invalid token"),
-    };
     let mut frame: Map<String, Value> = match serde_json::from_str(text) {
         Ok(Value::Object(m)) => m,
         _ => return Err((refused, "expected a JSON authentication frame")),

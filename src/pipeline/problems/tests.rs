@@ -110,6 +110,12 @@ fn mapping_table() {
             "request-error",
             408,
         ),
+        (
+            SocketError::TooManyFromAddress.into(),
+            "rate-limit-exceeded",
+            429,
+        ),
+        (SocketError::PublicFull.into(), "rate-limit-exceeded", 503),
     ];
     for (err, slug, status) in cases {
         let p = err.problem(&s);

@@ -1,9 +1,10 @@
-//! The per-client-address connection cap, beside the global `server.max_connections`.
+//! Per-client-address caps, beside the global `server.max_connections`.
 //!
-//! One address may hold at most `server.max_connections_per_address` connections; the next one
-//! is closed as soon as it is accepted (before any TLS work), like nginx's `limit_conn`. An IPv6
-//! client usually owns a whole /64, so a /64 counts as one address; an IPv4-mapped IPv6 peer
-//! counts as its IPv4 address.
+//! Used twice: one address may hold at most `server.max_connections_per_address` connections
+//! (the server closes the next one as soon as it is accepted, before any TLS work, like nginx's
+//! `limit_conn`), and at most `websocket.max_per_address` relayed WebSockets (the pipeline
+//! refuses the next upgrade). An IPv6 client usually owns a whole /64, so a /64 counts as one
+//! address; an IPv4-mapped IPv6 peer counts as its IPv4 address.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -20,7 +21,7 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Open connections per client address. Cheap to clone.
+/// Open connections (or sockets) per client address. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct PerAddress {
     max: u32,
