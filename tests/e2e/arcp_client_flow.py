@@ -12,13 +12,12 @@ prints one JSON object on stdout: {"step": ..., "ok": true|false, "detail": ...}
 status is 0 when every step passed, 1 when any failed, 2 on bad arguments. Diagnostics and
 the client's own logging go to stderr. Every step is bounded by --step-timeout.
 
-Through the gateway, as tests/e2e_arcp.rs runs it (the gateway's WebSocket relay is not part
-of that suite yet, so the two raw wss:// steps are skipped):
+Through the gateway, as tests/e2e_arcp.rs runs it (every step, the two raw wss:// ones
+included: the gateway relays the agent and public sockets):
 
     target/arcp-venv/bin/python tests/e2e/arcp_client_flow.py \
         --base-url https://127.0.0.1:<gw> --ca-file <ca.pem> --username ARCP --password ARCP \
-        --agent-key test-agent-key-0001 \
-        --skip websocket_public_raw_wss --skip websocket_agent_raw_wss
+        --agent-key test-agent-key-0001
 
 Admin unregistration and X-Session-Pin. The gateway requires a verified `X-Session-Pin` from
 admin sessions on `DELETE /agents/*` (also on `POST /dashboard/config` and `POST /tokens/mint`);

@@ -81,7 +81,7 @@ pub fn curl_seed(world: &World) {
 // ---- 2 ---------------------------------------------------------------------------------
 
 /// Steps of arcp_client_flow.py that must have run and passed (not skipped).
-const REQUIRED_FLOW_STEPS: [&str; 20] = [
+const REQUIRED_FLOW_STEPS: [&str; 22] = [
     "health_check",
     "list_agents_without_login",
     "login_admin",
@@ -102,10 +102,14 @@ const REQUIRED_FLOW_STEPS: [&str; 20] = [
     "unregister_agent_with_pin",
     "list_agents_after_unregister",
     "login_admin_wrong_password",
+    // The relayed sockets: the agent socket's greeting (sent by the gateway), its token and
+    // ARCP's answer; the public socket's first message.
+    "websocket_agent_raw_wss",
+    "websocket_public_raw_wss",
 ];
 
-/// Skipped by design: the gateway does not relay WebSockets yet.
-const SKIPPED_FLOW_STEPS: [&str; 2] = ["websocket_agent_raw_wss", "websocket_public_raw_wss"];
+/// Skipped by design: none (the raw wss steps check the relayed agent and public sockets).
+const SKIPPED_FLOW_STEPS: [&str; 0] = [];
 
 /// The real ARCPClient through the main gateway.
 pub fn python_flow(world: &World, agent_key: &str) {
