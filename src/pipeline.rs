@@ -39,6 +39,8 @@ use answer::{Answer, AnswerError};
 use frame::FrameError;
 pub use frame::Limits;
 pub use state::{Handles, Snapshot, State};
+#[doc(hidden)]
+pub use websocket::{parse_first_frame, Claimed};
 
 /// Everything that can stop a request, from any stage.
 #[derive(Debug, thiserror::Error)]

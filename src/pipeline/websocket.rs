@@ -38,7 +38,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::admit::{check_fingerprint, session_of, AdmitError};
 use super::state::{Handles, Snapshot};
 use super::{ConnInfo, GatewayError};
-use crate::auth::token::TokenError;
+use crate::auth::token::{GatewayToken, TokenError};
 use crate::auth::{Tokens, Verified};
 use crate::body::Body;
 use crate::policy::Access;
@@ -251,6 +251,53 @@ async fn run(ctx: SocketCtx, kind: SocketKind, mut client: ClientSocket, upstrea
     relay::relay(client, up_tx, up_rx, ended, activity, &ctx.request_id).await;
 }
 
+/// What a first frame claims, checked without any session or upstream lookup.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Claimed {
+    /// A verified gateway token and the frame's (non-empty) fingerprint; the session and
+    /// the fingerprint still have to be checked.
+    Gateway(GatewayToken, String, Map<String, Value>),
+    /// A verified upstream token on an agent socket: the frame goes upstream unchanged.
+    Upstream,
+}
+
+/// The I/O-free part of [`authenticate`]: parses the frame and verifies its token. Public
+/// only for the fuzz target `ws_first_frame` (`fuzz/`); `dashboard` picks the dashboard
+/// socket's rules, else the agent socket's.
+#[doc(hidden)]
+pub fn parse_first_frame(
+    tokens: &Tokens,
+    dashboard: bool,
+    text: &str,
+) -> Result<Claimed, (u16, &'static str)> {
+    let (refused, invalid) = if dashboard {
+        (CLOSE_UNAUTHORIZED, "authentication failed")
+    } else {
+        (CLOSE_POLICY, "Invalid token")
+    };
+    let frame: Map<String, Value> = match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err((refused, "expected a JSON authentication frame")),
+    };
+    let token = match frame.get("token") {
+        Some(Value::String(t)) if !t.is_empty() => t,
+        _ => return Err((refused, "no token in the first frame")),
+    };
+    match tokens.verify(token).map_err(|_| (refused, invalid))? {
+        Verified::Gateway(t) => {
+            // Sessions are bound to their fingerprint; a socket is no exception.
+            let fp = match frame.get("fingerprint") {
+                Some(Value::String(fp)) if !fp.is_empty() => fp.clone(),
+                _ => return Err((refused, "fingerprint required")),
+            };
+            Ok(Claimed::Gateway(t, fp, frame))
+        }
+        Verified::Upstream(_) if dashboard => Err((CLOSE_FORBIDDEN, "admin role required")),
+        Verified::Upstream(_) => Ok(Claimed::Upstream),
+    }
+}
+
 /// Checks the first frame and returns the frame to send upstream.
 async fn authenticate(
     ctx: &SocketCtx,
@@ -261,21 +308,8 @@ async fn authenticate(
         SocketKind::Dashboard => (CLOSE_UNAUTHORIZED, "authentication failed"),
         _ => (CLOSE_POLICY, "Invalid token"),
     };
-    let mut frame: Map<String, Value> = match serde_json::from_str(text) {
-        Ok(Value::Object(m)) => m,
-        _ => return Err((refused, "expected a JSON authentication frame")),
-    };
-    let token = match frame.get("token") {
-        Some(Value::String(t)) if !t.is_empty() => t.clone(),
-        _ => return Err((refused, "no token in the first frame")),
-    };
-    match ctx.tokens.verify(&token).map_err(|_| (refused, invalid))? {
-        Verified::Gateway(t) => {
-            // Sessions are bound to their fingerprint; a socket is no exception.
-            let fp = match frame.get("fingerprint") {
-                Some(Value::String(fp)) if !fp.is_empty() => fp.clone(),
-                _ => return Err((refused, "fingerprint required")),
-            };
+    match parse_first_frame(&ctx.tokens, kind == SocketKind::Dashboard, text)? {
+        Claimed::Gateway(t, fp, mut frame) => {
             // Subscribe before the lookup, so an end in between is not missed.
             let ended = ctx.handles.sessions.watch_end(&t.sid);
             let admin = session_of(&ctx.handles.sessions, &t)
@@ -303,10 +337,7 @@ async fn authenticate(
                 Some(Bound { sid: t.sid, ended }),
             ))
         }
-        Verified::Upstream(_) if kind == SocketKind::Dashboard => {
-            Err((CLOSE_FORBIDDEN, "admin role required"))
-        }
-        Verified::Upstream(_) => Ok((text.to_owned(), None)),
+        Claimed::Upstream => Ok((text.to_owned(), None)),
     }
 }
 
