@@ -40,9 +40,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        // As bytes: a value with obs-text (not `to_str`) still lists its names.
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
         .collect();
     for name in listed {
         headers.remove(name);
@@ -164,6 +164,21 @@ mod tests {
                 assert!(!h.contains_key(*k), "{k} should be removed from {input:?}");
             }
         }
+    }
+
+    /// Found by the `header_hygiene` fuzz target: a `Connection` value with a non-ASCII
+    /// byte used to be skipped whole, so the names it listed were forwarded.
+    #[test]
+    fn names_listed_beside_obs_text_are_removed() {
+        let mut h = map(&[("x-secret", "1"), ("accept", "*/*")]);
+        h.append(
+            CONNECTION,
+            HeaderValue::from_bytes(b"x-secret, \x80\xff").unwrap(),
+        );
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key(CONNECTION));
+        assert!(h.contains_key("accept"));
     }
 
     #[test]
