@@ -6,7 +6,8 @@
 //! secrets the seeds name.
 //!
 //! Invariants: no error message and no `Debug` of the settings shows a secret value (unless
-//! the text itself holds it); whatever loads also passes the structure-only check.
+//! the text itself holds it); whatever loads also passes the structure-only check (checked
+//! for one loadable input in four).
 #![no_main]
 
 #[path = "common.rs"]
@@ -55,6 +56,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => assert_no_secret(text, &e.to_string()),
         Ok(settings) => {
             assert_no_secret(text, &format!("{settings:?}"));
+            // Writing and parsing again halves the rate on loadable inputs: one in four
+            // (picked by content, so a crash input reproduces) is also checked.
+            if data.iter().fold(0u8, |a, b| a.wrapping_add(*b)) % 4 != 0 {
+                return;
+            }
             let file = dir.join("fuzz.yaml");
             std::fs::write(&file, text).expect("write the config");
             if let Err(e) = config::check_structure(&file) {
