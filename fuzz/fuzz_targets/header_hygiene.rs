@@ -97,7 +97,8 @@ fuzz_target!(|data: &[u8]| {
     for name in headers.keys() {
         assert!(!is_spoofable(name), "spoofable `{name}` survived");
     }
-    let host = headers.get(http::header::HOST).cloned();
+    // The forwarder reads `Host` before any stripping.
+    let host = original.get(http::header::HOST).cloned();
     set_forwarded(&mut headers, peer, proto, host.as_ref());
 
     let shown = match peer {
