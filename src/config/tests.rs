@@ -335,3 +335,22 @@ fn secret_files_resolve_against_the_config_dir() {
     let account = settings.upstream.service_account.expect("service_account");
     assert_eq!(account.password.expose(), "a-password");
 }
+
+/// Found by the `config_parse` fuzz target: a field-value filter in `logging.level` was
+/// compiled as a regular expression to a DFA exponential in the pattern (this one took
+/// minutes); values are now matched literally.
+#[test]
+fn log_filter_field_values_are_not_compiled_as_regexes() {
+    let text = format!(
+        "{MINIMAL}logging:\n  level: \"info,[{{a=.*a{}}}]\"\n",
+        ".".repeat(24)
+    );
+    let watch = crate::clock::Stopwatch::start();
+    let settings = from_str(&text, "level.yaml", Path::new(".")).unwrap();
+    assert!(settings.logging.level.starts_with("info,[{a=.*a"));
+    assert!(
+        watch.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        watch.elapsed()
+    );
+}
