@@ -59,7 +59,7 @@ impl LevelHandle {
             tracing::info!("logging.level changed; RUST_LOG keeps overriding it");
             return;
         }
-        match EnvFilter::try_new(directive(level)) {
+        match log_filter(&directive(level)) {
             Ok(filter) => match self.handle.reload(filter) {
                 Ok(()) => tracing::info!(level, "log level changed"),
                 Err(e) => tracing::warn!(error = %e, "cannot change the log level"),
@@ -83,6 +83,15 @@ fn directive(level: &str) -> String {
     d
 }
 
+/// Parses an `EnvFilter` directive with field values matched literally: as regular
+/// expressions they are compiled to a DFA whose size is exponential in the pattern
+/// (`[{a=.*a` and 20 dots took minutes; found by the `config_parse` fuzz target).
+pub(crate) fn log_filter(
+    directive: &str,
+) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    EnvFilter::builder().with_regex(false).parse(directive)
+}
+
 /// Installs the global subscriber (once, from `main`). `RUST_LOG` overrides the level.
 ///
 /// Lines are formatted on the request's thread and written to stdout by a background
@@ -94,10 +103,10 @@ pub fn init(settings: &LoggingSettings) -> LogGuard {
         .finish(std::io::stdout());
     let from_env = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|l| EnvFilter::try_new(directive(&l)).ok());
+        .and_then(|l| log_filter(&directive(&l)).ok());
     let env_set = from_env.is_some();
     let filter = from_env
-        .or_else(|| EnvFilter::try_new(directive(&settings.level)).ok())
+        .or_else(|| log_filter(&directive(&settings.level)).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);

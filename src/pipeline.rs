@@ -42,6 +42,8 @@ use answer::{Answer, AnswerError};
 use frame::FrameError;
 pub use frame::Limits;
 pub use state::{Handles, Snapshot, State};
+#[doc(hidden)]
+pub use websocket::{parse_first_frame, Claimed};
 pub use websocket::{ConnSlot, Sockets, WebSocketSettings};
 
 /// Everything that can stop a request, from any stage.

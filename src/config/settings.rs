@@ -176,7 +176,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
     let level = match &raw.logging.level {
         None => "info".to_owned(),
         Some(l) => {
-            tracing_subscriber::EnvFilter::try_new(&l.value).map_err(|e| {
+            crate::observability::log_filter(&l.value).map_err(|e| {
                 ctx.err(
                     l.referenced,
                     "logging.level",

@@ -341,3 +341,20 @@ fn secret_files_resolve_against_the_config_dir() {
     let account = settings.upstream.service_account.expect("service_account");
     assert_eq!(account.password.expose(), "a-password");
 }
+
+/// Found by the `config_parse` fuzz target: a field-value filter in `logging.level` was
+/// compiled as a regular expression to a DFA exponential in the pattern (this one took
+/// minutes, so without the fix this test does not finish); values are now matched
+/// literally, and the directive is kept as written.
+#[test]
+fn log_filter_field_values_are_not_compiled_as_regexes() {
+    let text = format!(
+        "{MINIMAL}logging:\n  level: \"info,[{{a=.*a{}}}]\"\n",
+        ".".repeat(24)
+    );
+    let settings = from_str(&text, "level.yaml", Path::new(".")).unwrap();
+    assert_eq!(
+        settings.logging.level,
+        format!("info,[{{a=.*a{}}}]", ".".repeat(24))
+    );
+}

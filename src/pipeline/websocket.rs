@@ -49,9 +49,14 @@ use http::header::{
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+
+mod first_frame;
+
+use first_frame::refusal;
+pub use first_frame::{parse_first_frame, Claimed};
 
 use super::admit::{check_fingerprint, session_of, AdmitError};
 use super::state::{Handles, Snapshot};
@@ -295,10 +300,7 @@ fn close_code_for(e: &AdmitError) -> u16 {
 async fn run(ctx: SocketCtx, kind: SocketKind, mut io: TokioIo<hyper::upgrade::Upgraded>) {
     let _open = ctx.handles.metrics.websocket_opened();
     let settings = ctx.settings;
-    let (refused, invalid) = match kind {
-        SocketKind::Dashboard => (CLOSE_UNAUTHORIZED, "authentication failed"),
-        _ => (CLOSE_POLICY, "Invalid token"),
-    };
+    let (refused, invalid) = refusal(kind == SocketKind::Dashboard);
     if kind == SocketKind::Agent && !relay::greet(&mut io, AGENT_GREETING).await {
         return;
     }
@@ -424,21 +426,8 @@ async fn authenticate(
     text: &str,
     (refused, invalid): (u16, &'static str),
 ) -> Result<Authenticated, (u16, &'static str)> {
-    let mut frame: Map<String, Value> = match serde_json::from_str(text) {
-        Ok(Value::Object(m)) => m,
-        _ => return Err((refused, "expected a JSON authentication frame")),
-    };
-    let token = match frame.get("token") {
-        Some(Value::String(t)) if !t.is_empty() => t.clone(),
-        _ => return Err((refused, "no token in the first frame")),
-    };
-    match ctx.tokens.verify(&token).map_err(|_| (refused, invalid))? {
-        Verified::Gateway(t) => {
-            // Sessions are bound to their fingerprint; a socket is no exception.
-            let fp = match frame.get("fingerprint") {
-                Some(Value::String(fp)) if !fp.is_empty() => fp.clone(),
-                _ => return Err((refused, "fingerprint required")),
-            };
+    match parse_first_frame(&ctx.tokens, kind == SocketKind::Dashboard, text)? {
+        Claimed::Gateway(t, fp, mut frame) => {
             // Subscribe before the lookup, so an end in between is not missed.
             let ended = ctx.handles.sessions.watch_end(&t.sid);
             let admin = session_of(&ctx.handles.sessions, &t)
@@ -473,13 +462,7 @@ async fn authenticate(
                 user: Some(admin.session.user.clone()),
             })
         }
-        Verified::Upstream(_) if kind == SocketKind::Dashboard => {
-            Err((CLOSE_FORBIDDEN, "admin role required"))
-        }
-        // Registration-phase tokens pass on registration routes only (docs/design.md §5);
-        // a temp token, minted for any `agent_id`, would open that agent's socket.
-        Verified::Upstream(claims) if claims.is_registration_phase() => Err((refused, invalid)),
-        Verified::Upstream(claims) => Ok(Authenticated {
+        Claimed::Upstream(claims) => Ok(Authenticated {
             frame: text.to_owned(),
             bound: None,
             user: claims.sub.as_deref().map(Arc::from),
