@@ -18,6 +18,7 @@ pub(crate) mod arcp;
 pub mod auth;
 pub(crate) mod body;
 pub mod clock;
+pub mod fleet;
 pub mod config;
 pub mod observability;
 pub mod pipeline;

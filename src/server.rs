@@ -91,6 +91,8 @@ pub enum ServerError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("admin listener setup")]
     Admin(#[from] crate::admin::AdminError),
+    #[error("shared session storage setup")]
+    Store(#[from] crate::fleet::FleetError),
 }
 
 struct Bound {
@@ -115,10 +117,15 @@ impl Gateway {
     /// Like [`Gateway::bind`], deciding token and session lifetimes against `clock`
     /// (tests move it forward instead of sleeping).
     pub async fn bind_with_clock(settings: Settings, clock: Clock) -> Result<Gateway, ServerError> {
-        let handles = Handles::new(
+        let fleet = match &settings.session_store {
+            Some(redis) => Some(crate::fleet::Fleet::new(redis)?),
+            None => None,
+        };
+        let handles = Handles::with_fleet(
             &settings.upstream,
             &settings.sessions,
             &settings.auth.login,
+            fleet,
             clock.clone(),
         )?;
         let state = State::new(handles, snapshot_of(&settings, clock));
@@ -207,6 +214,16 @@ impl Gateway {
         let admin = self
             .admin
             .map(|a| a.spawn(self.state.handles.broker.clone(), admin_stop_rx));
+        // Shared store: listeners first, so nothing the subscription hears is missed.
+        let handles = &self.state.handles;
+        let fleet_tasks: Vec<_> = [
+            handles.sessions.spawn_listener(),
+            handles.broker.spawn_listener(),
+            handles.fleet.as_ref().map(|f| f.spawn_subscriber()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let refresher = self.state.handles.broker.spawn_refresher();
         let sessions = self.state.handles.sessions.clone();
         let housekeeping = tokio::spawn(async move {
@@ -236,6 +253,9 @@ impl Gateway {
         }
         if let Some(admin) = admin {
             admin.abort();
+        }
+        for task in fleet_tasks {
+            task.abort();
         }
     }
 }

@@ -12,13 +12,21 @@
 //! * Sessions ended on purpose (logout, eviction) leave a tombstone, so their tokens get
 //!   `session-invalid`; a session that is simply gone (idle, cap, restart) reads as expired.
 //!
+//! * **Shared store** (`sessions.store.redis`, [`SessionStore::with_fleet`]): the record
+//!   lives in Redis (`session/redis.rs`) and this moka cache is only a short-lived L1;
+//!   ends are published so every replica drops its copy and closes the session's sockets.
+//!   See docs/design.md §4 for the slack of the sliding idle timeout and the failure
+//!   behaviour ([`Lookup::Unavailable`], fail closed).
+//!
 //! No lock here is held across an `.await`.
 
 mod fingerprint;
 mod id;
+mod redis;
+mod shared;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,8 +38,12 @@ use moka::Expiry;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::fleet::Fleet;
+pub use crate::fleet::FleetError as StoreError;
 pub use fingerprint::Fingerprint;
 pub use id::SessionId;
+pub use redis::{touch_interval, L1_LIFETIME_MAX};
+use redis::RedisSessions;
 
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -51,9 +63,14 @@ pub struct Session {
     pub created_at: i64,
     /// Unix seconds; the absolute cap, also the `exp` of every token of this session.
     pub expires_at: i64,
-    /// Milliseconds since the store's start at the last admitted request.
+    /// The last admitted request: milliseconds since the store's start (memory store), or
+    /// Unix milliseconds on the injected clock (shared store, comparable across replicas).
     last_active_ms: AtomicU64,
     pin: Mutex<PinState>,
+    /// Shared store: Unix ms when this copy was read from Redis (0 in the memory store).
+    loaded_at_ms: i64,
+    /// Shared store: the activity time Redis last heard of (Unix ms).
+    flushed_ms: AtomicI64,
 }
 
 /// PIN state of a session (the PIN itself is an argon2id hash). `Debug` shows whether a
@@ -108,6 +125,8 @@ pub enum Lookup {
     Ended(Ended),
     /// Idle expiry, absolute cap, or unknown to this store (`session-expired`).
     Expired,
+    /// The shared session storage cannot be reached: fail closed (`session-invalid`).
+    Unavailable,
 }
 
 /// Cheap-to-clone handle on the session store.
@@ -122,6 +141,8 @@ pub struct SessionStore {
     clock: Clock,
     /// Monotonic origin of `last_active_ms` (on the injected clock).
     started: TokioInstant,
+    /// The shared L2; `None` keeps everything in this process.
+    shared: Option<RedisSessions>,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -149,6 +170,7 @@ impl Expiry<SessionId, Arc<Session>> for AbsoluteCap {
 }
 
 impl SessionStore {
+    /// Sessions in this process only.
     pub fn new(settings: &SessionSettings, clock: Clock) -> Self {
         let watchers: Arc<Mutex<HashMap<SessionId, watch::Sender<bool>>>> = Arc::default();
         let on_removal = watchers.clone();
@@ -180,6 +202,30 @@ impl SessionStore {
             settings: Arc::new(settings.clone()),
             started: clock.instant(),
             clock,
+            shared: None,
+        }
+    }
+
+    /// Sessions shared by every replica on `fleet`'s Redis, with this process's moka cache
+    /// as an L1 that keeps a record for a short while ([`L1_LIFETIME_MAX`] at most).
+    pub fn with_fleet(settings: &SessionSettings, fleet: Fleet, clock: Clock) -> Self {
+        let shared = RedisSessions::new(fleet, settings);
+        let sessions = Cache::builder()
+            .max_capacity(settings.capacity)
+            .time_to_live(shared.l1_lifetime)
+            .build();
+        SessionStore {
+            sessions,
+            tombstones: Cache::builder().max_capacity(1).build(),
+            by_user: Arc::new(Mutex::new(UserIndex {
+                users: HashMap::new(),
+                sweep_at: 1024,
+            })),
+            watchers: Arc::default(),
+            settings: Arc::new(settings.clone()),
+            started: clock.instant(),
+            clock,
+            shared: Some(shared),
         }
     }
 
@@ -191,10 +237,27 @@ impl SessionStore {
     }
 
     /// Records an admitted request (or a client WebSocket message) as session activity.
+    /// With a shared store, a due write to Redis runs in the background
+    /// ([`SessionStore::record_activity`] awaits it instead).
     pub fn touch(&self, session: &Session) {
+        if self.shared.is_some() {
+            if let Some(flush) = self.touch_shared(session) {
+                tokio::spawn(flush);
+            }
+            return;
+        }
         session
             .last_active_ms
             .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Like [`SessionStore::touch`], waiting for a due write to Redis (admission uses it,
+    /// so the next request on another replica sees the activity).
+    pub async fn record_activity(&self, session: &Session) {
+        match self.touch_shared(session) {
+            Some(flush) if self.shared.is_some() => flush.await,
+            _ => self.touch(session),
+        }
     }
 
     pub fn settings(&self) -> &SessionSettings {
@@ -202,10 +265,48 @@ impl SessionStore {
     }
 
     /// Creates a session for `user` bound to `fingerprint`; ends the user's oldest sessions
-    /// beyond `max_per_user`.
+    /// beyond `max_per_user` (fleet-wide with a shared store). Fails only when the shared
+    /// store cannot be reached.
+    pub async fn try_create(
+        &self,
+        user: &str,
+        fingerprint: &str,
+    ) -> Result<Arc<Session>, StoreError> {
+        match &self.shared {
+            Some(shared) => self.create_shared(shared, user, fingerprint).await,
+            None => Ok(self.create_in_memory(user, fingerprint).await),
+        }
+    }
+
+    /// [`SessionStore::try_create`] for the memory store (benches and tests). With a shared
+    /// store that cannot be reached, the session returned is stored nowhere: every lookup
+    /// of it fails.
     pub async fn create(&self, user: &str, fingerprint: &str) -> Arc<Session> {
+        if self.shared.is_some() {
+            return match self.try_create(user, fingerprint).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %crate::observability::error_chain(&e), "session not stored");
+                    Arc::new(self.new_session(user, fingerprint))
+                }
+            };
+        }
+        self.create_in_memory(user, fingerprint).await
+    }
+
+    async fn create_in_memory(&self, user: &str, fingerprint: &str) -> Arc<Session> {
+        let session = Arc::new(self.new_session(user, fingerprint));
+        self.sessions.insert(session.id, session.clone()).await;
+        let evicted = self.track(&session);
+        for id in evicted {
+            self.end(&id, Ended::Evicted).await;
+        }
+        session
+    }
+
+    fn new_session(&self, user: &str, fingerprint: &str) -> Session {
         let now = self.clock.now();
-        let session = Arc::new(Session {
+        Session {
             id: SessionId::random(),
             user: Arc::from(user),
             fingerprint: Fingerprint::of(fingerprint),
@@ -213,13 +314,9 @@ impl SessionStore {
             expires_at: now + self.settings.absolute_timeout.as_secs() as i64,
             last_active_ms: AtomicU64::new(self.now_ms()),
             pin: Mutex::new(PinState::default()),
-        });
-        self.sessions.insert(session.id, session.clone()).await;
-        let evicted = self.track(&session);
-        for id in evicted {
-            self.end(&id, Ended::Evicted).await;
+            loaded_at_ms: 0,
+            flushed_ms: AtomicI64::new(0),
         }
-        session
     }
 
     /// Records the session under its user and returns the ids that exceed the limit.
@@ -251,6 +348,9 @@ impl SessionStore {
     /// Looks a session up. This is not activity: call [`SessionStore::touch`] once the
     /// request is admitted.
     pub async fn lookup(&self, id: &SessionId) -> Lookup {
+        if let Some(shared) = &self.shared {
+            return self.lookup_shared(shared, id).await;
+        }
         let idle_ms = self.settings.idle_timeout.as_millis() as u64;
         match self.sessions.get(id).await {
             Some(session)
@@ -273,10 +373,25 @@ impl SessionStore {
         }
     }
 
-    /// Ends a session on purpose (logout, eviction).
+    /// Ends a session on purpose (logout, eviction). With a shared store, an end that
+    /// cannot be written is logged; [`SessionStore::try_end`] reports it instead.
     pub async fn end(&self, id: &SessionId, why: Ended) {
+        if let Err(e) = self.try_end(id, why).await {
+            tracing::warn!(session = ?id, error = %crate::observability::error_chain(&e), "session end not stored");
+        }
+    }
+
+    /// Ends a session on purpose everywhere: with a shared store it is deleted in Redis
+    /// and the end is published to every replica.
+    pub async fn try_end(&self, id: &SessionId, why: Ended) -> Result<(), StoreError> {
+        if let Some(shared) = &self.shared {
+            self.sessions.invalidate(id).await;
+            signal_end(&self.watchers, id);
+            return shared.end(id, why).await;
+        }
         self.tombstones.insert(*id, why).await;
         self.sessions.invalidate(id).await;
+        Ok(())
     }
 
     /// A receiver that turns `true` when the session ends for any reason (logout, eviction,
@@ -296,6 +411,9 @@ impl SessionStore {
     /// sessions with open sockets are noticed without traffic.
     pub async fn run_pending_tasks(&self) {
         self.sessions.run_pending_tasks().await;
+        if self.shared.is_some() {
+            self.check_watched().await;
+        }
     }
 
     /// Number of live sessions (approximate, for metrics and tests).

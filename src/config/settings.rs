@@ -3,6 +3,7 @@
 mod auth;
 mod listeners;
 mod routes;
+mod store;
 mod upstream;
 
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub logging: LoggingSettings,
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
+    /// `sessions.store`: the Redis several replicas share; `None` keeps sessions in memory.
+    pub session_store: Option<crate::fleet::RedisSettings>,
     pub policy: Policy,
     /// The optional admin listener (health endpoints).
     pub admin: Option<crate::admin::AdminSettings>,
@@ -178,6 +181,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             None,
         ));
     }
+    let session_store = store::store(&raw, &auth, ctx)?;
     let policy = policy(&raw.routes, ctx)?;
     let admin = admin(raw.admin.as_ref(), &listeners, ctx)?;
     Ok(Settings {
@@ -188,6 +192,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         logging,
         auth,
         sessions,
+        session_store,
         policy,
         admin,
     })

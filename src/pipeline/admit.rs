@@ -81,6 +81,8 @@ pub enum AdmitError {
     SessionExpired,
     #[error("session reached its absolute lifetime")]
     SessionCapReached,
+    #[error("session storage unreachable")]
+    StoreUnavailable { sid: SessionId },
     #[error("session ended ({why:?})")]
     SessionEnded { sid: SessionId, why: Ended },
     #[error("X-Client-Fingerprint missing on an admin request")]
@@ -289,7 +291,7 @@ async fn admin_session(
         });
     };
     check_fingerprint(&admin, presented)?;
-    sessions.touch(&admin.session);
+    sessions.record_activity(&admin.session).await;
     Ok(admin)
 }
 
@@ -307,6 +309,7 @@ pub async fn session_of(
             why,
         }),
         Lookup::Expired => Err(AdmitError::SessionExpired),
+        Lookup::Unavailable => Err(AdmitError::StoreUnavailable { sid: token.sid }),
     }
 }
 

@@ -19,7 +19,8 @@ use crate::clock::Clock;
 use crate::policy::Policy;
 use crate::ratelimit::{LoginSettings, LoginThrottle};
 use crate::session::{SessionSettings, SessionStore};
-use crate::upstream::{Broker, UpstreamClient, UpstreamError, UpstreamSettings};
+use crate::fleet::Fleet;
+use crate::upstream::{Broker, SharedCredentials, UpstreamClient, UpstreamError, UpstreamSettings};
 
 /// Process-lifetime handles, cheap to clone.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct Handles {
     pub sessions: SessionStore,
     pub throttle: LoginThrottle,
     pub clock: Clock,
+    /// The Redis the replicas share (`sessions.store.redis`), if configured.
+    pub fleet: Option<Fleet>,
 }
 
 impl Handles {
@@ -38,13 +41,35 @@ impl Handles {
         login: &LoginSettings,
         clock: Clock,
     ) -> Result<Handles, UpstreamError> {
+        Self::with_fleet(upstream, sessions, login, None, clock)
+    }
+
+    /// Like [`Handles::new`]; with a `fleet`, sessions and the upstream admin session are
+    /// shared with every replica on that Redis.
+    pub fn with_fleet(
+        upstream: &UpstreamSettings,
+        sessions: &SessionSettings,
+        login: &LoginSettings,
+        fleet: Option<Fleet>,
+        clock: Clock,
+    ) -> Result<Handles, UpstreamError> {
         let client = UpstreamClient::new(upstream)?;
+        let shared = fleet.clone().and_then(SharedCredentials::new);
+        let broker = match shared {
+            Some(shared) => Broker::shared(client.clone(), upstream, clock.clone(), shared),
+            None => Broker::new(client.clone(), upstream, clock.clone()),
+        };
+        let store = match &fleet {
+            Some(f) => SessionStore::with_fleet(sessions, f.clone(), clock.clone()),
+            None => SessionStore::new(sessions, clock.clone()),
+        };
         Ok(Handles {
-            broker: Broker::new(client.clone(), upstream, clock.clone()),
+            broker,
             upstream: client,
-            sessions: SessionStore::new(sessions, clock.clone()),
+            sessions: store,
             throttle: LoginThrottle::new(login, clock.clone()),
             clock,
+            fleet,
         })
     }
 }
