@@ -91,9 +91,11 @@ impl Event {
                 why: why.to_owned(),
             });
         }
-        payload.strip_prefix("upd:").map(|sid| Event::SessionUpdated {
-            sid: sid.to_owned(),
-        })
+        payload
+            .strip_prefix("upd:")
+            .map(|sid| Event::SessionUpdated {
+                sid: sid.to_owned(),
+            })
     }
 }
 
@@ -252,10 +254,12 @@ impl Fleet {
         let up = match &result {
             Ok(_) => true,
             // A script error or a wrong type is Redis answering: it is up.
-            Err(FleetError::Command(e)) => !(e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout()),
+            Err(FleetError::Command(e)) => {
+                !(e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout())
+            }
             Err(_) => false,
         };
         self.set_available(up);

@@ -42,8 +42,8 @@ use crate::fleet::Fleet;
 pub use crate::fleet::FleetError as StoreError;
 pub use fingerprint::Fingerprint;
 pub use id::SessionId;
-pub use redis::{touch_interval, L1_LIFETIME_MAX};
 use redis::RedisSessions;
+pub use redis::{touch_interval, L1_LIFETIME_MAX};
 
 #[derive(Debug, Clone)]
 pub struct SessionSettings {

@@ -105,8 +105,7 @@ fn assert_session_invalid(resp: &TestResponse, detail: &str) {
     assert_eq!(resp.status, 401, "{}", resp.text());
     let body = resp.json();
     assert_eq!(
-        body["type"],
-        "https://arcp.0x001.tech/docs/problems/session-invalid",
+        body["type"], "https://arcp.0x001.tech/docs/problems/session-invalid",
         "{body}"
     );
     assert_eq!(body["detail"], detail, "{body}");
@@ -148,7 +147,10 @@ async fn a_login_on_a_works_on_b_and_a_logout_on_a_ends_it_on_b_within_100ms() {
         "Session has been logged out - please re-authenticate",
     );
     let answered = logged_out.elapsed();
-    assert!(answered < Duration::from_millis(100), "B answered after {answered:?}");
+    assert!(
+        answered < Duration::from_millis(100),
+        "B answered after {answered:?}"
+    );
     let (code, at) = ws.expect_close(SETTLE).await;
     assert_eq!(code, Some(4001));
     let closed = at.saturating_duration_since(logged_out);
@@ -284,5 +286,8 @@ async fn a_restarted_replica_serves_the_same_sessions() {
     let stored = redis.cli(&["GET", "test:upstream:creds"]);
     assert!(!stored.trim().is_empty(), "no shared credentials");
     assert!(!stored.contains(&issued.token), "token stored in clear");
-    assert!(!stored.contains(&issued.fingerprint), "fingerprint stored in clear");
+    assert!(
+        !stored.contains(&issued.fingerprint),
+        "fingerprint stored in clear"
+    );
 }

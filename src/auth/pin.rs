@@ -101,10 +101,7 @@ pub async fn check(
 /// Counts a wrong PIN; ends the session after [`MAX_FAILURES`] in a row (counted
 /// fleet-wide with a shared session store; a count that cannot be kept ends the session).
 async fn register_failure(sessions: &SessionStore, session: &Session) {
-    let failures = sessions
-        .pin_failed(session)
-        .await
-        .unwrap_or(MAX_FAILURES);
+    let failures = sessions.pin_failed(session).await.unwrap_or(MAX_FAILURES);
     if failures >= MAX_FAILURES {
         tracing::warn!(user = %session.user, session = ?session.id, "too many wrong PINs; session ended");
         sessions.end(&session.id, Ended::LoggedOut).await;

@@ -16,10 +16,10 @@ use super::frame::Limits;
 use crate::auth::{AuthSettings, Tokens, Users};
 use crate::body::Pace;
 use crate::clock::Clock;
+use crate::fleet::Fleet;
 use crate::policy::Policy;
 use crate::ratelimit::{LoginSettings, LoginThrottle};
 use crate::session::{SessionSettings, SessionStore};
-use crate::fleet::Fleet;
 use crate::upstream::{Broker, SharedCredentials, UpstreamClient, UpstreamError, UpstreamSettings};
 
 /// Process-lifetime handles, cheap to clone.

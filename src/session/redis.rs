@@ -57,7 +57,9 @@ pub(super) enum Loaded {
 
 /// `min(10 % of the idle timeout, 60 s)` (mod_auth_openidc's slack), at least 1 ms.
 pub fn touch_interval(idle: Duration) -> Duration {
-    (idle / 10).min(Duration::from_secs(60)).max(Duration::from_millis(1))
+    (idle / 10)
+        .min(Duration::from_secs(60))
+        .max(Duration::from_millis(1))
 }
 
 impl RedisSessions {
@@ -113,7 +115,10 @@ impl RedisSessions {
         ];
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
-        let evicted: Vec<String> = self.fleet.script(&self.scripts.create, &keys, &args).await?;
+        let evicted: Vec<String> = self
+            .fleet
+            .script(&self.scripts.create, &keys, &args)
+            .await?;
         Ok(evicted
             .iter()
             .filter_map(|h| SessionId::from_hex(h))
@@ -131,9 +136,7 @@ impl RedisSessions {
         }
         let tomb: Option<String> = self
             .fleet
-            .query(
-                redis::cmd("GET").arg(self.fleet.key(&format!("t:{}", id.to_hex()))),
-            )
+            .query(redis::cmd("GET").arg(self.fleet.key(&format!("t:{}", id.to_hex()))))
             .await?;
         Ok(match tomb.as_deref() {
             Some("evicted") => Loaded::Ended(Ended::Evicted),
@@ -167,7 +170,10 @@ impl RedisSessions {
         now_ms: i64,
     ) -> Result<(), FleetError> {
         let key = self.session_key(id);
-        let args = [now_ms.to_string(), self.ttl_ms(expires_at, now_ms).to_string()];
+        let args = [
+            now_ms.to_string(),
+            self.ttl_ms(expires_at, now_ms).to_string(),
+        ];
         let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
         let _: i64 = self
             .fleet

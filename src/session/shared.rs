@@ -100,7 +100,9 @@ impl SessionStore {
         let mut session = self.new_session(user, fingerprint);
         let now_ms = self.clock.now_ms();
         session.loaded_at_ms = now_ms;
-        session.last_active_ms.store(now_ms as u64, Ordering::Relaxed);
+        session
+            .last_active_ms
+            .store(now_ms as u64, Ordering::Relaxed);
         session.flushed_ms.store(now_ms, Ordering::Relaxed);
         let evicted = shared.create(&session, now_ms).await?;
         let session = Arc::new(session);

@@ -336,9 +336,9 @@ impl Broker {
             retry_after: Duration::from_secs(1),
         })?;
         let now_ms = self.inner.clock.now_ms();
-        let Some(record) = record.filter(|r| {
-            r.expires_at_ms > now_ms && stale.is_none_or(|old| r.generation > old)
-        }) else {
+        let Some(record) = record
+            .filter(|r| r.expires_at_ms > now_ms && stale.is_none_or(|old| r.generation > old))
+        else {
             return Ok(None);
         };
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", record.token))

@@ -177,7 +177,10 @@ impl SharedCredentials {
 
 /// AES-256-GCM key = HKDF-SHA256(signing secret, salt and info naming this one use).
 fn derive_key(secret: &[u8]) -> Option<LessSafeKey> {
-    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"arcp-gateway shared upstream credentials");
+    let salt = hkdf::Salt::new(
+        hkdf::HKDF_SHA256,
+        b"arcp-gateway shared upstream credentials",
+    );
     let info: [&[u8]; 1] = [b"aes-256-gcm v1"];
     let prk = salt.extract(secret);
     let okm = prk.expand(&info, &AES_256_GCM).ok()?;

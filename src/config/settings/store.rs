@@ -24,14 +24,7 @@ pub(super) fn store(
     let path = "sessions.store.redis";
     let url = match (&r.value.url, &r.value.url_env, &r.value.url_file) {
         (Some(u), None, None) => Secret::new(u.value.clone()),
-        (None, env, file) => secret(
-            ctx,
-            r.referenced,
-            path,
-            "url",
-            env.as_ref(),
-            file.as_ref(),
-        )?,
+        (None, env, file) => secret(ctx, r.referenced, path, "url", env.as_ref(), file.as_ref())?,
         _ => {
             return Err(ctx.err(
                 r.referenced,
@@ -42,7 +35,8 @@ pub(super) fn store(
         }
     };
     let text = url.expose();
-    if !ctx.structure_only && !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+    let scheme_ok = text.starts_with("redis://") || text.starts_with("rediss://");
+    if !(ctx.structure_only || scheme_ok) {
         // The value may hold a password: name the rule, not the value.
         return Err(ctx.err(
             r.referenced,
