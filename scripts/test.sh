@@ -17,6 +17,9 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
+# A real redis-server (and redis-cli) for the shared-session tests (tests/fleet.rs,
+# tests/e2e_fleet.rs); HAProxy only for scripts/cluster.sh.
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 if ! command -v python3 >/dev/null 2>&1; then
   apt_install python3 python3-venv
 elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

@@ -39,6 +39,16 @@ impl Clock {
         (ms + self.offset_ms.load(Ordering::Relaxed)).div_euclid(1000)
     }
 
+    /// Milliseconds since the Unix epoch (shared session records across replicas).
+    pub fn now_ms(&self) -> i64 {
+        #[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        ms + self.offset_ms.load(Ordering::Relaxed)
+    }
+
     /// A monotonic instant (tokio's clock, plus the offset tests added).
     pub fn instant(&self) -> tokio::time::Instant {
         #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock

@@ -20,6 +20,7 @@ pub mod auth;
 pub(crate) mod body;
 pub mod clock;
 pub mod config;
+pub mod fleet;
 pub mod metrics;
 pub mod observability;
 pub(crate) mod per_address;

@@ -96,6 +96,8 @@ pub enum ServerError {
     Admin(#[from] crate::admin::AdminError),
     #[error("audit trail setup")]
     Audit(#[from] crate::audit::AuditError),
+    #[error("shared session storage setup")]
+    Store(#[from] crate::fleet::FleetError),
 }
 
 struct Bound {
@@ -124,11 +126,16 @@ impl Gateway {
         if settings.server.server_names.is_empty() {
             tracing::warn!("server.server_names is not set: requests for any Host are forwarded with that Host; list the names clients use");
         }
-        let mut handles = Handles::new(
+        let fleet = match &settings.session_store {
+            Some(redis) => Some(crate::fleet::Fleet::new(redis)?),
+            None => None,
+        };
+        let mut handles = Handles::with_fleet(
             &settings.upstream,
             &settings.sessions,
             &settings.auth.login,
             &settings.websocket,
+            fleet,
             clock.clone(),
         )?;
         handles.audit = crate::audit::Audit::open(&settings.audit)?;
@@ -225,6 +232,16 @@ impl Gateway {
         let admin = self
             .admin
             .map(|a| a.spawn(self.state.clone(), admin_stop_rx));
+        // Shared store: listeners first, so nothing the subscription hears is missed.
+        let handles = &self.state.handles;
+        let fleet_tasks: Vec<_> = [
+            handles.sessions.spawn_listener(),
+            handles.broker.spawn_listener(),
+            handles.fleet.as_ref().map(|f| f.spawn_subscriber()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let refresher = self.state.handles.broker.spawn_refresher();
         let sessions = self.state.handles.sessions.clone();
         let housekeeping = tokio::spawn(async move {
@@ -254,6 +271,9 @@ impl Gateway {
         }
         if let Some(admin) = admin {
             admin.abort();
+        }
+        for task in fleet_tasks {
+            task.abort();
         }
     }
 }

@@ -12,13 +12,21 @@
 //! * Sessions ended on purpose (logout, eviction) leave a tombstone, so their tokens get
 //!   `session-invalid`; a session that is simply gone (idle, cap, restart) reads as expired.
 //!
+//! * **Shared store** (`sessions.store.redis`, [`SessionStore::with_fleet`]): the record
+//!   lives in Redis (`session/redis.rs`) and this moka cache is only a short-lived L1;
+//!   ends are published so every replica drops its copy and closes the session's sockets.
+//!   See docs/design.md §4 for the slack of the sliding idle timeout and the failure
+//!   behaviour ([`Lookup::Unavailable`], fail closed).
+//!
 //! No lock here is held across an `.await`.
 
 mod fingerprint;
 mod id;
+mod redis;
+mod shared;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,8 +38,12 @@ use moka::Expiry;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::fleet::Fleet;
+pub use crate::fleet::FleetError as StoreError;
 pub use fingerprint::Fingerprint;
 pub use id::SessionId;
+use redis::RedisSessions;
+pub use redis::{touch_interval, L1_LIFETIME_MAX};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionSettings {
@@ -53,11 +65,16 @@ pub struct Session {
     pub created_at: i64,
     /// Unix seconds; the absolute cap, also the `exp` of every token of this session.
     pub expires_at: i64,
-    /// Milliseconds since the store's start at the last admitted request.
+    /// The last admitted request: milliseconds since the store's start (memory store), or
+    /// Unix milliseconds on the injected clock (shared store, comparable across replicas).
     last_active_ms: AtomicU64,
     /// Requests that carried this session's token with another fingerprint.
     fingerprint_mismatches: std::sync::atomic::AtomicU32,
     pin: Mutex<PinState>,
+    /// Shared store: Unix ms when this copy was read from Redis (0 in the memory store).
+    loaded_at_ms: i64,
+    /// Shared store: the activity time Redis last heard of (Unix ms).
+    flushed_ms: AtomicI64,
 }
 
 /// PIN state of a session (the PIN itself is an argon2id hash). `Debug` shows whether a
@@ -114,6 +131,8 @@ pub enum Lookup {
     Ended(Ended),
     /// Idle expiry, absolute cap, or unknown to this store (`session-expired`).
     Expired,
+    /// The shared session storage cannot be reached: fail closed (`session-invalid`).
+    Unavailable,
 }
 
 /// Cheap-to-clone handle on the session store.
@@ -128,6 +147,8 @@ pub struct SessionStore {
     clock: Clock,
     /// Monotonic origin of `last_active_ms` (on the injected clock).
     started: TokioInstant,
+    /// The shared L2; `None` keeps everything in this process.
+    shared: Option<RedisSessions>,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -155,6 +176,7 @@ impl Expiry<SessionId, Arc<Session>> for AbsoluteCap {
 }
 
 impl SessionStore {
+    /// Sessions in this process only.
     pub fn new(settings: &SessionSettings, clock: Clock) -> Self {
         let watchers: Arc<Mutex<HashMap<SessionId, watch::Sender<bool>>>> = Arc::default();
         let on_removal = watchers.clone();
@@ -186,6 +208,30 @@ impl SessionStore {
             settings: Arc::new(settings.clone()),
             started: clock.instant(),
             clock,
+            shared: None,
+        }
+    }
+
+    /// Sessions shared by every replica on `fleet`'s Redis, with this process's moka cache
+    /// as an L1 that keeps a record for a short while ([`L1_LIFETIME_MAX`] at most).
+    pub fn with_fleet(settings: &SessionSettings, fleet: Fleet, clock: Clock) -> Self {
+        let shared = RedisSessions::new(fleet, settings);
+        let sessions = Cache::builder()
+            .max_capacity(settings.capacity)
+            .time_to_live(shared.l1_lifetime)
+            .build();
+        SessionStore {
+            sessions,
+            tombstones: Cache::builder().max_capacity(1).build(),
+            by_user: Arc::new(Mutex::new(UserIndex {
+                users: HashMap::new(),
+                sweep_at: 1024,
+            })),
+            watchers: Arc::default(),
+            settings: Arc::new(settings.clone()),
+            started: clock.instant(),
+            clock,
+            shared: Some(shared),
         }
     }
 
@@ -197,10 +243,27 @@ impl SessionStore {
     }
 
     /// Records an admitted request (or a client WebSocket message) as session activity.
+    /// With a shared store, a due write to Redis runs in the background
+    /// ([`SessionStore::record_activity`] awaits it instead).
     pub fn touch(&self, session: &Session) {
+        if self.shared.is_some() {
+            if let Some(flush) = self.touch_shared(session) {
+                tokio::spawn(flush);
+            }
+            return;
+        }
         session
             .last_active_ms
             .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Like [`SessionStore::touch`], waiting for a due write to Redis (admission uses it,
+    /// so the next request on another replica sees the activity).
+    pub async fn record_activity(&self, session: &Session) {
+        match self.touch_shared(session) {
+            Some(flush) if self.shared.is_some() => flush.await,
+            _ => self.touch(session),
+        }
     }
 
     pub fn settings(&self) -> &SessionSettings {
@@ -208,10 +271,48 @@ impl SessionStore {
     }
 
     /// Creates a session for `user` bound to `fingerprint`; ends the user's oldest sessions
-    /// beyond `max_per_user`.
+    /// beyond `max_per_user` (fleet-wide with a shared store). Fails only when the shared
+    /// store cannot be reached.
+    pub async fn try_create(
+        &self,
+        user: &str,
+        fingerprint: &str,
+    ) -> Result<Arc<Session>, StoreError> {
+        match &self.shared {
+            Some(shared) => self.create_shared(shared, user, fingerprint).await,
+            None => Ok(self.create_in_memory(user, fingerprint).await),
+        }
+    }
+
+    /// [`SessionStore::try_create`] for the memory store (benches and tests). With a shared
+    /// store that cannot be reached, the session returned is stored nowhere: every lookup
+    /// of it fails.
     pub async fn create(&self, user: &str, fingerprint: &str) -> Arc<Session> {
+        if self.shared.is_some() {
+            return match self.try_create(user, fingerprint).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %crate::observability::error_chain(&e), "session not stored");
+                    Arc::new(self.new_session(user, fingerprint))
+                }
+            };
+        }
+        self.create_in_memory(user, fingerprint).await
+    }
+
+    async fn create_in_memory(&self, user: &str, fingerprint: &str) -> Arc<Session> {
+        let session = Arc::new(self.new_session(user, fingerprint));
+        self.sessions.insert(session.id, session.clone()).await;
+        let evicted = self.track(&session);
+        for id in evicted {
+            self.end(&id, Ended::Evicted).await;
+        }
+        session
+    }
+
+    fn new_session(&self, user: &str, fingerprint: &str) -> Session {
         let now = self.clock.now();
-        let session = Arc::new(Session {
+        Session {
             id: SessionId::random(),
             user: Arc::from(user),
             fingerprint: Fingerprint::of(fingerprint),
@@ -220,13 +321,9 @@ impl SessionStore {
             last_active_ms: AtomicU64::new(self.now_ms()),
             fingerprint_mismatches: std::sync::atomic::AtomicU32::new(0),
             pin: Mutex::new(PinState::default()),
-        });
-        self.sessions.insert(session.id, session.clone()).await;
-        let evicted = self.track(&session);
-        for id in evicted {
-            self.end(&id, Ended::Evicted).await;
+            loaded_at_ms: 0,
+            flushed_ms: AtomicI64::new(0),
         }
-        session
     }
 
     /// Records the session under its user and returns the ids that exceed the limit.
@@ -258,6 +355,9 @@ impl SessionStore {
     /// Looks a session up. This is not activity: call [`SessionStore::touch`] once the
     /// request is admitted.
     pub async fn lookup(&self, id: &SessionId) -> Lookup {
+        if let Some(shared) = &self.shared {
+            return self.lookup_shared(shared, id).await;
+        }
         let idle_ms = self.settings.idle_timeout.as_millis() as u64;
         match self.sessions.get(id).await {
             Some(session)
@@ -282,21 +382,49 @@ impl SessionStore {
 
     /// Counts a request that carried `session`'s token with another fingerprint; the
     /// `max_fingerprint_mismatches`th ends the session (its token is in other hands).
+    /// With a shared store the count is kept in Redis, so every replica adds to it.
     pub async fn fingerprint_mismatch(&self, session: &Session) {
-        let n = session
-            .fingerprint_mismatches
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
+        let n = match &self.shared {
+            Some(shared) => match shared.fingerprint_mismatch(&session.id).await {
+                Ok(n) => n,
+                Err(e) => {
+                    // The request is refused anyway; the count resumes when Redis is back.
+                    tracing::warn!(session = ?session.id, error = %crate::observability::error_chain(&e), "fingerprint mismatch not counted");
+                    return;
+                }
+            },
+            None => {
+                session
+                    .fingerprint_mismatches
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1
+            }
+        };
         if n >= self.settings.max_fingerprint_mismatches {
             tracing::warn!(user = %session.user, session = ?session.id, "repeated fingerprint mismatches; session ended");
             self.end(&session.id, Ended::FingerprintMismatches).await;
         }
     }
 
-    /// Ends a session on purpose (logout, eviction).
+    /// Ends a session on purpose (logout, eviction). With a shared store, an end that
+    /// cannot be written is logged; [`SessionStore::try_end`] reports it instead.
     pub async fn end(&self, id: &SessionId, why: Ended) {
+        if let Err(e) = self.try_end(id, why).await {
+            tracing::warn!(session = ?id, error = %crate::observability::error_chain(&e), "session end not stored");
+        }
+    }
+
+    /// Ends a session on purpose everywhere: with a shared store it is deleted in Redis
+    /// and the end is published to every replica.
+    pub async fn try_end(&self, id: &SessionId, why: Ended) -> Result<(), StoreError> {
+        if let Some(shared) = &self.shared {
+            self.sessions.invalidate(id).await;
+            signal_end(&self.watchers, id);
+            return shared.end(id, why).await;
+        }
         self.tombstones.insert(*id, why).await;
         self.sessions.invalidate(id).await;
+        Ok(())
     }
 
     /// A receiver that turns `true` when the session ends for any reason (logout, eviction,
@@ -316,6 +444,9 @@ impl SessionStore {
     /// sessions with open sockets are noticed without traffic.
     pub async fn run_pending_tasks(&self) {
         self.sessions.run_pending_tasks().await;
+        if self.shared.is_some() {
+            self.check_watched().await;
+        }
     }
 
     /// Number of live sessions (approximate, for metrics and tests).
@@ -337,103 +468,4 @@ fn signal_end(watchers: &Mutex<HashMap<SessionId, watch::Sender<bool>>>, id: &Se
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(idle_ms: u64, max_per_user: u32) -> SessionSettings {
-        SessionSettings {
-            idle_timeout: Duration::from_millis(idle_ms),
-            absolute_timeout: Duration::from_secs(3600),
-            max_per_user,
-            max_fingerprint_mismatches: 5,
-            capacity: 1000,
-        }
-    }
-
-    #[tokio::test]
-    async fn create_lookup_logout() {
-        let store = SessionStore::new(&settings(60_000, 5), Clock::system());
-        let s = store.create("ARCP", "fp").await;
-        assert!(matches!(store.lookup(&s.id).await, Lookup::Active(_)));
-        store.end(&s.id, Ended::LoggedOut).await;
-        assert!(matches!(
-            store.lookup(&s.id).await,
-            Lookup::Ended(Ended::LoggedOut)
-        ));
-        assert!(matches!(
-            store.lookup(&SessionId::random()).await,
-            Lookup::Expired
-        ));
-    }
-
-    #[tokio::test]
-    async fn oldest_session_is_evicted_beyond_the_limit() {
-        let store = SessionStore::new(&settings(60_000, 2), Clock::system());
-        let a = store.create("ARCP", "fp").await;
-        let b = store.create("ARCP", "fp").await;
-        let c = store.create("ARCP", "fp").await;
-        let other = store.create("someone", "fp").await;
-        assert!(matches!(
-            store.lookup(&a.id).await,
-            Lookup::Ended(Ended::Evicted)
-        ));
-        for s in [&b, &c, &other] {
-            assert!(matches!(store.lookup(&s.id).await, Lookup::Active(_)));
-        }
-    }
-
-    #[tokio::test]
-    async fn absolute_cap_uses_the_injected_clock() {
-        let clock = Clock::system();
-        let store = SessionStore::new(&settings(60_000, 5), clock.clone());
-        let s = store.create("ARCP", "fp").await;
-        clock.advance(3601);
-        assert!(matches!(store.lookup(&s.id).await, Lookup::Expired));
-    }
-
-    #[tokio::test]
-    async fn idle_sessions_expire_and_activity_keeps_them() {
-        let clock = Clock::system();
-        let store = SessionStore::new(&settings(300, 5), clock.clone());
-        let busy = store.create("ARCP", "a").await;
-        let idle = store.create("ARCP", "b").await;
-        let other = store.create("ARCP", "c").await;
-        for _ in 0..6 {
-            clock.advance_by(Duration::from_millis(100));
-            match store.lookup(&busy.id).await {
-                Lookup::Active(s) => store.touch(&s),
-                other => panic!("busy session gone: {other:?}"),
-            }
-            // Lookups without admission are not activity.
-            let _ = store.lookup(&other.id).await;
-        }
-        assert!(matches!(store.lookup(&idle.id).await, Lookup::Expired));
-        assert!(matches!(store.lookup(&other.id).await, Lookup::Expired));
-    }
-
-    #[tokio::test]
-    async fn ending_a_session_wakes_its_watchers() {
-        let store = SessionStore::new(&settings(60_000, 5), Clock::system());
-        let s = store.create("ARCP", "fp").await;
-        let mut rx = store.watch_end(&s.id);
-        assert!(!*rx.borrow());
-        store.end(&s.id, Ended::LoggedOut).await;
-        tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|ended| *ended))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn idle_expiry_wakes_watchers_after_pending_tasks() {
-        let store = SessionStore::new(&settings(200, 5), Clock::system());
-        let s = store.create("ARCP", "fp").await;
-        let mut rx = store.watch_end(&s.id);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        store.run_pending_tasks().await;
-        tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|ended| *ended))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-}
+mod tests;

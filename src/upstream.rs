@@ -4,8 +4,10 @@ mod client;
 
 pub use client::{UpstreamClient, UpstreamError};
 mod broker;
+mod shared;
 
 pub use broker::{Broker, BrokerError, UpstreamCredentials};
+pub use shared::SharedCredentials;
 
 use std::time::Duration;
 

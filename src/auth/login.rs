@@ -47,6 +47,8 @@ pub enum LoginError {
     BadCredentials,
     #[error("cannot sign the session token")]
     Sign,
+    #[error("session storage unreachable")]
+    StoreUnavailable,
 }
 
 /// Checks the fields of a login body and the password; creates the session. `user` is
@@ -93,7 +95,11 @@ pub async fn login(
         return Err(LoginError::BadCredentials);
     }
     ctx.throttle.record_success(peer, &username);
-    let session = ctx.sessions.create(&username, fingerprint).await;
+    let session = ctx
+        .sessions
+        .try_create(&username, fingerprint)
+        .await
+        .map_err(|_| LoginError::StoreUnavailable)?;
     let access_token = ctx
         .tokens
         .issue(&username, &session.id, session.expires_at)

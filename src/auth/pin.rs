@@ -64,25 +64,18 @@ pub async fn verify(pin: String, phc: String) -> bool {
         .unwrap_or(false)
 }
 
-/// Sets the session's PIN, once.
-pub async fn set(session: &Session, pin: String) -> Result<(), PinError> {
+/// Sets the session's PIN, once (once fleet-wide with a shared session store; a store
+/// that cannot be reached is [`PinError::Internal`]).
+pub async fn set(sessions: &SessionStore, session: &Session, pin: String) -> Result<(), PinError> {
     validate_new(&pin).map_err(PinError::Invalid)?;
     if session.pin().hash.is_some() {
         return Err(PinError::AlreadySet);
     }
     let hash = hash(pin).await.ok_or(PinError::Internal)?;
-    let stored = session.update_pin(|p| {
-        if p.hash.is_some() {
-            return false;
-        }
-        p.hash = Some(hash);
-        p.failures = 0;
-        true
-    });
-    if stored == Some(true) {
-        Ok(())
-    } else {
-        Err(PinError::AlreadySet)
+    match sessions.set_pin(session, hash).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(PinError::AlreadySet),
+        Err(_) => Err(PinError::Internal),
     }
 }
 
@@ -96,7 +89,8 @@ pub async fn check(
     let presented = presented.ok_or(PinError::Required)?;
     let hash = session.pin().hash.ok_or(PinError::NotSet)?;
     if verify(presented.to_owned(), hash).await {
-        session.update_pin(|p| p.failures = 0);
+        // A reset that cannot be written leaves earlier failures counted: the safe side.
+        let _ = sessions.pin_verified(session).await;
         Ok(())
     } else {
         register_failure(sessions, session).await;
@@ -104,14 +98,10 @@ pub async fn check(
     }
 }
 
-/// Counts a wrong PIN; ends the session after [`MAX_FAILURES`] in a row.
+/// Counts a wrong PIN; ends the session after [`MAX_FAILURES`] in a row (counted
+/// fleet-wide with a shared session store; a count that cannot be kept ends the session).
 async fn register_failure(sessions: &SessionStore, session: &Session) {
-    let failures = session
-        .update_pin(|p| {
-            p.failures += 1;
-            p.failures
-        })
-        .unwrap_or(MAX_FAILURES);
+    let failures = sessions.pin_failed(session).await.unwrap_or(MAX_FAILURES);
     if failures >= MAX_FAILURES {
         tracing::warn!(user = %session.user, session = ?session.id, "too many wrong PINs; session ended");
         sessions.end(&session.id, Ended::LoggedOut).await;

@@ -252,6 +252,37 @@ pub struct RawSessions {
     #[schemars(with = "Option<u32>")]
     pub max_per_user: Option<Spanned<u32>>,
     pub capacity: Option<u64>,
+    /// Where sessions live; absent: in this process only.
+    #[schemars(with = "Option<RawSessionStore>")]
+    pub store: Option<Spanned<RawSessionStore>>,
+}
+
+/// `sessions.store`: shared session storage for several replicas.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessionStore {
+    #[schemars(with = "RawRedis")]
+    pub redis: Spanned<RawRedis>,
+}
+
+/// `sessions.store.redis`: a Redis or Valkey server (one primary; no Cluster).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://host:port/db` or `rediss://…` (TLS); may hold a password, so prefer
+    /// `url_env` or `url_file`.
+    #[schemars(with = "Option<String>")]
+    pub url: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub url_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub url_file: Option<Spanned<String>>,
+    /// Prefix of every key and of the event channel (default `arcp-gw:`).
+    pub key_prefix: Option<String>,
+    /// PEM roots for `rediss://` (default: the system's).
+    pub ca_file: Option<String>,
+    pub connect_timeout: Option<DurationValue>,
+    pub command_timeout: Option<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -3,6 +3,7 @@
 mod auth;
 mod listeners;
 mod routes;
+mod store;
 mod upstream;
 mod websocket;
 
@@ -38,6 +39,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
     pub websocket: WebSocketSettings,
+    /// `sessions.store`: the Redis several replicas share; `None` keeps sessions in memory.
+    pub session_store: Option<crate::fleet::RedisSettings>,
     pub policy: Policy,
     /// The optional admin listener (health endpoints, metrics).
     pub admin: Option<crate::admin::AdminSettings>,
@@ -224,6 +227,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         ));
     }
     let websocket = websocket(&raw.websocket, ctx)?;
+    let session_store = store::store(&raw, &auth, ctx)?;
     let policy = policy(&raw.routes, ctx)?;
     let admin = admin(raw.admin.as_ref(), &listeners, ctx)?;
     let audit = crate::audit::AuditSettings {
@@ -243,6 +247,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         auth,
         sessions,
         websocket,
+        session_store,
         policy,
         admin,
         audit,

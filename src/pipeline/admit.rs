@@ -102,6 +102,8 @@ pub enum AdmitError {
     SessionExpired,
     #[error("session reached its absolute lifetime")]
     SessionCapReached,
+    #[error("session storage unreachable")]
+    StoreUnavailable { sid: SessionId },
     #[error("session ended ({why:?})")]
     SessionEnded { sid: SessionId, why: Ended },
     #[error("X-Client-Fingerprint missing on an admin request")]
@@ -375,7 +377,7 @@ async fn admin_session(
         sessions.fingerprint_mismatch(&admin.session).await;
         return Err(e);
     }
-    sessions.touch(&admin.session);
+    sessions.record_activity(&admin.session).await;
     Ok(admin)
 }
 
@@ -393,6 +395,7 @@ pub async fn session_of(
             why,
         }),
         Lookup::Expired => Err(AdmitError::SessionExpired),
+        Lookup::Unavailable => Err(AdmitError::StoreUnavailable { sid: token.sid }),
     }
 }
 

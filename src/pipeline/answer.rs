@@ -55,8 +55,10 @@ pub enum AnswerError {
     PinIncorrect,
     #[error("cannot sign or hash")]
     Internal,
-    #[error("no upstream admin session yet")]
+    #[error("no upstream admin session yet, or the session storage is unreachable")]
     NotReady,
+    #[error("session storage unreachable")]
+    StoreUnavailable,
     #[error("admission produced no proof for the {0:?} endpoint")]
     NoProof(Endpoint),
 }
@@ -81,19 +83,24 @@ pub async fn answer(
     let ok = |body: Value| Ok(Answer::Respond(json_response(StatusCode::OK, &body)));
     match (endpoint, principal) {
         (Endpoint::Live, _) => ok(json!({"status": "alive"})),
-        (Endpoint::Ready, _) if handles.broker.is_ready() => ok(json!({"status": "ready"})),
+        (Endpoint::Ready, _)
+            if handles.broker.is_ready() && handles.sessions.check_available().await =>
+        {
+            ok(json!({"status": "ready"}))
+        }
         (Endpoint::Ready, _) => Err(AnswerError::NotReady),
         (Endpoint::Login, _) => login(snapshot, handles, conn, req, trace).await,
         (Endpoint::Logout, Principal::Admin(admin)) => {
             handles
                 .sessions
-                .end(&admin.session.id, Ended::LoggedOut)
-                .await;
+                .try_end(&admin.session.id, Ended::LoggedOut)
+                .await
+                .map_err(|_| AnswerError::StoreUnavailable)?;
             ok(json!({"status":"success","message":"Logged out and session PIN cleared"}))
         }
         (Endpoint::SetPin, Principal::Admin(admin)) => {
             let pin_value = read_pin(req, snapshot.body_pace).await?;
-            pin::set(&admin.session, pin_value).await?;
+            pin::set(&handles.sessions, &admin.session, pin_value).await?;
             ok(json!({"status":"success","message":"PIN set for session"}))
         }
         (Endpoint::VerifyPin, Principal::Admin(admin)) => {
@@ -296,6 +303,7 @@ impl From<LoginError> for AnswerError {
             LoginError::FingerprintMissing => AnswerError::FingerprintMissing,
             LoginError::BadCredentials => AnswerError::BadCredentials,
             LoginError::Sign => AnswerError::Internal,
+            LoginError::StoreUnavailable => AnswerError::StoreUnavailable,
         }
     }
 }

@@ -201,6 +201,9 @@ fn admit(e: &AdmitError, sessions: &SessionSettings) -> Problem {
             sid,
             "Session was ended after repeated fingerprint mismatches - please re-authenticate",
         ),
+        AdmitError::StoreUnavailable { sid } => {
+            session_invalid(sid, "session storage system is unavailable")
+        }
         AdmitError::FingerprintMissing { sid } => {
             session_invalid(sid, "Session fingerprint missing - please re-authenticate")
         }
@@ -329,6 +332,12 @@ fn answer(e: &AnswerError) -> Problem {
         }
         AnswerError::PinNotSet => Problem::new(ProblemKind::PinNotSet, "PIN not set for session"),
         AnswerError::PinIncorrect => Problem::new(ProblemKind::PinIncorrect, "Incorrect PIN"),
+        AnswerError::StoreUnavailable => Problem::new(
+            ProblemKind::EndpointUnreachable,
+            "The session storage system is unavailable; try again shortly",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_retry_after(2),
         AnswerError::NotReady => Problem::new(
             ProblemKind::EndpointUnreachable,
             "The gateway has no upstream admin session yet",

@@ -19,11 +19,12 @@ use crate::audit::Audit;
 use crate::auth::{AuthSettings, Tokens, Users};
 use crate::body::Pace;
 use crate::clock::Clock;
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::ratelimit::{LoginSettings, LoginThrottle};
 use crate::session::{SessionSettings, SessionStore};
-use crate::upstream::{Broker, UpstreamClient, UpstreamError, UpstreamSettings};
+use crate::upstream::{Broker, SharedCredentials, UpstreamClient, UpstreamError, UpstreamSettings};
 
 /// Process-lifetime handles, cheap to clone.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct Handles {
     pub metrics: Metrics,
     /// Where audit events go (the log stream until the server opens the configured file).
     pub audit: Audit,
+    /// The Redis the replicas share (`sessions.store.redis`), if configured.
+    pub fleet: Option<Fleet>,
 }
 
 impl Handles {
@@ -48,19 +51,41 @@ impl Handles {
         websocket: &WebSocketSettings,
         clock: Clock,
     ) -> Result<Handles, UpstreamError> {
+        Self::with_fleet(upstream, sessions, login, websocket, None, clock)
+    }
+
+    /// Like [`Handles::new`]; with a `fleet`, sessions and the upstream admin session are
+    /// shared with every replica on that Redis.
+    pub fn with_fleet(
+        upstream: &UpstreamSettings,
+        sessions: &SessionSettings,
+        login: &LoginSettings,
+        websocket: &WebSocketSettings,
+        fleet: Option<Fleet>,
+        clock: Clock,
+    ) -> Result<Handles, UpstreamError> {
         let client = UpstreamClient::new(upstream)?;
         let metrics = Metrics::new();
-        let broker = Broker::new(client.clone(), upstream, clock.clone());
+        let shared = fleet.clone().and_then(SharedCredentials::new);
+        let broker = match shared {
+            Some(shared) => Broker::shared(client.clone(), upstream, clock.clone(), shared),
+            None => Broker::new(client.clone(), upstream, clock.clone()),
+        };
         broker.attach_metrics(metrics.clone());
+        let store = match &fleet {
+            Some(f) => SessionStore::with_fleet(sessions, f.clone(), clock.clone()),
+            None => SessionStore::new(sessions, clock.clone()),
+        };
         Ok(Handles {
             broker,
             upstream: client,
-            sessions: SessionStore::new(sessions, clock.clone()),
+            sessions: store,
             throttle: LoginThrottle::new(login, clock.clone()),
             sockets: Sockets::new(websocket),
             clock,
             metrics,
             audit: Audit::default(),
+            fleet,
         })
     }
 }

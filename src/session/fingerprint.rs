@@ -15,6 +15,24 @@ impl Fingerprint {
         Fingerprint(Sha256::digest(value.as_bytes()).into())
     }
 
+    /// The hash in hex, for the shared session record (the value itself is never stored).
+    pub(crate) fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The inverse of [`Fingerprint::to_hex`].
+    pub(crate) fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+            let s = std::str::from_utf8(chunk).ok()?;
+            out[i] = u8::from_str_radix(s, 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
+
     /// Constant-time comparison with a presented header value.
     pub fn matches(&self, presented: &str) -> bool {
         let other = Self::of(presented);

@@ -1,0 +1,293 @@
+//! Several gateway replicas on one Redis (`sessions.store.redis`, docs/design.md §4): sessions,
+//! ends, idle expiry, the per-user limit and the upstream admin session are fleet-wide; a dead
+//! Redis fails closed and recovery needs no restart; a restarted replica keeps its sessions.
+//!
+//! Every test starts a real `redis-server` on a free loopback port (no persistence) and two
+//! in-process gateways over TLS in front of [`WsStub`] (ARCP's HTTP rules and sockets).
+//! Waits are bounded; the only polling is for outcomes that have no event to await (a
+//! killed Redis noticed by the gateways).
+
+// Tests bound their waits and measure with the real clocks; the clock rule is for src/.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// Not every test binary uses every re-export of the shared harness.
+#[allow(unused_imports)]
+mod common;
+#[path = "fleet/redis_server.rs"]
+mod redis_server;
+
+use std::time::{Duration, Instant};
+
+use arcp_gateway::clock::Clock;
+use http::Method;
+use serde_json::json;
+
+use common::arcp_stub::*;
+use common::ws_stub::*;
+use common::{Proto, TestResponse};
+use redis_server::RedisServer;
+
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// Redis, the upstream stub, the key material and two replicas sharing them.
+struct Fleet {
+    redis: RedisServer,
+    stub: WsStub,
+    keys: Keys,
+    cfg: ArcpConfig,
+    clock: Clock,
+    a: ClockedGateway,
+    b: ClockedGateway,
+}
+
+impl Fleet {
+    async fn start(cfg: ArcpConfig) -> Fleet {
+        let redis = RedisServer::start();
+        let stub = WsStub::start().await;
+        let keys = Keys::new();
+        let clock = Clock::system();
+        let a = replica(&keys, &stub, &redis, &cfg, &clock).await;
+        let b = replica(&keys, &stub, &redis, &cfg, &clock).await;
+        stub.arcp.wait_for_logins(1, Duration::from_secs(20)).await;
+        Fleet {
+            redis,
+            stub,
+            keys,
+            cfg,
+            clock,
+            a,
+            b,
+        }
+    }
+
+    async fn call(
+        gw: &ClockedGateway,
+        method: Method,
+        path: &str,
+        token: &str,
+        fp: &str,
+    ) -> TestResponse {
+        let req = api_request(method, path, Some(token), Some(fp), &[], None);
+        gw.client.send(Proto::H1, req).await
+    }
+
+    async fn get(gw: &ClockedGateway, token: &str, fp: &str) -> TestResponse {
+        Fleet::call(gw, Method::GET, "/agents/stats", token, fp).await
+    }
+}
+
+/// One replica on `redis`, deciding time by `clock` (shared by the replicas of a test).
+async fn replica(
+    keys: &Keys,
+    stub: &WsStub,
+    redis: &RedisServer,
+    cfg: &ArcpConfig,
+    clock: &Clock,
+) -> ClockedGateway {
+    let mut opts = keys.options(&stub.url(), cfg);
+    // `options` ends with the `sessions:` block: the store goes inside it.
+    opts.extra.push_str(&format!(
+        "  store:\n    redis:\n      url: \"{}\"\n      key_prefix: \"test:\"\n      \
+         command_timeout: 300ms\n      connect_timeout: 300ms\n",
+        redis.url()
+    ));
+    ClockedGateway::start(&opts, clock.clone()).await
+}
+
+async fn login(gw: &ClockedGateway, fp: &str) -> String {
+    let resp = gw.client.send(Proto::H1, admin_login(fp)).await;
+    assert_eq!(resp.status, 200, "login: {}", resp.text());
+    resp.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+fn assert_session_invalid(resp: &TestResponse, detail: &str) {
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    let body = resp.json();
+    assert_eq!(
+        body["type"], "https://arcp.0x001.tech/docs/problems/session-invalid",
+        "{body}"
+    );
+    assert_eq!(body["detail"], detail, "{body}");
+    assert_eq!(body["error_code"], "SESSION_INVALID", "{body}");
+}
+
+fn assert_session_expired(resp: &TestResponse) {
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert_eq!(
+        resp.json()["type"],
+        "https://arcp.0x001.tech/docs/problems/session-expired",
+        "{}",
+        resp.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_a_works_on_b_and_a_logout_on_a_ends_it_on_b_within_100ms() {
+    let fleet = Fleet::start(ArcpConfig::default()).await;
+    let fp = "fp-fleet";
+    let token = login(&fleet.a, fp).await;
+    for gw in [&fleet.b, &fleet.a, &fleet.b] {
+        let resp = Fleet::get(gw, &token, fp).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+
+    // A dashboard socket on B, closed by a logout on A.
+    let mut ws = WsClient::connect(&fleet.b.client, &format!("/dashboard/ws?token={token}")).await;
+    ws.send_json(&json!({"type": "auth", "token": token, "fingerprint": fp}))
+        .await;
+    ws.recv_json(SETTLE, |v| v["type"] == "monitoring").await;
+
+    let resp = Fleet::call(&fleet.a, Method::POST, "/auth/logout", &token, fp).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let logged_out = Instant::now();
+    let resp = Fleet::get(&fleet.b, &token, fp).await;
+    assert_session_invalid(
+        &resp,
+        "Session has been logged out - please re-authenticate",
+    );
+    let answered = logged_out.elapsed();
+    assert!(
+        answered < Duration::from_millis(100),
+        "B answered after {answered:?}"
+    );
+    let (code, at) = ws.expect_close(SETTLE).await;
+    assert_eq!(code, Some(4001));
+    let closed = at.saturating_duration_since(logged_out);
+    assert!(
+        closed < Duration::from_millis(100),
+        "B closed the socket {closed:?} after the logout"
+    );
+    // One upstream login for the whole fleet.
+    assert_eq!(fleet.stub.arcp.logins(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_on_a_keeps_the_session_alive_on_b_and_none_ends_it_on_both() {
+    let cfg = ArcpConfig {
+        idle_timeout: "10s".into(),
+        ..ArcpConfig::default()
+    };
+    let fleet = Fleet::start(cfg).await;
+    let fp = "fp-idle";
+    let token = login(&fleet.a, fp).await;
+    assert_eq!(Fleet::get(&fleet.b, &token, fp).await.status, 200);
+    // 16 s of injected time with activity on A only, every 4 s (idle timeout 10 s).
+    for _ in 0..4 {
+        fleet.clock.advance(4);
+        let resp = Fleet::get(&fleet.a, &token, fp).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let resp = Fleet::get(&fleet.b, &token, fp).await;
+    assert_eq!(resp.status, 200, "B after activity on A: {}", resp.text());
+    // No activity for longer than the idle timeout: gone on both.
+    fleet.clock.advance(11);
+    assert_session_expired(&Fleet::get(&fleet.b, &token, fp).await);
+    assert_session_expired(&Fleet::get(&fleet.a, &token, fp).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_limit_counts_sessions_made_on_both_replicas() {
+    let cfg = ArcpConfig {
+        max_per_user: 2,
+        ..ArcpConfig::default()
+    };
+    let fleet = Fleet::start(cfg).await;
+    let first = login(&fleet.a, "fp-1").await;
+    let second = login(&fleet.b, "fp-2").await;
+    assert_eq!(Fleet::get(&fleet.b, &first, "fp-1").await.status, 200);
+    let third = login(&fleet.a, "fp-3").await;
+    for gw in [&fleet.a, &fleet.b] {
+        assert_session_invalid(
+            &Fleet::get(gw, &first, "fp-1").await,
+            "Session was ended by a newer login of the same user - please re-authenticate",
+        );
+        assert_eq!(Fleet::get(gw, &second, "fp-2").await.status, 200);
+        assert_eq!(Fleet::get(gw, &third, "fp-3").await.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_fails_closed_and_recovery_needs_no_restart() {
+    let mut fleet = Fleet::start(ArcpConfig::default()).await;
+    let fp = "fp-outage";
+    let token = login(&fleet.a, fp).await;
+    assert_eq!(Fleet::get(&fleet.b, &token, fp).await.status, 200);
+    let ready = Fleet::call(&fleet.a, Method::GET, "/gateway/ready", &token, fp).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+
+    let port = fleet.redis.port;
+    fleet.redis.kill();
+    // An L1 copy may serve until the replica notices (its subscription drops at once; the
+    // L1 lifetime bounds it otherwise): poll, bounded by that lifetime and a margin.
+    let deadline = Instant::now() + arcp_gateway::session::L1_LIFETIME_MAX + SETTLE;
+    for gw in [&fleet.a, &fleet.b] {
+        loop {
+            let resp = Fleet::get(gw, &token, fp).await;
+            if resp.status == 401 {
+                assert_session_invalid(&resp, "session storage system is unavailable");
+                break;
+            }
+            assert_eq!(resp.status, 200, "{}", resp.text());
+            assert!(Instant::now() < deadline, "still served from the L1");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let resp = fleet.b.client.send(Proto::H1, admin_login("fp-new")).await;
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert!(resp.header("retry-after").is_some(), "{:?}", resp.headers);
+    let ready = Fleet::call(&fleet.b, Method::GET, "/gateway/ready", &token, fp).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+
+    // Redis back (empty: no persistence): the replicas reconnect by themselves.
+    fleet.redis = RedisServer::start_on(port);
+    let deadline = Instant::now() + SETTLE;
+    let fresh = loop {
+        let resp = fleet.a.client.send(Proto::H1, admin_login("fp-new")).await;
+        if resp.status == 200 {
+            break resp.json()["access_token"].as_str().unwrap().to_owned();
+        }
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert!(Instant::now() < deadline, "no recovery: {}", resp.text());
+    };
+    for gw in [&fleet.b, &fleet.a] {
+        let resp = Fleet::get(gw, &fresh, "fp-new").await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let ready = Fleet::call(gw, Method::GET, "/gateway/ready", &fresh, "fp-new").await;
+        assert_eq!(ready.status, 200, "{}", ready.text());
+    }
+    // The old session was in the Redis that died: it reads as expired, not as valid.
+    assert_session_expired(&Fleet::get(&fleet.b, &token, fp).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_serves_the_same_sessions() {
+    let fleet = Fleet::start(ArcpConfig::default()).await;
+    let Fleet {
+        redis,
+        stub,
+        keys,
+        cfg,
+        clock,
+        a,
+        b,
+    } = fleet;
+    let fp = "fp-restart";
+    let token = login(&a, fp).await;
+    a.shutdown(SETTLE).await;
+    b.shutdown(SETTLE).await;
+    let a = replica(&keys, &stub, &redis, &cfg, &clock).await;
+    let resp = Fleet::get(&a, &token, fp).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // The restarted replica adopted the fleet's upstream session instead of logging in.
+    assert_eq!(stub.arcp.logins(), 1);
+    // That session is stored sealed: neither the token nor the fingerprint in clear.
+    let issued = stub.arcp.last_issued().unwrap();
+    let stored = redis.cli(&["GET", "test:upstream:creds"]);
+    assert!(!stored.trim().is_empty(), "no shared credentials");
+    assert!(!stored.contains(&issued.token), "token stored in clear");
+    assert!(
+        !stored.contains(&issued.fingerprint),
+        "fingerprint stored in clear"
+    );
+}
