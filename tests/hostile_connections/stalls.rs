@@ -1,13 +1,16 @@
 //! Deadlines: every stage a client can stall (TLS, the HTTP/2 preface, the request head, the
-//! body, an idle connection) is cut at its configured deadline, so that stalled clients cannot
-//! hold the connection slots.
+//! body, an idle connection, a WebSocket's first frame) is cut at its configured deadline, so
+//! that stalled clients cannot hold the connection slots.
 
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use super::common::arcp_profile::admin_login;
-use super::common::{assert_problem, get, read_raw_response, within, Proto, STEP};
+use super::common::arcp_profile::{admin_login, ArcpConfig, Keys};
+use super::common::ws_client::{WsClient, WsEvent};
+use super::common::ws_stub::WsStub;
+use super::common::{assert_problem, get, read_raw_response, within, Proto, TestGateway, STEP};
 use super::{
     arcp_gateway, assert_upstream_saw_nothing, closes_within, frame, get_block, h2_connect,
     read_frame, until_closed, END_HEADERS, END_STREAM, HEADERS, PREFACE, SETTINGS,
@@ -21,14 +24,39 @@ const SHORT: [(&str, &str); 4] = [
     ("body_read_timeout", "1s"),
 ];
 
-/// Acceptance (issue 10 §2): with `max_connections: 4` held by four stalled clients, a fifth
-/// client's `GET /gateway/live` still answers within 2 s, because deadlines free the slots.
+/// The ARCP profile in front of [`WsStub`] (ARCP's sockets, recording every upgrade it
+/// receives, with the ARCP stub behind it for HTTP), so that `/agents/ws` and
+/// `/dashboard/ws` are WebSocket routes; `server` keys and the `websocket` section added.
+/// Returns once the broker has logged in upstream.
+async fn ws_gateway(
+    server: &[(&'static str, &str)],
+    websocket: Value,
+) -> (WsStub, Keys, TestGateway) {
+    let stub = WsStub::start().await;
+    let keys = Keys::new();
+    let mut opts = keys.options(&stub.url(), &ArcpConfig::default());
+    for (k, v) in server {
+        opts = opts.server(k, *v);
+    }
+    opts = opts.section("websocket", websocket);
+    let gw = TestGateway::start(opts).await;
+    stub.arcp.wait_for_logins(1, Duration::from_secs(20)).await;
+    (stub, keys, gw)
+}
+
+/// Acceptance (issue 10 §2): with `server.max_connections: 4` held by the four stalls the
+/// acceptance names (TLS done then silence, a partial HTTP/2 preface, a login body at 1 B/s,
+/// an idle WebSocket that never sends its first frame), a fifth client's `GET /gateway/live`
+/// still answers within 2 s, because deadlines free the slots. Every stalled client is closed
+/// and upstream sees none of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_stalled_clients_cannot_lock_out_a_fifth() {
     let mut server = SHORT.to_vec();
     server.push(("max_connections", "4"));
     server.push(("body_min_rate", "100"));
-    let (stub, _keys, gw) = arcp_gateway(&server).await;
+    let (stub, _keys, gw) = ws_gateway(&server, json!({"auth_timeout": "1s"})).await;
+    // The broker's login; nothing below may add to it.
+    let upstream_before = stub.arcp.records().len();
 
     // 1. TLS handshake done, then silence.
     let mut silent = gw.client.tls_connect(Proto::H1).await;
@@ -53,13 +81,16 @@ X-Client-Fingerprint: fp\r\nContent-Length: 1000\r\n\r\n{",
             }
         }
     });
-    // 4. A kept-alive HTTP/1.1 connection that went quiet after one request.
-    let mut idle = gw.client.tls_connect(Proto::H1).await;
-    idle.write_all(b"GET /gateway/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let first = within(STEP, "idle client's request", read_raw_response(&mut idle)).await;
-    assert_eq!(first.status, 200);
+    // 4. An idle WebSocket: upgraded (the gateway's greeting came), and then nothing, not even
+    // the authentication frame.
+    let mut socket = WsClient::connect(&gw.client, "/agents/ws?case=idle").await;
+    assert_eq!(
+        socket.next_event(STEP).await,
+        WsEvent::Json(
+            json!({"type": "auth_required", "message": "Send your authentication token"})
+        ),
+        "the agent socket's greeting"
+    );
 
     // The fifth client: every slot is held when it connects.
     let started = Instant::now();
@@ -72,7 +103,8 @@ X-Client-Fingerprint: fp\r\nContent-Length: 1000\r\n\r\n{",
     assert_eq!(resp.status, 200, "{}", resp.text());
     eprintln!("fifth client answered after {:?}", started.elapsed());
 
-    // Each stalled client was closed; the slow login got a 408 problem first.
+    // Each stalled client was closed; the slow login got a 408 problem first, the socket a
+    // close frame (1008: no authentication frame within `websocket.auth_timeout`).
     let mut login_read = login_read;
     let slow = within(
         STEP,
@@ -92,11 +124,13 @@ X-Client-Fingerprint: fp\r\nContent-Length: 1000\r\n\r\n{",
         closes_within(&mut preface, STEP).await,
         "partial preface closed"
     );
-    assert!(
-        closes_within(&mut idle, STEP).await,
-        "idle keep-alive closed"
-    );
-    assert_upstream_saw_nothing(&stub);
+    assert_eq!(socket.expect_close(STEP).await.0, Some(1008), "idle socket");
+
+    // Upstream saw no HTTP request and no WebSocket upgrade.
+    let seen = &stub.arcp.records()[upstream_before..];
+    assert!(seen.is_empty(), "upstream saw {seen:?}");
+    let upgrades = stub.connections();
+    assert!(upgrades.is_empty(), "upstream got upgrades: {upgrades:?}");
 }
 
 /// Each stall alone is cut at its deadline (1 s here), not later: the timer is the one
@@ -138,6 +172,25 @@ async fn each_stall_is_closed_at_its_deadline() {
             "{what}: closed after only {took:?}"
         );
     }
+    assert_upstream_saw_nothing(&stub);
+}
+
+/// A kept-alive HTTP/1.1 connection that went quiet after one request is closed, freeing its
+/// slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http1_keep_alive_connection_is_closed() {
+    let (stub, _keys, gw) = arcp_gateway(&SHORT).await;
+    let mut idle = gw.client.tls_connect(Proto::H1).await;
+    idle.write_all(b"GET /gateway/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let first = within(STEP, "idle client's request", read_raw_response(&mut idle)).await;
+    assert_eq!(first.status, 200);
+    assert_ne!(first.header("connection"), Some("close"), "kept alive");
+    assert!(
+        closes_within(&mut idle, STEP).await,
+        "idle keep-alive closed"
+    );
     assert_upstream_saw_nothing(&stub);
 }
 
