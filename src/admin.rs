@@ -2,8 +2,9 @@
 //! orchestrator probes and `arcp-gateway healthcheck`.
 //!
 //! - `GET /healthz` — 200 while the process runs (liveness).
-//! - `GET /readyz` — 200 when the configuration is loaded (the gateway runs, so it is) and the
-//!   brokered upstream admin session is held ([`Broker::is_ready`]); 503 otherwise, and 503
+//! - `GET /readyz` — 200 when the configuration is loaded (the gateway runs, so it is), the
+//!   brokered upstream admin session is held ([`Broker::is_ready`]) and the shared session
+//!   storage (`sessions.store.redis`, if configured) answers a `PING`; 503 otherwise, and 503
 //!   from the moment shutdown begins, so load balancers stop sending while requests drain.
 //! - `GET /metrics` — the gateway's metrics in the OpenMetrics text format Prometheus
 //!   scrapes ([`crate::metrics`] lists the families).
@@ -150,7 +151,12 @@ async fn accept_loop(listener: TcpListener, probe: Probe) {
                     if req.uri().path() == "/metrics" && req.method() == Method::GET {
                         return Ok::<_, Infallible>(metrics(&probe).await);
                     }
-                    Ok(route(&probe, &req))
+                    if req.uri().path() == "/readyz"
+                        && matches!(*req.method(), Method::GET | Method::HEAD)
+                    {
+                        return Ok(readiness(&probe).await);
+                    }
+                    Ok(route(&req))
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -165,7 +171,7 @@ async fn accept_loop(listener: TcpListener, probe: Probe) {
 }
 
 /// The admin routes. Bodies are small JSON objects; nothing here is cached.
-fn route(probe: &Probe, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let mut res = reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -177,26 +183,23 @@ fn route(probe: &Probe, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/healthz" => reply(StatusCode::OK, r#"{"status":"alive"}"#),
-        "/readyz" => readiness(probe),
-        // GET is answered before this (it awaits the session store); HEAD gets headers.
+        // Answered before this (they await the session store); HEAD /metrics gets headers.
         "/metrics" => reply(StatusCode::OK, ""),
         _ => reply(StatusCode::NOT_FOUND, r#"{"status":"not found"}"#),
     }
 }
 
-fn readiness(probe: &Probe) -> Response<Full<Bytes>> {
+async fn readiness(probe: &Probe) -> Response<Full<Bytes>> {
+    let handles = &probe.state.handles;
+    let not_ready = |body| reply(StatusCode::SERVICE_UNAVAILABLE, body);
     if *probe.stopping.borrow() {
-        reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"status":"not ready","reason":"shutting down"}"#,
-        )
-    } else if probe.state.handles.broker.is_ready() {
-        reply(StatusCode::OK, r#"{"status":"ready"}"#)
+        not_ready(r#"{"status":"not ready","reason":"shutting down"}"#)
+    } else if !handles.broker.is_ready() {
+        not_ready(r#"{"status":"not ready","reason":"no upstream admin session"}"#)
+    } else if !handles.sessions.check_available().await {
+        not_ready(r#"{"status":"not ready","reason":"session storage unavailable"}"#)
     } else {
-        reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"status":"not ready","reason":"no upstream admin session"}"#,
-        )
+        reply(StatusCode::OK, r#"{"status":"ready"}"#)
     }
 }
 

@@ -13,8 +13,15 @@
 //!   name (from everywhere), each further attempt for it waits a delay that doubles per
 //!   failure up to `slowdown_max`, then is checked as usual. The right password still logs
 //!   in, a little later.
-//! * Counting is atomic per key (moka's `and_upsert_with`): 64 parallel wrong guesses count
-//!   64. Failure windows restart with each failure; a success clears its pair and name.
+//! * Counting is atomic per key (moka's `and_upsert_with`; one Lua script with a shared
+//!   store): 64 parallel wrong guesses count 64. Failure windows restart with each failure;
+//!   a success clears its pair and name.
+//! * **Fleet-wide** with `sessions.store.redis`: failure counts and lockouts live in Redis
+//!   (`counts.rs`), so replicas add to the same counts and honour the same locks. Names that
+//!   are no user are counted under the replica's keyed reference (never in clear, in Redis
+//!   or in the log), so only their per-address counts are shared; the per-minute attempt
+//!   rate stays per replica. Redis unreachable: attempts are refused (503), never waved
+//!   through.
 //! * **CPU**: at most `max_concurrent_verifications` argon2 verifications run at once; a
 //!   login waits up to `verification_queue_timeout` for a slot, then gets 503 with
 //!   `Retry-After`.
@@ -25,11 +32,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use moka::sync::Cache;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::fleet::Fleet;
+
+mod counts;
+use counts::Counts;
 
 #[derive(Debug, Clone)]
 pub struct LoginSettings {
@@ -66,7 +75,7 @@ pub struct Busy {
 
 /// A client address as throttling sees it: IPv4 as is, IPv6 by its /64.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct ClientKey(u128);
+pub struct ClientKey(pub(crate) u128);
 
 impl ClientKey {
     pub fn of(ip: IpAddr) -> Self {
@@ -81,23 +90,31 @@ impl ClientKey {
     }
 }
 
+/// What a lockout or a failure count is kept for.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-enum Key {
+pub(crate) enum Key {
     Address(ClientKey),
     UserAt(Arc<str>, ClientKey),
     User(Arc<str>),
+}
+
+/// Why an attempt is refused before its password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    /// The shared counts cannot be read: fail closed.
+    #[error("login throttling state unreachable")]
+    Unavailable,
 }
 
 /// Cheap-to-clone handle.
 #[derive(Clone)]
 pub struct LoginThrottle {
     attempts: Arc<DefaultKeyedRateLimiter<ClientKey>>,
-    failures: Cache<Key, u32>,
-    /// Lockout ends, on the injected clock.
-    locks: Cache<Key, Instant>,
+    counts: Counts,
     verifications: Arc<Semaphore>,
     settings: Arc<LoginSettings>,
-    clock: Clock,
 }
 
 impl std::fmt::Debug for LoginThrottle {
@@ -107,57 +124,60 @@ impl std::fmt::Debug for LoginThrottle {
 }
 
 impl LoginThrottle {
+    /// Counts in this process.
     pub fn new(settings: &LoginSettings, clock: Clock) -> Self {
+        Self::with_counts(settings, Counts::local(settings, clock))
+    }
+
+    /// Counts in the Redis every replica shares.
+    pub fn shared(settings: &LoginSettings, fleet: Fleet) -> Self {
+        Self::with_counts(settings, Counts::shared(settings, fleet))
+    }
+
+    fn with_counts(settings: &LoginSettings, counts: Counts) -> Self {
         let per_minute =
             NonZeroU32::new(settings.attempts_per_minute_per_ip).unwrap_or(NonZeroU32::MIN);
         LoginThrottle {
             attempts: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
-            failures: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(settings.failure_window)
-                .build(),
-            locks: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(settings.lockout)
-                .build(),
+            counts,
             verifications: Arc::new(Semaphore::new(
                 settings.max_concurrent_verifications.max(1) as usize
             )),
             settings: Arc::new(settings.clone()),
-            clock,
         }
     }
 
     /// Admits an attempt from `ip` (spends one cell of its rate) unless it is locked.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Throttled> {
+    pub async fn check_ip(&self, ip: IpAddr) -> Result<(), Refused> {
         let client = ClientKey::of(ip);
-        self.check_lock(&Key::Address(client))?;
+        self.check_lock(&Key::Address(client)).await?;
         if self.attempts.len() > 50_000 {
             self.attempts.retain_recent();
         }
-        self.attempts
-            .check_key(&client)
-            .map_err(|not_until| Throttled {
+        self.attempts.check_key(&client).map_err(|not_until| {
+            Refused::Throttled(Throttled {
                 retry_after: not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
                 )),
             })
+        })
     }
 
     /// Refuses attempts for `user` from `ip` while that pair is locked.
-    pub fn check_user(&self, ip: IpAddr, user: &str) -> Result<(), Throttled> {
+    pub async fn check_user(&self, ip: IpAddr, user: &str) -> Result<(), Refused> {
         self.check_lock(&Key::UserAt(Arc::from(user), ClientKey::of(ip)))
+            .await
     }
 
     /// How long an attempt for `user` waits first: nothing below the per-user ceiling, then
     /// a delay doubling with each failure past it, up to `slowdown_max`.
-    pub fn slowdown(&self, user: &str) -> Duration {
-        let failures = self.failures.get(&Key::User(Arc::from(user))).unwrap_or(0);
+    pub async fn slowdown(&self, user: &str) -> Result<Duration, Refused> {
+        let failures = self.counts.get(&Key::User(Arc::from(user))).await?;
         let Some(past) = failures.checked_sub(self.settings.max_failures_per_user) else {
-            return Duration::ZERO;
+            return Ok(Duration::ZERO);
         };
         let delay = Duration::from_millis(250).saturating_mul(1 << past.min(10));
-        delay.min(self.settings.slowdown_max)
+        Ok(delay.min(self.settings.slowdown_max))
     }
 
     /// A slot to verify a password in, waiting up to `verification_queue_timeout`.
@@ -171,185 +191,60 @@ impl LoginThrottle {
         }
     }
 
-    fn check_lock(&self, key: &Key) -> Result<(), Throttled> {
-        let now = self.clock.instant();
-        match self.locks.get(key) {
-            Some(until) if until > now => Err(Throttled {
-                retry_after: until - now,
-            }),
-            _ => Ok(()),
+    async fn check_lock(&self, key: &Key) -> Result<(), Refused> {
+        match self.counts.lock_left(key).await? {
+            Some(retry_after) => Err(Refused::Throttled(Throttled { retry_after })),
+            None => Ok(()),
         }
     }
 
     /// Counts a failed attempt from `ip`; with a user name it is a wrong password for it.
-    pub fn record_failure(&self, ip: IpAddr, user: Option<&str>) {
+    /// A count the shared store cannot take is logged (the attempt failed anyway).
+    pub async fn record_failure(&self, ip: IpAddr, user: Option<&str>) {
         let client = ClientKey::of(ip);
-        self.count(
-            Key::Address(client),
-            Some(self.settings.max_failures_per_address),
-        );
+        let mut result = self
+            .counts
+            .add(
+                Key::Address(client),
+                Some(self.settings.max_failures_per_address),
+            )
+            .await;
         if let Some(user) = user {
             let user: Arc<str> = Arc::from(user);
-            self.count(
-                Key::UserAt(user.clone(), client),
-                Some(self.settings.max_failures_per_ip),
-            );
+            let pair = self
+                .counts
+                .add(
+                    Key::UserAt(user.clone(), client),
+                    Some(self.settings.max_failures_per_ip),
+                )
+                .await;
             // The name's own count only slows; it never locks.
-            self.count(Key::User(user), None);
+            let name = self.counts.add(Key::User(user), None).await;
+            result = result.and(pair).and(name);
         }
-    }
-
-    /// Adds one failure to `key`, atomically; locks it on reaching `max`.
-    fn count(&self, key: Key, max: Option<u32>) {
-        let n = self
-            .failures
-            .entry(key.clone())
-            .and_upsert_with(|old| old.map_or(1, |e| e.into_value().saturating_add(1)))
-            .into_value();
-        if max.is_some_and(|max| n >= max) {
-            self.locks
-                .insert(key, self.clock.instant() + self.settings.lockout);
+        if result.is_err() {
+            tracing::warn!("login failure not counted: shared store unreachable");
         }
     }
 
     /// A success clears the pair's and the name's failures (not the address's: one right
     /// password does not license a spray of wrong ones from there).
-    pub fn record_success(&self, ip: IpAddr, user: &str) {
+    pub async fn record_success(&self, ip: IpAddr, user: &str) {
         let user: Arc<str> = Arc::from(user);
-        self.failures
-            .invalidate(&Key::UserAt(user.clone(), ClientKey::of(ip)));
-        self.failures.invalidate(&Key::User(user));
+        let keys = [
+            Key::UserAt(user.clone(), ClientKey::of(ip)),
+            Key::User(user),
+        ];
+        if self.counts.clear(&keys).await.is_err() {
+            tracing::warn!("login success not recorded: shared store unreachable");
+        }
     }
 
     /// Failures counted for `user` (all addresses), for tests and metrics.
-    pub fn user_failures(&self, user: &str) -> u32 {
-        self.failures.get(&Key::User(Arc::from(user))).unwrap_or(0)
+    pub async fn user_failures(&self, user: &str) -> Result<u32, Refused> {
+        self.counts.get(&Key::User(Arc::from(user))).await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> LoginSettings {
-        LoginSettings {
-            max_failures_per_ip: 3,
-            max_failures_per_address: 10,
-            max_failures_per_user: 5,
-            failure_window: Duration::from_secs(60),
-            lockout: Duration::from_secs(60),
-            attempts_per_minute_per_ip: 100,
-            slowdown_max: Duration::from_secs(5),
-            max_concurrent_verifications: 2,
-            verification_queue_timeout: Duration::from_millis(50),
-        }
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn a_pair_locks_itself_out_but_not_the_user_elsewhere() {
-        let t = LoginThrottle::new(&settings(), Clock::system());
-        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
-        for _ in 0..3 {
-            assert!(t.check_ip(a).is_ok());
-            assert!(t.check_user(a, "ARCP").is_ok());
-            t.record_failure(a, Some("ARCP"));
-        }
-        let locked = t.check_user(a, "ARCP").unwrap_err();
-        assert!(locked.retry_after > Duration::from_secs(50));
-        assert!(
-            t.check_user(b, "ARCP").is_ok(),
-            "the same user elsewhere is not locked"
-        );
-        assert!(
-            t.check_user(a, "other").is_ok(),
-            "another user from there is not locked"
-        );
-        assert!(
-            t.check_ip(a).is_ok(),
-            "3 failures stay below the address threshold"
-        );
-    }
-
-    #[test]
-    fn the_per_user_ceiling_slows_and_never_locks() {
-        let t = LoginThrottle::new(&settings(), Clock::system());
-        for i in 0..8 {
-            t.record_failure(ip(&format!("10.1.0.{i}")), Some("victim"));
-        }
-        assert_eq!(t.user_failures("victim"), 8);
-        assert_eq!(t.slowdown("victim"), Duration::from_millis(2000));
-        assert_eq!(t.slowdown("someone-else"), Duration::ZERO);
-        assert!(t.check_user(ip("10.2.0.1"), "victim").is_ok());
-        t.record_success(ip("10.2.0.1"), "victim");
-        assert_eq!(t.slowdown("victim"), Duration::ZERO);
-    }
-
-    #[test]
-    fn an_address_spraying_names_locks_itself() {
-        let t = LoginThrottle::new(&settings(), Clock::system());
-        let a = ip("10.0.0.9");
-        for i in 0..10 {
-            t.record_failure(a, Some(&format!("user{i}")));
-        }
-        assert!(t.check_ip(a).is_err());
-        assert!(t.check_ip(ip("10.0.0.10")).is_ok());
-    }
-
-    #[test]
-    fn an_ipv6_slash_64_is_one_client() {
-        assert_eq!(
-            ClientKey::of(ip("2001:db8:1:2::1")),
-            ClientKey::of(ip("2001:db8:1:2:ffff::9"))
-        );
-        assert_ne!(
-            ClientKey::of(ip("2001:db8:1:2::1")),
-            ClientKey::of(ip("2001:db8:1:3::1"))
-        );
-        assert_eq!(
-            ClientKey::of(ip("::ffff:10.0.0.1")),
-            ClientKey::of(ip("10.0.0.1"))
-        );
-        assert_ne!(ClientKey::of(ip("10.0.0.1")), ClientKey::of(ip("10.0.0.2")));
-    }
-
-    #[test]
-    fn parallel_failures_all_count() {
-        let t = LoginThrottle::new(&settings(), Clock::system());
-        std::thread::scope(|s| {
-            for i in 0..64 {
-                let t = &t;
-                s.spawn(move || t.record_failure(ip(&format!("10.3.0.{i}")), Some("raced")));
-            }
-        });
-        assert_eq!(t.user_failures("raced"), 64);
-    }
-
-    #[tokio::test]
-    async fn verification_slots_are_bounded() {
-        let t = LoginThrottle::new(&settings(), Clock::system());
-        let one = t.verification_slot().await.unwrap();
-        let two = t.verification_slot().await.unwrap();
-        assert!(
-            t.verification_slot().await.is_err(),
-            "a third waits, then is refused"
-        );
-        drop(one);
-        assert!(t.verification_slot().await.is_ok());
-        drop(two);
-    }
-
-    #[test]
-    fn attempt_rate_is_limited() {
-        let mut s = settings();
-        s.attempts_per_minute_per_ip = 2;
-        let t = LoginThrottle::new(&s, Clock::system());
-        let a = ip("10.0.0.1");
-        assert!(t.check_ip(a).is_ok());
-        assert!(t.check_ip(a).is_ok());
-        assert!(t.check_ip(a).is_err());
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::{Tokens, Users};
-use crate::ratelimit::{Busy, LoginThrottle, Throttled};
+use crate::ratelimit::{Busy, LoginThrottle, Refused, Throttled};
 use crate::session::SessionStore;
 
 /// What a login needs: the snapshot's users and keys, the session store and the throttle.
@@ -51,6 +51,15 @@ pub enum LoginError {
     StoreUnavailable,
 }
 
+impl From<Refused> for LoginError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Throttled(t) => LoginError::Throttled(t),
+            Refused::Unavailable => LoginError::StoreUnavailable,
+        }
+    }
+}
+
 /// Checks the fields of a login body and the password; creates the session. `user` is
 /// set as soon as the body names a configured user (for the access log), success or not;
 /// a name that is no user is never logged in clear.
@@ -64,19 +73,19 @@ pub async fn login(
     let (username, password) = match credentials(fields) {
         Ok(pair) => pair,
         Err(e) => {
-            ctx.throttle.record_failure(peer, None);
+            ctx.throttle.record_failure(peer, None).await;
             return Err(e);
         }
     };
-    ctx.throttle
-        .check_user(peer, &username)
-        .map_err(LoginError::Throttled)?;
+    // Counted under the name if it is a user, else under a keyed reference (never in clear).
+    let name = ctx.users.log_name(&username);
+    ctx.throttle.check_user(peer, &name).await?;
     let fingerprint = fingerprint.ok_or(LoginError::FingerprintMissing)?;
     if ctx.users.contains(&username) {
         *user = Some(Arc::from(username.as_str()));
     }
     // Past the per-user ceiling attempts are slowed, never refused.
-    let delay = ctx.throttle.slowdown(&username);
+    let delay = ctx.throttle.slowdown(&name).await?;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -89,12 +98,11 @@ pub async fn login(
         ctx.users.verify_password(&username, &password).await
     };
     if !verified {
-        ctx.throttle.record_failure(peer, Some(&username));
-        let name = ctx.users.log_name(&username);
+        ctx.throttle.record_failure(peer, Some(&name)).await;
         tracing::info!(user = %name, peer = %peer, "admin login failed");
         return Err(LoginError::BadCredentials);
     }
-    ctx.throttle.record_success(peer, &username);
+    ctx.throttle.record_success(peer, &name).await;
     let session = ctx
         .sessions
         .try_create(&username, fingerprint)

@@ -19,7 +19,7 @@ use crate::auth::login::{self, Login, LoginError};
 use crate::auth::pin::{self, PinError};
 use crate::body::{read_limited, Body, Pace, ReadError};
 use crate::policy::Endpoint;
-use crate::ratelimit::{Busy, Throttled};
+use crate::ratelimit::{Busy, Refused, Throttled};
 use crate::session::Ended;
 
 /// Largest body a gateway endpoint reads.
@@ -201,14 +201,14 @@ async fn login(
     trace: &mut Trace<'_>,
 ) -> Result<Answer, AnswerError> {
     let ip = conn.peer.ip();
-    handles
-        .throttle
-        .check_ip(ip)
-        .map_err(AnswerError::Throttled)?;
+    handles.throttle.check_ip(ip).await.map_err(|r| match r {
+        Refused::Throttled(t) => AnswerError::Throttled(t),
+        Refused::Unavailable => AnswerError::StoreUnavailable,
+    })?;
     // Only JSON: a cross-site HTML form cannot send it, so no page a visitor opens can spend
     // the visitor's address on login attempts.
     if !is_json(req.headers()) {
-        handles.throttle.record_failure(ip, None);
+        handles.throttle.record_failure(ip, None).await;
         return Err(AnswerError::NotJson);
     }
     let fingerprint = req
@@ -217,9 +217,13 @@ async fn login(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_owned);
-    let fields = read_object(req, snapshot.body_pace)
-        .await
-        .inspect_err(|_| handles.throttle.record_failure(ip, None))?;
+    let fields = match read_object(req, snapshot.body_pace).await {
+        Ok(fields) => fields,
+        Err(e) => {
+            handles.throttle.record_failure(ip, None).await;
+            return Err(e);
+        }
+    };
     let ctx = Login {
         users: &snapshot.users,
         tokens: &snapshot.tokens,

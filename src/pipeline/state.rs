@@ -80,7 +80,10 @@ impl Handles {
             broker,
             upstream: client,
             sessions: store,
-            throttle: LoginThrottle::new(login, clock.clone()),
+            throttle: match &fleet {
+                Some(f) => LoginThrottle::shared(login, f.clone()),
+                None => LoginThrottle::new(login, clock.clone()),
+            },
             sockets: Sockets::new(websocket),
             clock,
             metrics,

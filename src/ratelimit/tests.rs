@@ -1,0 +1,132 @@
+use super::*;
+
+fn settings() -> LoginSettings {
+    LoginSettings {
+        max_failures_per_ip: 3,
+        max_failures_per_address: 10,
+        max_failures_per_user: 5,
+        failure_window: Duration::from_secs(60),
+        lockout: Duration::from_secs(60),
+        attempts_per_minute_per_ip: 100,
+        slowdown_max: Duration::from_secs(5),
+        max_concurrent_verifications: 2,
+        verification_queue_timeout: Duration::from_millis(50),
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_pair_locks_itself_out_but_not_the_user_elsewhere() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+    for _ in 0..3 {
+        assert!(t.check_ip(a).await.is_ok());
+        assert!(t.check_user(a, "ARCP").await.is_ok());
+        t.record_failure(a, Some("ARCP")).await;
+    }
+    let Err(Refused::Throttled(locked)) = t.check_user(a, "ARCP").await else {
+        panic!("the pair is locked")
+    };
+    assert!(locked.retry_after > Duration::from_secs(50));
+    assert!(
+        t.check_user(b, "ARCP").await.is_ok(),
+        "the same user elsewhere is not locked"
+    );
+    assert!(
+        t.check_user(a, "other").await.is_ok(),
+        "another user from there is not locked"
+    );
+    assert!(
+        t.check_ip(a).await.is_ok(),
+        "3 failures stay below the address threshold"
+    );
+}
+
+#[tokio::test]
+async fn the_per_user_ceiling_slows_and_never_locks() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    for i in 0..8 {
+        t.record_failure(ip(&format!("10.1.0.{i}")), Some("victim"))
+            .await;
+    }
+    assert_eq!(t.user_failures("victim").await, Ok(8));
+    assert_eq!(t.slowdown("victim").await, Ok(Duration::from_millis(2000)));
+    assert_eq!(t.slowdown("someone-else").await, Ok(Duration::ZERO));
+    assert!(t.check_user(ip("10.2.0.1"), "victim").await.is_ok());
+    t.record_success(ip("10.2.0.1"), "victim").await;
+    assert_eq!(t.slowdown("victim").await, Ok(Duration::ZERO));
+}
+
+#[tokio::test]
+async fn an_address_spraying_names_locks_itself() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let a = ip("10.0.0.9");
+    for i in 0..10 {
+        t.record_failure(a, Some(&format!("user{i}"))).await;
+    }
+    assert!(t.check_ip(a).await.is_err());
+    assert!(t.check_ip(ip("10.0.0.10")).await.is_ok());
+}
+
+#[test]
+fn an_ipv6_slash_64_is_one_client() {
+    assert_eq!(
+        ClientKey::of(ip("2001:db8:1:2::1")),
+        ClientKey::of(ip("2001:db8:1:2:ffff::9"))
+    );
+    assert_ne!(
+        ClientKey::of(ip("2001:db8:1:2::1")),
+        ClientKey::of(ip("2001:db8:1:3::1"))
+    );
+    assert_eq!(
+        ClientKey::of(ip("::ffff:10.0.0.1")),
+        ClientKey::of(ip("10.0.0.1"))
+    );
+    assert_ne!(ClientKey::of(ip("10.0.0.1")), ClientKey::of(ip("10.0.0.2")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_failures_all_count() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let t = t.clone();
+            tokio::spawn(async move {
+                t.record_failure(ip(&format!("10.3.0.{i}")), Some("raced"))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(t.user_failures("raced").await, Ok(64));
+}
+
+#[tokio::test]
+async fn verification_slots_are_bounded() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let one = t.verification_slot().await.unwrap();
+    let two = t.verification_slot().await.unwrap();
+    assert!(
+        t.verification_slot().await.is_err(),
+        "a third waits, then is refused"
+    );
+    drop(one);
+    assert!(t.verification_slot().await.is_ok());
+    drop(two);
+}
+
+#[tokio::test]
+async fn attempt_rate_is_limited() {
+    let mut s = settings();
+    s.attempts_per_minute_per_ip = 2;
+    let t = LoginThrottle::new(&s, Clock::system());
+    let a = ip("10.0.0.1");
+    assert!(t.check_ip(a).await.is_ok());
+    assert!(t.check_ip(a).await.is_ok());
+    assert!(t.check_ip(a).await.is_err());
+}
