@@ -12,8 +12,8 @@
 //!   (reconnecting with a bounded back-off) and hands every message, plus a
 //!   [`Event::Resync`] whenever the subscription was (re)established or lost, to a broadcast
 //!   channel the session store and the broker listen to.
-//! * **Counters with expiry** ([`Fleet::incr_with_expiry`]) are here for fleet-wide login
-//!   throttling.
+//! * **Login throttling** counts and locks through [`Fleet::script`] and [`Fleet::query`]
+//!   (`src/ratelimit/counts.rs`).
 //!
 //! Keys are built inside Lua scripts from the prefix, so a Redis Cluster is not supported
 //! (one primary, or Sentinel in front of one, is).
@@ -217,17 +217,6 @@ impl Fleet {
         let mut conn = self.inner.manager.clone();
         self.bounded(async move { invocation.invoke_async(&mut conn).await })
             .await
-    }
-
-    /// `INCR key` and, on the first increment, `PEXPIRE key ttl`, atomically: a counter
-    /// that starts a window (fleet-wide login throttling).
-    pub async fn incr_with_expiry(&self, key: &str, ttl: Duration) -> Result<u64, FleetError> {
-        let script = Script::new(
-            "local n = redis.call('INCR', KEYS[1]) \
-             if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n",
-        );
-        let ttl = ttl.as_millis().max(1).to_string();
-        self.script(&script, &[key], &[ttl.as_bytes()]).await
     }
 
     /// `PING`: for readiness.
