@@ -108,6 +108,8 @@ struct Inner {
     available: AtomicBool,
     events: broadcast::Sender<Event>,
     signing_secret: Secret,
+    /// Counts failed commands (`redis_errors_total`) once the gateway attached its metrics.
+    metrics: std::sync::OnceLock<crate::metrics::Metrics>,
 }
 
 /// Cheap-to-clone handle on the shared Redis.
@@ -159,8 +161,14 @@ impl Fleet {
                 available: AtomicBool::new(false),
                 events,
                 signing_secret: settings.signing_secret.clone(),
+                metrics: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Counts this handle's failed commands in `metrics` from now on.
+    pub fn attach_metrics(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.inner.metrics.set(metrics);
     }
 
     /// `<key_prefix><suffix>`.
@@ -240,6 +248,11 @@ impl Fleet {
             Ok(Err(e)) => Err(FleetError::Command(e)),
             Err(_) => Err(FleetError::Timeout(limit)),
         };
+        if result.is_err() {
+            if let Some(m) = self.inner.metrics.get() {
+                m.redis_error();
+            }
+        }
         let up = match &result {
             Ok(_) => true,
             // A script error or a wrong type is Redis answering: it is up.

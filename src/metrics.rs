@@ -22,7 +22,7 @@
 //! | `upstream_response_seconds` | histogram | — (time to upstream response headers) |
 //! | `websockets_open` | gauge | — |
 //! | `reloads_total` | counter | `result` (`ok`, `invalid`, `refused`) |
-//! | `redis_errors_total` | counter | — |
+//! | `redis_errors_total` | counter | — (failed or timed-out commands to the shared session store) |
 
 use std::sync::Arc;
 use std::time::Duration;

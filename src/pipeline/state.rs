@@ -72,6 +72,9 @@ impl Handles {
             None => Broker::new(client.clone(), upstream, clock.clone()),
         };
         broker.attach_metrics(metrics.clone());
+        if let Some(f) = &fleet {
+            f.attach_metrics(metrics.clone());
+        }
         let store = match &fleet {
             Some(f) => SessionStore::with_fleet(sessions, f.clone(), clock.clone()),
             None => SessionStore::new(sessions, clock.clone()),
