@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use arcp_gateway::clock::Clock;
 use http::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use common::arcp_stub::*;
-use common::ws_stub::*;
-use common::{Proto, TestResponse};
+use common::arcp_profile::*;
+use common::ws_client::WsClient;
+use common::ws_stub::WsStub;
+use common::{GatewayOptions, Proto, TestGateway, TestResponse};
 use redis_server::RedisServer;
 
 const SETTLE: Duration = Duration::from_secs(5);
@@ -34,27 +35,40 @@ const SETTLE: Duration = Duration::from_secs(5);
 struct Fleet {
     redis: RedisServer,
     stub: WsStub,
+    /// The secret files the options name; kept for replicas started later.
     keys: Keys,
-    cfg: ArcpConfig,
+    /// What every replica of the test is started with.
+    opts: GatewayOptions,
     clock: Clock,
-    a: ClockedGateway,
-    b: ClockedGateway,
+    a: TestGateway,
+    b: TestGateway,
 }
 
 impl Fleet {
+    /// The ARCP profile with `cfg` and the Redis store.
     async fn start(cfg: ArcpConfig) -> Fleet {
         let redis = RedisServer::start();
         let stub = WsStub::start().await;
         let keys = Keys::new();
+        let mut opts = keys.options(&stub.url(), &cfg);
+        sessions_mut(&mut opts).insert(
+            "store".to_owned(),
+            json!({"redis": {
+                "url": redis.url(),
+                "key_prefix": "test:",
+                "command_timeout": "300ms",
+                "connect_timeout": "300ms",
+            }}),
+        );
         let clock = Clock::system();
-        let a = replica(&keys, &stub, &redis, &cfg, &clock).await;
-        let b = replica(&keys, &stub, &redis, &cfg, &clock).await;
+        let a = replica(&opts, &clock).await;
+        let b = replica(&opts, &clock).await;
         stub.arcp.wait_for_logins(1, Duration::from_secs(20)).await;
         Fleet {
             redis,
             stub,
             keys,
-            cfg,
+            opts,
             clock,
             a,
             b,
@@ -62,7 +76,7 @@ impl Fleet {
     }
 
     async fn call(
-        gw: &ClockedGateway,
+        gw: &TestGateway,
         method: Method,
         path: &str,
         token: &str,
@@ -72,30 +86,25 @@ impl Fleet {
         gw.client.send(Proto::H1, req).await
     }
 
-    async fn get(gw: &ClockedGateway, token: &str, fp: &str) -> TestResponse {
+    async fn get(gw: &TestGateway, token: &str, fp: &str) -> TestResponse {
         Fleet::call(gw, Method::GET, "/agents/stats", token, fp).await
     }
 }
 
-/// One replica on `redis`, deciding time by `clock` (shared by the replicas of a test).
-async fn replica(
-    keys: &Keys,
-    stub: &WsStub,
-    redis: &RedisServer,
-    cfg: &ArcpConfig,
-    clock: &Clock,
-) -> ClockedGateway {
-    let mut opts = keys.options(&stub.url(), cfg);
-    // `options` ends with the `sessions:` block: the store goes inside it.
-    opts.extra.push_str(&format!(
-        "  store:\n    redis:\n      url: \"{}\"\n      key_prefix: \"test:\"\n      \
-         command_timeout: 300ms\n      connect_timeout: 300ms\n",
-        redis.url()
-    ));
-    ClockedGateway::start(&opts, clock.clone()).await
+/// The `sessions:` block of the options [`Keys::options`] writes.
+fn sessions_mut(opts: &mut GatewayOptions) -> &mut serde_json::Map<String, Value> {
+    opts.section_mut("sessions")
+        .and_then(Value::as_object_mut)
+        .expect("the ARCP profile options have a sessions block")
 }
 
-async fn login(gw: &ClockedGateway, fp: &str) -> String {
+/// One replica with `opts` (naming the test's Redis), deciding time by `clock` (shared by
+/// the replicas of a test).
+async fn replica(opts: &GatewayOptions, clock: &Clock) -> TestGateway {
+    TestGateway::start_with_clock(opts.clone(), clock.clone()).await
+}
+
+async fn login(gw: &TestGateway, fp: &str) -> String {
     let resp = gw.client.send(Proto::H1, admin_login(fp)).await;
     assert_eq!(resp.status, 200, "login: {}", resp.text());
     resp.json()["access_token"].as_str().unwrap().to_owned()
@@ -266,8 +275,8 @@ async fn a_restarted_replica_serves_the_same_sessions() {
     let Fleet {
         redis,
         stub,
-        keys,
-        cfg,
+        keys: _keys,
+        opts,
         clock,
         a,
         b,
@@ -276,7 +285,7 @@ async fn a_restarted_replica_serves_the_same_sessions() {
     let token = login(&a, fp).await;
     a.shutdown(SETTLE).await;
     b.shutdown(SETTLE).await;
-    let a = replica(&keys, &stub, &redis, &cfg, &clock).await;
+    let a = replica(&opts, &clock).await;
     let resp = Fleet::get(&a, &token, fp).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     // The restarted replica adopted the fleet's upstream session instead of logging in.
