@@ -18,6 +18,8 @@ mod harness;
 #[allow(dead_code)]
 #[path = "fleet/redis_server.rs"]
 mod redis_server;
+#[path = "common/tls.rs"]
+mod tls;
 
 use harness::{random_hex, report, Env, Gateway, RunDir, Upstream};
 use redis_server::RedisServer;

@@ -1,6 +1,7 @@
 //! Several gateway replicas on one Redis (`sessions.store.redis`, docs/design.md §4): sessions,
-//! ends, idle expiry, the per-user limit and the upstream admin session are fleet-wide; a dead
-//! Redis fails closed and recovery needs no restart; a restarted replica keeps its sessions.
+//! ends, idle expiry, the per-user limit, the fingerprint-mismatch count and the upstream admin
+//! session are fleet-wide; a dead Redis fails closed and recovery needs no restart; a restarted
+//! replica keeps its sessions.
 //!
 //! Every test starts a real `redis-server` on a free loopback port (no persistence) and two
 //! in-process gateways over TLS in front of [`WsStub`] (ARCP's HTTP rules and sockets).
@@ -21,11 +22,13 @@ use std::time::{Duration, Instant};
 
 use arcp_gateway::clock::Clock;
 use http::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use common::arcp_stub::*;
-use common::ws_stub::*;
-use common::{Proto, TestResponse};
+use common::arcp_profile::*;
+use common::jwt::claims_of;
+use common::ws_client::WsClient;
+use common::ws_stub::WsStub;
+use common::{GatewayOptions, Proto, TestGateway, TestResponse};
 use redis_server::RedisServer;
 
 const SETTLE: Duration = Duration::from_secs(5);
@@ -34,27 +37,45 @@ const SETTLE: Duration = Duration::from_secs(5);
 struct Fleet {
     redis: RedisServer,
     stub: WsStub,
+    /// The secret files the options name; kept for replicas started later.
     keys: Keys,
-    cfg: ArcpConfig,
+    /// What every replica of the test is started with.
+    opts: GatewayOptions,
     clock: Clock,
-    a: ClockedGateway,
-    b: ClockedGateway,
+    a: TestGateway,
+    b: TestGateway,
 }
 
 impl Fleet {
     async fn start(cfg: ArcpConfig) -> Fleet {
+        Fleet::start_with(cfg, |_| {}).await
+    }
+
+    /// The ARCP profile with `cfg` and the Redis store, then `tweak` applied to the options.
+    async fn start_with(cfg: ArcpConfig, tweak: impl FnOnce(&mut GatewayOptions)) -> Fleet {
         let redis = RedisServer::start();
         let stub = WsStub::start().await;
         let keys = Keys::new();
+        let mut opts = keys.options(&stub.url(), &cfg);
+        sessions_mut(&mut opts).insert(
+            "store".to_owned(),
+            json!({"redis": {
+                "url": redis.url(),
+                "key_prefix": "test:",
+                "command_timeout": "300ms",
+                "connect_timeout": "300ms",
+            }}),
+        );
+        tweak(&mut opts);
         let clock = Clock::system();
-        let a = replica(&keys, &stub, &redis, &cfg, &clock).await;
-        let b = replica(&keys, &stub, &redis, &cfg, &clock).await;
+        let a = replica(&opts, &clock).await;
+        let b = replica(&opts, &clock).await;
         stub.arcp.wait_for_logins(1, Duration::from_secs(20)).await;
         Fleet {
             redis,
             stub,
             keys,
-            cfg,
+            opts,
             clock,
             a,
             b,
@@ -62,7 +83,7 @@ impl Fleet {
     }
 
     async fn call(
-        gw: &ClockedGateway,
+        gw: &TestGateway,
         method: Method,
         path: &str,
         token: &str,
@@ -72,30 +93,25 @@ impl Fleet {
         gw.client.send(Proto::H1, req).await
     }
 
-    async fn get(gw: &ClockedGateway, token: &str, fp: &str) -> TestResponse {
+    async fn get(gw: &TestGateway, token: &str, fp: &str) -> TestResponse {
         Fleet::call(gw, Method::GET, "/agents/stats", token, fp).await
     }
 }
 
-/// One replica on `redis`, deciding time by `clock` (shared by the replicas of a test).
-async fn replica(
-    keys: &Keys,
-    stub: &WsStub,
-    redis: &RedisServer,
-    cfg: &ArcpConfig,
-    clock: &Clock,
-) -> ClockedGateway {
-    let mut opts = keys.options(&stub.url(), cfg);
-    // `options` ends with the `sessions:` block: the store goes inside it.
-    opts.extra.push_str(&format!(
-        "  store:\n    redis:\n      url: \"{}\"\n      key_prefix: \"test:\"\n      \
-         command_timeout: 300ms\n      connect_timeout: 300ms\n",
-        redis.url()
-    ));
-    ClockedGateway::start(&opts, clock.clone()).await
+/// The `sessions:` block of the options [`Keys::options`] writes.
+fn sessions_mut(opts: &mut GatewayOptions) -> &mut serde_json::Map<String, Value> {
+    opts.section_mut("sessions")
+        .and_then(Value::as_object_mut)
+        .expect("the ARCP profile options have a sessions block")
 }
 
-async fn login(gw: &ClockedGateway, fp: &str) -> String {
+/// One replica with `opts` (naming the test's Redis), deciding time by `clock` (shared by
+/// the replicas of a test).
+async fn replica(opts: &GatewayOptions, clock: &Clock) -> TestGateway {
+    TestGateway::start_with_clock(opts.clone(), clock.clone()).await
+}
+
+async fn login(gw: &TestGateway, fp: &str) -> String {
     let resp = gw.client.send(Proto::H1, admin_login(fp)).await;
     assert_eq!(resp.status, 200, "login: {}", resp.text());
     resp.json()["access_token"].as_str().unwrap().to_owned()
@@ -266,8 +282,8 @@ async fn a_restarted_replica_serves_the_same_sessions() {
     let Fleet {
         redis,
         stub,
-        keys,
-        cfg,
+        keys: _keys,
+        opts,
         clock,
         a,
         b,
@@ -276,7 +292,7 @@ async fn a_restarted_replica_serves_the_same_sessions() {
     let token = login(&a, fp).await;
     a.shutdown(SETTLE).await;
     b.shutdown(SETTLE).await;
-    let a = replica(&keys, &stub, &redis, &cfg, &clock).await;
+    let a = replica(&opts, &clock).await;
     let resp = Fleet::get(&a, &token, fp).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     // The restarted replica adopted the fleet's upstream session instead of logging in.
@@ -289,5 +305,74 @@ async fn a_restarted_replica_serves_the_same_sessions() {
     assert!(
         !stored.contains(&issued.fingerprint),
         "fingerprint stored in clear"
+    );
+}
+
+/// A stolen token used with wrong fingerprints on both replicas: the mismatches are counted
+/// in Redis (field `m` of the record), so the fifth in total ends the session, although no
+/// replica saw five; then both refuse it even with the right fingerprint (tombstone
+/// `fingerprint`). Four in total leave it alive on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprint_mismatches_are_counted_fleet_wide() {
+    let fleet = Fleet::start_with(ArcpConfig::default(), |opts| {
+        sessions_mut(opts).insert("max_fingerprint_mismatches".to_owned(), json!(5));
+    })
+    .await;
+    let replicas = [&fleet.a, &fleet.b];
+    let mismatch = "Session fingerprint mismatch - please re-authenticate";
+    let sid = |token: &str| claims_of(token)["sid"].as_str().unwrap().to_owned();
+
+    // Four mismatches, two on each replica: the session lives on everywhere.
+    let survivor = login(&fleet.a, "fp-owner-1").await;
+    for gw in replicas {
+        let resp = Fleet::get(gw, &survivor, "fp-owner-1").await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    for i in 0..4 {
+        let resp = Fleet::get(replicas[i % 2], &survivor, &format!("fp-thief-{i}")).await;
+        assert_session_invalid(&resp, mismatch);
+    }
+    let count = fleet
+        .redis
+        .cli(&["HGET", &format!("test:s:{}", sid(&survivor)), "m"]);
+    assert_eq!(count.trim(), "4", "mismatches counted in Redis");
+    for gw in replicas {
+        let resp = Fleet::get(gw, &survivor, "fp-owner-1").await;
+        assert_eq!(
+            resp.status,
+            200,
+            "four mismatches do not end it: {}",
+            resp.text()
+        );
+    }
+
+    // Five mismatches, alternating from A (three on A, two on B): the fifth ends it.
+    let victim = login(&fleet.b, "fp-owner-2").await;
+    for gw in replicas {
+        let resp = Fleet::get(gw, &victim, "fp-owner-2").await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    for i in 0..5 {
+        let resp = Fleet::get(replicas[i % 2], &victim, &format!("fp-thief-{i}")).await;
+        assert_session_invalid(&resp, mismatch);
+    }
+    let victim_sid = sid(&victim);
+    let tombstone = fleet.redis.cli(&["GET", &format!("test:t:{victim_sid}")]);
+    assert_eq!(tombstone.trim(), "fingerprint");
+    let record = fleet
+        .redis
+        .cli(&["EXISTS", &format!("test:s:{victim_sid}")]);
+    assert_eq!(record.trim(), "0", "the record is deleted");
+    // B first: it holds an L1 copy that only the published end removes.
+    for gw in [&fleet.b, &fleet.a] {
+        assert_session_invalid(
+            &Fleet::get(gw, &victim, "fp-owner-2").await,
+            "Session was ended after repeated fingerprint mismatches - please re-authenticate",
+        );
+    }
+    assert_eq!(
+        fleet.stub.arcp.records_for("/agents/stats").len(),
+        6,
+        "only the admitted requests reached upstream"
     );
 }
