@@ -18,6 +18,8 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::upstream::UpstreamBody;
+
 /// Boxed error type of bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -38,6 +40,8 @@ pub enum Body {
     Incoming(Incoming),
     /// A client request body streamed with a remaining byte budget.
     Limited { inner: Incoming, remaining: u64 },
+    /// An upstream response body; reading it drives its upstream connection.
+    Upstream(UpstreamBody),
 }
 
 impl Body {
@@ -56,6 +60,10 @@ impl Body {
 
     pub fn incoming(inner: Incoming) -> Self {
         Body::Incoming(inner)
+    }
+
+    pub fn upstream(inner: UpstreamBody) -> Self {
+        Body::Upstream(inner)
     }
 
     pub fn limited(inner: Incoming, limit: u64) -> Self {
@@ -78,6 +86,7 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Body::Upstream(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
             Body::Limited { inner, remaining } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
@@ -100,6 +109,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(bytes) => bytes.is_none(),
             Body::Incoming(inner) | Body::Limited { inner, .. } => inner.is_end_stream(),
+            Body::Upstream(inner) => inner.is_end_stream(),
         }
     }
 
@@ -108,6 +118,7 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(inner) | Body::Limited { inner, .. } => inner.size_hint(),
+            Body::Upstream(inner) => inner.size_hint(),
         }
     }
 }

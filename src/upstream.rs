@@ -1,8 +1,10 @@
 //! The upstream side: the pooled HTTP client and the brokered upstream admin session.
 
 mod client;
+mod pool;
 
 pub use client::{UpstreamClient, UpstreamError};
+pub use pool::UpstreamBody;
 mod broker;
 mod shared;
 

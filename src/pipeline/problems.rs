@@ -361,10 +361,12 @@ fn upstream(e: &UpstreamError) -> Problem {
             ProblemKind::RequestTooLarge,
             "Request body exceeds the maximum size",
         ),
-        UpstreamError::Unreachable(_) | UpstreamError::Tls(_) => Problem::new(
-            ProblemKind::EndpointUnreachable,
-            "The upstream service is unreachable",
-        ),
+        UpstreamError::Connect(_) | UpstreamError::Unreachable(_) | UpstreamError::Tls(_) => {
+            Problem::new(
+                ProblemKind::EndpointUnreachable,
+                "The upstream service is unreachable",
+            )
+        }
     }
 }
 

@@ -104,5 +104,5 @@ pub async fn forward(
     let response = upstream.send(req).await?;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::incoming(body)))
+    Ok(Response::from_parts(parts, Body::upstream(body)))
 }

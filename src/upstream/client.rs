@@ -1,32 +1,35 @@
 //! Pooled HTTP(S) client to the one upstream.
 //!
-//! hyper-util's legacy pooled client over rustls (system roots, or the CA file from the
-//! config). Connect and response-header deadlines come from the config; bodies stream in
-//! both directions.
+//! HTTP/1.1 connections of the gateway's own pool (`pool.rs`), over TCP or rustls (system
+//! roots, or the CA file from the config), driven inside the request's task. Connect and
+//! response-header deadlines come from the config; bodies stream in both directions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::HOST;
 use http::uri::{PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{HeaderValue, Method, Request, Response, Uri};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
 
+use super::pool::{exchange, Conn, ExchangeError, Io, Pool, UpstreamBody};
 use super::UpstreamSettings;
 use crate::body::{is_body_too_large, Body};
 
 /// Why a request to the upstream produced no response.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    #[error("cannot connect to the upstream")]
+    Connect(#[source] std::io::Error),
     #[error("upstream unreachable")]
-    Unreachable(#[source] hyper_util::client::legacy::Error),
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
     #[error("request body exceeded the limit while streaming")]
-    BodyTooLarge(#[source] hyper_util::client::legacy::Error),
+    BodyTooLarge(#[source] hyper::Error),
     #[error("cannot build the upstream TLS configuration")]
     Tls(#[source] std::io::Error),
 }
@@ -34,9 +37,13 @@ pub enum UpstreamError {
 /// Cheap-to-clone handle on the pooled client.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    pool: Pool,
     scheme: Scheme,
     authority: http::uri::Authority,
+    /// `Host` for requests that carry none.
+    host: HeaderValue,
+    /// `host:port` to connect to.
+    address: String,
     response_timeout: Duration,
     connect_timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
@@ -70,33 +77,25 @@ impl UpstreamClient {
         .map_err(|e| UpstreamError::Tls(std::io::Error::other(e)))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let tls_shared = Arc::new(tls.clone());
-
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .build(connector);
+        let tls_shared = Arc::new(tls);
         let scheme = settings.url.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = settings
             .url
             .authority()
             .cloned()
             .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1"));
+        let port = authority
+            .port_u16()
+            .unwrap_or(if scheme == Scheme::HTTPS { 443 } else { 80 });
+        let address = format!("{}:{port}", authority.host());
+        let host = HeaderValue::from_str(authority.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Ok(UpstreamClient {
-            client,
+            pool: Pool::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout),
             scheme,
             authority,
+            host,
+            address,
             response_timeout: settings.response_timeout,
             connect_timeout: settings.connect_timeout,
             tls: tls_shared,
@@ -135,27 +134,88 @@ impl UpstreamClient {
 
     /// Sends a request and waits for the response head within the response timeout.
     ///
-    /// Upstream drops its connection after an unhandled 500 (contract §8.19), so the pooled
-    /// connection the next request takes can be reset under it. A request that is idempotent
-    /// (RFC 9110 §9.2.2) and has no body is sent once more when the connection failed after
-    /// it was established; anything else gets the error, since upstream may have acted on it.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+    /// Upstream drops its connection after an unhandled 500 (contract §8.19), so a pooled
+    /// connection can be reset under the next request. A request that is idempotent
+    /// (RFC 9110 §9.2.2) and has no body is sent once more, on a fresh connection, when the
+    /// connection failed after it was established; anything else gets the error, since
+    /// upstream may have acted on it.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<UpstreamBody>, UpstreamError> {
         let again = replayable(&req);
-        match self.send_once(req).await {
-            Err(UpstreamError::Unreachable(e)) if !e.is_connect() => match again {
-                Some(again) => self.send_once(again).await,
+        let deadline = self.response_timeout;
+        let first = tokio::time::timeout(deadline, self.send_once(req, self.pool.checkout()));
+        match first.await {
+            Err(_) => Err(UpstreamError::Timeout(deadline)),
+            Ok(Err(UpstreamError::Unreachable(e))) => match again {
+                Some(again) => tokio::time::timeout(deadline, self.send_once(again, None))
+                    .await
+                    .unwrap_or(Err(UpstreamError::Timeout(deadline))),
                 None => Err(UpstreamError::Unreachable(e)),
             },
-            other => other,
+            Ok(other) => other,
         }
     }
 
-    async fn send_once(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if is_body_too_large(&e) => Err(UpstreamError::BodyTooLarge(e)),
-            Ok(Err(e)) => Err(UpstreamError::Unreachable(e)),
+    /// One exchange on `pooled`, or on a new connection.
+    async fn send_once(
+        &self,
+        mut req: Request<Body>,
+        pooled: Option<Box<Conn>>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        // Origin form on the wire; `Host` from the client, else the upstream's authority.
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = Uri::from(pq);
+        }
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, self.host.clone());
+        }
+        match exchange(conn, req).await {
+            Ok((response, conn)) => {
+                let (parts, body) = response.into_parts();
+                let body = UpstreamBody::new(body, conn, &self.pool);
+                Ok(Response::from_parts(parts, body))
+            }
+            Err(ExchangeError::Http(e)) if is_body_too_large(&e) => {
+                Err(UpstreamError::BodyTooLarge(e))
+            }
+            Err(e) => Err(UpstreamError::Unreachable(Box::new(e))),
+        }
+    }
+
+    /// A new connection (TCP, then TLS for `https`), within the connect timeout.
+    async fn connect(&self) -> Result<Box<Conn>, UpstreamError> {
+        let limit = self.connect_timeout;
+        let connecting = async {
+            let tcp = TcpStream::connect(&self.address).await?;
+            tcp.set_nodelay(true)?;
+            let io = if self.scheme == Scheme::HTTPS {
+                let name = ServerName::try_from(self.authority.host().to_owned())
+                    .map_err(std::io::Error::other)?;
+                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                    .connect(name, tcp)
+                    .await?;
+                Io::Tls(Box::new(tls))
+            } else {
+                Io::Plain(tcp)
+            };
+            // TLS writes one flattened buffer (hyper's advice); plain TCP uses writev.
+            let plain = matches!(io, Io::Plain(_));
+            http1::Builder::new()
+                .writev(plain)
+                .handshake::<_, Body>(TokioIo::new(io))
+                .await
+                .map_err(std::io::Error::other)
+        };
+        match tokio::time::timeout(limit, connecting).await {
+            Ok(Ok((tx, conn))) => Ok(Box::new(Conn::new(tx, conn))),
+            Ok(Err(e)) => Err(UpstreamError::Connect(e)),
+            Err(_) => Err(UpstreamError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {limit:?}"),
+            ))),
         }
     }
 }
@@ -176,3 +236,6 @@ fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
     *copy.headers_mut() = req.headers().clone();
     Some(copy)
 }
+
+#[cfg(test)]
+mod tests;
