@@ -18,8 +18,29 @@ LABELS = {
     "f": "(f) gateway public",
     "D": "(d) admin, level info",
     "F": "(f) public, level info",
+    "g": "(g) baseline admin",
 }
-ORDER = [(c, f) for c in "abcdDefF" for f in ("plain", "tls") if not (c == "a" and f == "tls")]
+ORDER = [(c, f) for c in "abcdgDefF" for f in ("plain", "tls") if not (c == "a" and f == "tls")]
+
+
+def baseline(rows):
+    """(d) against (g), the BENCH_BASELINE binary on the same route, round by round."""
+    by_round = {(r["round"], r["contender"], r["front"], r["conc"]): r for r in rows}
+    pairs = defaultdict(list)
+    for (rnd, c, front, conc), r in by_round.items():
+        g = by_round.get((rnd, "g", front, conc))
+        if c == "d" and g:
+            pairs[(front, conc)].append((r, g))
+    if not pairs:
+        return
+    print("== this build (d) against BENCH_BASELINE (g), admin route, same rounds")
+    print(f"{'front':<7}{'conn':>5}{'CPU µs/req (d)':>16}{'(g)':>8}{'(d)/(g)':>9}{'req/s (d)/(g)':>15}")
+    for (front, conc), runs in sorted(pairs.items(), key=lambda kv: (kv[0][0], int(kv[0][1]))):
+        cpu_ratio = med([d["cpu_us_req"] / g["cpu_us_req"] for d, g in runs])
+        rps_ratio = med([d["rps"] / g["rps"] for d, g in runs])
+        print(f"{front:<7}{conc:>5}{med([d['cpu_us_req'] for d, _ in runs]):>16.2f}"
+              f"{med([g['cpu_us_req'] for _, g in runs]):>8.2f}{cpu_ratio:>9.2f}{rps_ratio:>15.2f}")
+    print()
 
 
 def load(path):
@@ -158,6 +179,7 @@ def main():
     main_rows = [r for r in rows if r["section"] == "main"]
     if main_rows:
         table(main_rows, "main: logging.level warn")
+        baseline(main_rows)
         targets(main_rows)
     half_rows = [r for r in rows if r["section"] == "half"]
     if half_rows:

@@ -36,6 +36,9 @@
 #   BENCH_INFO_ROUND=1   0 skips the rounds comparing logging.level info (access log) with warn
 #   BENCH_HALF_RATE=1    0 skips the p99-at-half-saturation measurement
 #   BENCH_LOAD_CPU=0 BENCH_SERVER_CPU=1
+#   BENCH_BASELINE=path  another arcp-gateway binary (e.g. a build of the previous commit): it
+#                        runs as contender (g), the admin route, in the same interleaved rounds,
+#                        so a change's before/after CPU µs/request comes from one run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -51,6 +54,8 @@ INFO_ROUND="${BENCH_INFO_ROUND:-1}"
 HALF_RATE="${BENCH_HALF_RATE:-1}"
 LOAD_CPU="${BENCH_LOAD_CPU:-0}"
 SERVER_CPU="${BENCH_SERVER_CPU:-1}"
+BASELINE="${BENCH_BASELINE:-}"
+[[ -z "$BASELINE" || -x "$BASELINE" ]] || { echo "bench: BENCH_BASELINE=$BASELINE is not an executable" >&2; exit 2; }
 
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -92,9 +97,9 @@ memory="$work/memory.txt"
 : >"$memory"
 
 read -r STUB_PORT NGINX_PLAIN_PORT NGINX_TLS_PORT HAPROXY_PLAIN_PORT HAPROXY_TLS_PORT \
-    GW_PLAIN_PORT GW_TLS_PORT GWI_PLAIN_PORT GWI_TLS_PORT < <(python3 - <<'PY'
+    GW_PLAIN_PORT GW_TLS_PORT GWI_PLAIN_PORT GWI_TLS_PORT GWB_PLAIN_PORT GWB_TLS_PORT < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(9)]
+socks = [socket.socket() for _ in range(11)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -147,6 +152,12 @@ LOG_LEVEL=warn render "$bench/gateway.yaml.in" "$work/gateway-warn.yaml" \
 LOG_LEVEL=info GW_PLAIN_PORT=$GWI_PLAIN_PORT GW_TLS_PORT=$GWI_TLS_PORT render "$bench/gateway.yaml.in" \
     "$work/gateway-info.yaml" WORK STUB_PORT GW_PLAIN_PORT GW_TLS_PORT PASSWORD_HASH LOG_LEVEL
 "$gateway_bin" check-config "$work/gateway-warn.yaml" "$work/gateway-info.yaml" >&2
+if [[ -n "$BASELINE" ]]; then
+    LOG_LEVEL=warn GW_PLAIN_PORT=$GWB_PLAIN_PORT GW_TLS_PORT=$GWB_TLS_PORT render "$bench/gateway.yaml.in" \
+        "$work/gateway-base.yaml" WORK STUB_PORT GW_PLAIN_PORT GW_TLS_PORT PASSWORD_HASH LOG_LEVEL
+    sed -i 's#gateway-warn-ca.pem#gateway-base-ca.pem#' "$work/gateway-base.yaml"
+    "$BASELINE" check-config "$work/gateway-base.yaml" >&2
+fi
 haproxy -c -q -f "$work/haproxy.cfg" >&2 || die "haproxy.cfg does not validate"
 
 # --- processes ---------------------------------------------------------------------------
@@ -201,9 +212,9 @@ proxy_master=$last_pid
 start_server haproxy haproxy -db -f "$work/haproxy.cfg"
 haproxy_pid=$last_pid
 
-start_gateway() { # level plain-port tls-port; its pid is $last_pid
+start_gateway() { # name plain-port tls-port [binary]; its pid is $last_pid
     local ca="$work/tls/gateway-$1-ca.pem"
-    start_server "gateway-$1" "$gateway_bin" run --config "$work/gateway-$1.yaml"
+    start_server "gateway-$1" "${4:-$gateway_bin}" run --config "$work/gateway-$1.yaml"
     for _ in $(seq 1 100); do
         [[ -s "$ca" ]] && break
         kill -0 "$last_pid" 2>/dev/null || { cat "$work/gateway-$1.log" >&2; die "the gateway exited"; }
@@ -229,6 +240,11 @@ if [[ "$INFO_ROUND" == 1 ]]; then
     start_gateway info "$GWI_PLAIN_PORT" "$GWI_TLS_PORT"
     gateway_info_pid=$last_pid
 fi
+gateway_base_pid=""
+if [[ -n "$BASELINE" ]]; then
+    start_gateway base "$GWB_PLAIN_PORT" "$GWB_TLS_PORT" "$BASELINE"
+    gateway_base_pid=$last_pid
+fi
 stub_workers=$(children "$stub_master")
 proxy_workers=$(children "$proxy_master")
 
@@ -250,6 +266,9 @@ gateway_token=$(gateway_login "$GW_PLAIN_PORT") || die "login at the gateway fai
 if [[ -n "$gateway_info_pid" ]]; then
     gateway_info_token=$(gateway_login "$GWI_PLAIN_PORT") || die "login at the gateway (info) failed"
 fi
+if [[ -n "$gateway_base_pid" ]]; then
+    gateway_base_token=$(gateway_login "$GWB_PLAIN_PORT") || die "login at the baseline gateway failed"
+fi
 
 # --- contenders --------------------------------------------------------------------------
 # id -> label, URL, Authorization, fingerprint; CPU is read from the proxy's processes.
@@ -258,6 +277,12 @@ declare -A label url auth fp
 label[a]="(a) direct stub"; label[b]="(b) nginx proxy_pass"; label[c]="(c) haproxy jwt_verify"
 label[d]="(d) gateway admin"; label[e]="(e) gateway agent"; label[f]="(f) gateway public"
 label[D]="(d) admin, level info"; label[F]="(f) public, level info"
+label[g]="(g) baseline admin"
+if [[ -n "$BASELINE" ]]; then
+    contenders+=(g_plain g_tls)
+    url[g_plain]="http://127.0.0.1:$GWB_PLAIN_PORT/agents/stats"
+    url[g_tls]="https://127.0.0.1:$GWB_TLS_PORT/agents/stats"
+fi
 url[a_plain]="http://127.0.0.1:$STUB_PORT/agents/stats"
 url[b_plain]="http://127.0.0.1:$NGINX_PLAIN_PORT/agents/stats"
 url[b_tls]="https://127.0.0.1:$NGINX_TLS_PORT/agents/stats"
@@ -275,6 +300,9 @@ for id in "${contenders[@]}" D_plain F_plain; do auth[$id]=""; fp[$id]=""; done
 for id in c_plain c_tls e_plain e_tls; do auth[$id]="Bearer $agent_token"; done
 for id in d_plain d_tls; do auth[$id]="Bearer $gateway_token"; fp[$id]="$fingerprint"; done
 auth[D_plain]="Bearer ${gateway_info_token:-}"
+if [[ -n "$BASELINE" ]]; then
+    for id in g_plain g_tls; do auth[$id]="Bearer $gateway_base_token"; fp[$id]="$fingerprint"; done
+fi
 fp[D_plain]="$fingerprint"
 proxy_pids() { # id
     case "${1%_*}" in
@@ -282,6 +310,7 @@ proxy_pids() { # id
     b) echo "$proxy_workers" ;;
     c) echo "$haproxy_pid" ;;
     D | E | F) echo "$gateway_info_pid" ;;
+    g) echo "$gateway_base_pid" ;;
     *) echo "$gateway_pid" ;;
     esac
 }
@@ -380,6 +409,10 @@ PY
     check "(e) gateway agent, forged signature" 401 -H "Authorization: Bearer $forged" "${url[e_plain]}"
     check "(f) gateway public plain" 200 "${url[f_plain]}"
     check "(f) gateway public TLS" 200 "${gwca[@]}" "${url[f_tls]}"
+    if [[ -n "$gateway_base_pid" ]]; then
+        check "(g) baseline gateway admin plain" 200 -H "Authorization: ${auth[g_plain]}" -H "X-Client-Fingerprint: $fingerprint" "${url[g_plain]}"
+        check "(g) baseline gateway admin TLS" 200 --cacert "$work/tls/gateway-base-ca.pem" -H "Authorization: ${auth[g_tls]}" -H "X-Client-Fingerprint: $fingerprint" "${url[g_tls]}"
+    fi
     if [[ -n "$gateway_info_pid" ]]; then
         check "(d) gateway admin plain, level info" 200 -H "Authorization: ${auth[D_plain]}" -H "X-Client-Fingerprint: $fingerprint" "${url[D_plain]}"
         check "(f) gateway public plain, level info" 200 "${url[F_plain]}"

@@ -358,3 +358,13 @@ fn log_filter_field_values_are_not_compiled_as_regexes() {
         format!("info,[{{a=.*a{}}}]", ".".repeat(24))
     );
 }
+
+/// Found by the `config_parse` fuzz target: blank space before a non-ASCII character in a
+/// log directive panicked inside tracing-subscriber's parser; it is now a located error.
+#[test]
+fn a_non_ascii_log_filter_is_an_error_not_a_panic() {
+    let text = format!("{MINIMAL}logging:\n  level: \"info, \u{18c}=debug\"\n");
+    let err = from_str(&text, "level.yaml", Path::new(".")).unwrap_err();
+    assert_eq!(err.path, "logging.level");
+    assert!(err.message.contains("ASCII"), "{}", err.message);
+}
