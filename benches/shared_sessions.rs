@@ -126,11 +126,11 @@ fn request(token: &str, fp: &str) -> Request<()> {
     req
 }
 
-const ROUTE: Route<'static> = Route {
-    name: "agent_stats",
-    access: Access::Admin,
-    require_pin: false,
-};
+fn route() -> Route<'static> {
+    Route::new("agent_stats", Access::Admin)
+}
+
+const PATH: &str = "/agents/stats";
 
 fn bench(c: &mut Criterion) {
     let rt = match tokio::runtime::Runtime::new() {
@@ -156,15 +156,17 @@ fn bench(c: &mut Criterion) {
         .issue("u", &session.id, session.expires_at)
         .unwrap_or_default();
     let req = request(&token, fp);
+    let route = route();
 
     c.bench_function("admit/shared L1 hit (0 Redis round trips)", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(admit(&tokens, &sessions, &ROUTE, &req).await.is_ok()) })
+        b.to_async(&rt).iter(|| async {
+            black_box(admit(&tokens, &sessions, &route, PATH, &req).await.is_ok())
+        })
     });
     c.bench_function("admit/shared L1 miss (one HGETALL)", |b| {
         b.to_async(&rt).iter(|| async {
             sessions.clear_local_cache();
-            black_box(admit(&tokens, &sessions, &ROUTE, &req).await.is_ok())
+            black_box(admit(&tokens, &sessions, &route, PATH, &req).await.is_ok())
         })
     });
 
@@ -183,6 +185,7 @@ fn steady_load(rt: &tokio::runtime::Runtime, redis: &Redis, tokens: &Tokens, sto
             (fp.clone(), request(&t, &fp))
         })
         .collect();
+    let route = route();
     let (before, _) = total_calls(redis.port);
     let started = Instant::now();
     let admitted = rt.block_on(async {
@@ -191,7 +194,7 @@ fn steady_load(rt: &tokio::runtime::Runtime, redis: &Redis, tokens: &Tokens, sto
         while started.elapsed() < Duration::from_secs(15) {
             tick.tick().await;
             for (_, req) in &users {
-                if admit(tokens, store, &ROUTE, req).await.is_ok() {
+                if admit(tokens, store, &route, PATH, req).await.is_ok() {
                     total += 1;
                 }
             }

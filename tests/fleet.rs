@@ -66,6 +66,7 @@ impl Fleet {
                 "connect_timeout": "300ms",
             }}),
         );
+        opts = opts.section("admin", json!({"address": "127.0.0.1:0"}));
         tweak(&mut opts);
         let clock = Clock::system();
         let a = replica(&opts, &clock).await;
@@ -115,6 +116,26 @@ async fn login(gw: &TestGateway, fp: &str) -> String {
     let resp = gw.client.send(Proto::H1, admin_login(fp)).await;
     assert_eq!(resp.status, 200, "login: {}", resp.text());
     resp.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `GET /readyz` on a replica's admin listener: the status line and body.
+async fn readyz(gw: &TestGateway) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = gw
+        .admin
+        .expect("the fleet's replicas have an admin listener");
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    tokio::time::timeout(SETTLE, exchange)
+        .await
+        .expect("/readyz answers")
 }
 
 fn assert_session_invalid(resp: &TestResponse, detail: &str) {
@@ -231,6 +252,7 @@ async fn a_dead_redis_fails_closed_and_recovery_needs_no_restart() {
     assert_eq!(Fleet::get(&fleet.b, &token, fp).await.status, 200);
     let ready = Fleet::call(&fleet.a, Method::GET, "/gateway/ready", &token, fp).await;
     assert_eq!(ready.status, 200, "{}", ready.text());
+    assert!(readyz(&fleet.a).await.starts_with("HTTP/1.1 200"));
 
     let port = fleet.redis.port;
     fleet.redis.kill();
@@ -254,6 +276,13 @@ async fn a_dead_redis_fails_closed_and_recovery_needs_no_restart() {
     assert!(resp.header("retry-after").is_some(), "{:?}", resp.headers);
     let ready = Fleet::call(&fleet.b, Method::GET, "/gateway/ready", &token, fp).await;
     assert_eq!(ready.status, 503, "{}", ready.text());
+    // The admin listener's probe too, so load balancers take the replica out.
+    let probe = readyz(&fleet.a).await;
+    assert!(probe.starts_with("HTTP/1.1 503"), "{probe}");
+    assert!(
+        probe.contains(r#""reason":"session storage unavailable""#),
+        "{probe}"
+    );
 
     // Redis back (empty: no persistence): the replicas reconnect by themselves.
     fleet.redis = RedisServer::start_on(port);
@@ -271,6 +300,8 @@ async fn a_dead_redis_fails_closed_and_recovery_needs_no_restart() {
         assert_eq!(resp.status, 200, "{}", resp.text());
         let ready = Fleet::call(gw, Method::GET, "/gateway/ready", &fresh, "fp-new").await;
         assert_eq!(ready.status, 200, "{}", ready.text());
+        let probe = readyz(gw).await;
+        assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
     }
     // The old session was in the Redis that died: it reads as expired, not as valid.
     assert_session_expired(&Fleet::get(&fleet.b, &token, fp).await);
@@ -374,5 +405,44 @@ async fn fingerprint_mismatches_are_counted_fleet_wide() {
         fleet.stub.arcp.records_for("/agents/stats").len(),
         6,
         "only the admitted requests reached upstream"
+    );
+}
+
+/// Login throttling is fleet-wide: wrong passwords for one user from one address, spread
+/// over the replicas (A, B, A), lock that pair on both (counted per replica, A's two and B's
+/// one would lock nothing); the count and the lock are in Redis; another address still
+/// logs in, and the locked one gets 429 with `Retry-After` even with the right password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_throttling_is_counted_fleet_wide() {
+    let cfg = ArcpConfig {
+        max_failures_per_ip: 3,
+        ..ArcpConfig::default()
+    };
+    let fleet = Fleet::start(cfg).await;
+    let wrong = || {
+        let body = json!({"username": ADMIN_USER, "password": "not-the-password"});
+        login_request(&body.to_string(), Some("fp-t"))
+    };
+    for gw in [&fleet.a, &fleet.b, &fleet.a] {
+        let resp = gw.client.send(Proto::H1, wrong()).await;
+        assert_eq!(resp.status, 401, "{}", resp.text());
+    }
+    let locks = fleet.redis.cli(&["KEYS", "test:l:x:p:*"]);
+    assert!(locks.trim().ends_with(&format!(":{ADMIN_USER}")), "{locks}");
+    for gw in [&fleet.b, &fleet.a] {
+        let resp = gw.client.send(Proto::H1, admin_login("fp-t")).await;
+        assert_eq!(resp.status, 429, "{}", resp.text());
+        assert!(resp.header("retry-after").is_some(), "{:?}", resp.headers);
+    }
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let resp = fleet
+        .b
+        .client
+        .send_from(other, admin_login("fp-t2"), SETTLE)
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        fleet.stub.arcp.records_for("/auth/login").len() <= 1,
+        "logins never reach upstream (only the broker's)"
     );
 }
