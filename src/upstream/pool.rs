@@ -169,6 +169,9 @@ pub(super) struct Pool {
 }
 
 struct PoolInner {
+    // Boxed on purpose: a connection moves pool → request → response body → pool as one
+    // pointer, and the body that carries it stays small.
+    #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<Conn>>>,
     max_idle: usize,
     idle_timeout: Duration,
