@@ -1,4 +1,4 @@
-//! The per-person audit trail (issue 12 part 3): an admitted state-changing admin request
+//! The per-person audit trail: an admitted state-changing admin request
 //! yields exactly one JSON line naming the user, the session's public reference, the client,
 //! the method, the normalised path, whether the PIN was used, the statuses and the request
 //! id; reads, refused requests and logins yield none; no token, PIN or fingerprint is written.

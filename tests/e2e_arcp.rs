@@ -137,41 +137,13 @@ fn setup(dir: &std::path::Path) -> World {
 
 /// The gateway configuration both instances use (they differ in CA file and idle timeout).
 fn gateway_yaml(upstream_port: u16, ca_file: &std::path::Path, hash: &str, idle: &str) -> String {
-    format!(
-        r#"# written by tests/e2e_arcp.rs
-listeners:
-  - address: 127.0.0.1:0
-    tls:
-      development:
-        write_ca_to: "{ca}"
-        names: [localhost, 127.0.0.1]
-upstream:
-  url: http://127.0.0.1:{upstream_port}
-  service_account:
-    username: {UPSTREAM_ADMIN}
-    password_env: E2E_ARCP_ADMIN_PASSWORD
-  token_verification:
-    algorithm: HS256
-    secret_env: E2E_ARCP_JWT_SECRET
-logging:
-  format: json
-  level: info
-auth:
-  signing_key: e2e
-  keys:
-    - kid: e2e
-      algorithm: HS256
-      secret_env: E2E_GATEWAY_SIGNING_SECRET
-  users:
-    - name: ARCP
-      password_hash: "{hash}"
-  login:
-    max_failures_per_ip: {MAX_FAILURES_PER_IP}
-sessions:
-  idle_timeout: {idle}
-routes:
-  profile: arcp
-"#,
-        ca = ca_file.display(),
+    harness::real_arcp_gateway_yaml(
+        "tests/e2e_arcp.rs",
+        upstream_port,
+        ca_file,
+        hash,
+        "E2E",
+        &format!("  login:\n    max_failures_per_ip: {MAX_FAILURES_PER_IP}\n"),
+        &format!("sessions:\n  idle_timeout: {idle}\n"),
     )
 }

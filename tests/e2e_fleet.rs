@@ -48,7 +48,15 @@ fn two_replicas_make_one_upstream_login_for_200_alternating_admin_requests() {
     let hash = arcp_gateway::auth::credentials::hash_password("ARCP").expect("hash ARCP");
     let start = |name: &str| {
         let ca = run.path.join(format!("{name}-ca.pem"));
-        let yaml = gateway_yaml(upstream.port, &ca, &hash);
+        let yaml = harness::real_arcp_gateway_yaml(
+            "tests/e2e_fleet.rs",
+            upstream.port,
+            &ca,
+            &hash,
+            "E2E",
+            "",
+            "sessions:\n  store:\n    redis:\n      url_env: E2E_REDIS_URL\n      key_prefix: \"e2e-fleet:\"\n",
+        );
         Gateway::start(&run.path, name, &yaml, ca, &gateway_env)
     };
     let a = start("replica-a");
@@ -79,42 +87,4 @@ fn two_replicas_make_one_upstream_login_for_200_alternating_admin_requests() {
     report("200 admin requests over two replicas: 1 upstream login");
     drop((a, b));
     run.passed();
-}
-
-fn gateway_yaml(upstream_port: u16, ca_file: &std::path::Path, hash: &str) -> String {
-    format!(
-        r#"# written by tests/e2e_fleet.rs
-listeners:
-  - address: 127.0.0.1:0
-    tls:
-      development:
-        write_ca_to: "{ca}"
-        names: [localhost, 127.0.0.1]
-upstream:
-  url: http://127.0.0.1:{upstream_port}
-  service_account:
-    username: admin
-    password_env: E2E_ARCP_ADMIN_PASSWORD
-  token_verification:
-    algorithm: HS256
-    secret_env: E2E_ARCP_JWT_SECRET
-logging:
-  format: json
-  level: info
-auth:
-  signing_key: e2e
-  keys:
-    - {{kid: e2e, algorithm: HS256, secret_env: E2E_GATEWAY_SIGNING_SECRET}}
-  users:
-    - {{name: ARCP, password_hash: "{hash}"}}
-sessions:
-  store:
-    redis:
-      url_env: E2E_REDIS_URL
-      key_prefix: "e2e-fleet:"
-routes:
-  profile: arcp
-"#,
-        ca = ca_file.display(),
-    )
 }

@@ -1,4 +1,4 @@
-//! Hostile connections (issue 10 §2): nothing a client does at the connection level can hold a
+//! Hostile connections: nothing a client does at the connection level can hold a
 //! slot for free or smuggle a request past the gateway.
 //!
 //! * [`framing`]: ambiguous HTTP/1.1 framing (RFC 9112 §6, as strict as nginx ≥ 1.21.1),

@@ -1,4 +1,4 @@
-//! Hostile requests (issue 10 §1, §3, §4): each class of request an attacker at the edge can
+//! Hostile requests: each class of request an attacker at the edge can
 //! send, sent concretely, with the gateway's answer (status and problem `type`) and what the
 //! upstream received asserted: nothing, or exactly the header the gateway rebuilt.
 //!

@@ -1,4 +1,4 @@
-//! Hostile WebSockets (issue 10 §2, "WebSockets count against the limits"): a relayed socket
+//! Hostile WebSockets ("WebSockets count against the limits"): a relayed socket
 //! holds a connection slot until it closes, one address and the public sockets have caps, the
 //! first frame and later messages have size limits (1009), idle sockets are closed (1001), and
 //! upstream is contacted only for an authenticated client.
@@ -203,7 +203,7 @@ async fn accepted_after_release(env: &Env, path_and_query: &str) -> WsClient {
 // Connection slots
 // ---------------------------------------------------------------------------------------------
 
-/// Acceptance (issue 10 §2) with `server.max_connections: 4`: four idle authenticated sockets
+/// With `server.max_connections: 4`: four idle authenticated sockets
 /// hold all four slots (the fifth client is not served before one of them is freed), and the
 /// fifth client's `GET /gateway/live` still answers within 2 s because the idle timeout frees
 /// them.

@@ -1,4 +1,4 @@
-//! Configuration reload (issue 12 part 1): under steady load, reloads alternating two valid
+//! Configuration reload: under steady load, reloads alternating two valid
 //! configurations and an invalid one drop no request and each valid one decides the next
 //! request; an invalid file is refused with the text `check-config` prints; a change to
 //! what is built once is refused with its location; a renewed certificate is served to new

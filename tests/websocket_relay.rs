@@ -29,7 +29,7 @@ use common::ws_stub::*;
 // Relaying with valid credentials.
 // ---------------------------------------------------------------------------------------------
 
-/// A refused first frame never reaches upstream: since issue 10 §2 the upstream socket is
+/// A refused first frame never reaches upstream: the upstream socket is
 /// opened only after the first frame was accepted, so there is no upstream connection for
 /// `case` at all (the refusal was decided before the close the client just read).
 fn assert_no_upstream_socket(stub: &WsStub, case: &str) {

@@ -140,23 +140,30 @@ pub(super) async fn exchange(
     let mut response = std::pin::pin!(conn.tx.send_request(req));
     let mut ended = false;
     let result = std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = response.as_mut().poll(cx) {
-            return Poll::Ready(r.map_err(ExchangeError::Http));
-        }
-        if !ended {
-            if let Poll::Ready(r) = Pin::new(&mut conn.conn).poll(cx) {
-                ended = true;
-                // The dispatcher settles the pending request when it ends.
-                return match response.as_mut().poll(cx) {
-                    Poll::Ready(r) => Poll::Ready(r.map_err(ExchangeError::Http)),
-                    Poll::Pending => Poll::Ready(Err(match r {
-                        Err(e) => ExchangeError::Http(e),
-                        Ok(()) => ExchangeError::Closed,
-                    })),
-                };
+        // The connection first: it writes the request and reads the answer into the
+        // response future, which is then ready in the same poll (no self-wake-up).
+        let finished = if ended {
+            None
+        } else {
+            match Pin::new(&mut conn.conn).poll(cx) {
+                Poll::Ready(r) => {
+                    ended = true;
+                    Some(r)
+                }
+                Poll::Pending => None,
             }
+        };
+        match response.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map_err(ExchangeError::Http)),
+            // The dispatcher settles the pending request when it ends; if it did not,
+            // the connection's own outcome is the answer.
+            Poll::Pending => match finished {
+                Some(Err(e)) => Poll::Ready(Err(ExchangeError::Http(e))),
+                Some(Ok(())) => Poll::Ready(Err(ExchangeError::Closed)),
+                None if ended => Poll::Ready(Err(ExchangeError::Closed)),
+                None => Poll::Pending,
+            },
         }
-        Poll::Pending
     })
     .await?;
     Ok((result, (!ended).then_some(conn)))

@@ -386,3 +386,52 @@ impl Drop for Gateway {
         let _ = self.child.wait();
     }
 }
+
+/// A gateway in front of the real ARCP server on `upstream_port` (upstream admin user
+/// `admin`): TLS with a development CA written to `ca_file`, the ARCP route profile, one user
+/// `ARCP` with `hash`, JSON logs at info. Secrets come from the environment variables
+/// `{env}_ARCP_ADMIN_PASSWORD`, `{env}_ARCP_JWT_SECRET` and `{env}_GATEWAY_SIGNING_SECRET`.
+/// `auth_extra` is added inside `auth:` (indented by two), `extra` at the top level.
+pub fn real_arcp_gateway_yaml(
+    written_by: &str,
+    upstream_port: u16,
+    ca_file: &std::path::Path,
+    hash: &str,
+    env: &str,
+    auth_extra: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"# written by {written_by}
+listeners:
+  - address: 127.0.0.1:0
+    tls:
+      development:
+        write_ca_to: "{ca}"
+        names: [localhost, 127.0.0.1]
+upstream:
+  url: http://127.0.0.1:{upstream_port}
+  service_account:
+    username: admin
+    password_env: {env}_ARCP_ADMIN_PASSWORD
+  token_verification:
+    algorithm: HS256
+    secret_env: {env}_ARCP_JWT_SECRET
+logging:
+  format: json
+  level: info
+auth:
+  signing_key: main
+  keys:
+    - kid: main
+      algorithm: HS256
+      secret_env: {env}_GATEWAY_SIGNING_SECRET
+  users:
+    - name: ARCP
+      password_hash: "{hash}"
+{auth_extra}routes:
+  profile: arcp
+{extra}"#,
+        ca = ca_file.display(),
+    )
+}

@@ -145,7 +145,7 @@ pub fn forged_token(world: &World, victim: &AdminSession, upstream_admin: &str) 
                "scopes": ["admin"], "iat": now, "exp": now + 3600}),
     );
     let gateway_style = forge(
-        Some("e2e"),
+        Some("main"), // the kid of the gateway's key (real_arcp_gateway_yaml)
         json!({"iss": "arcp-gateway", "sub": upstream_admin, "sid": random_hex(16),
                "role": "admin", "agent_id": format!("user_{upstream_admin}"),
                "scopes": ["admin"], "iat": now, "exp": now + 3600}),

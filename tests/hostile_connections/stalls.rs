@@ -44,7 +44,7 @@ async fn ws_gateway(
     (stub, keys, gw)
 }
 
-/// Acceptance (issue 10 §2): with `server.max_connections: 4` held by the four stalls the
+/// With `server.max_connections: 4` held by the four stalls the
 /// acceptance names (TLS done then silence, a partial HTTP/2 preface, a login body at 1 B/s,
 /// an idle WebSocket that never sends its first frame), a fifth client's `GET /gateway/live`
 /// still answers within 2 s, because deadlines free the slots. Every stalled client is closed

@@ -1,4 +1,4 @@
-//! Edge checks on the request head (issue 10 §1, docs/design.md §8): ambiguous `token`
+//! Edge checks on the request head (docs/design.md §8): ambiguous `token`
 //! query parameters, hosts the gateway does not serve, and a stolen session token tried with
 //! other fingerprints.
 

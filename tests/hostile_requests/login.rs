@@ -1,4 +1,4 @@
-//! Login (issue 10 §3, docs/design.md §7): nobody elsewhere can lock the real admin out, no
+//! Login (docs/design.md §7): nobody elsewhere can lock the real admin out, no
 //! burst of logins can flood the CPU, and what a client types as a user name stays out of the
 //! logs. Each client is a distinct loopback source address.
 
@@ -109,7 +109,7 @@ async fn non_json_login_bodies_are_415_and_count_as_failures() {
     env.assert_upstream_saw_nothing("logins");
 }
 
-/// Acceptance (issue 10 §3): after 4 addresses × 5 wrong passwords for one user, the right
+/// After 4 addresses × 5 wrong passwords for one user, the right
 /// password from a fresh address logs in (slowed by the per-user ceiling, never blocked),
 /// while each attacking address stays locked for that user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

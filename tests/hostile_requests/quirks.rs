@@ -1,6 +1,6 @@
 //! The upstream quirks of docs/arcp-upstream-contract.md §8 that a client can trigger, each
 //! triggered through the gateway against the recording ARCP stub and shown neutralised
-//! (issue 10 §4). Items the stub cannot model are in [`super::real_arcp`]; items covered
+//! (docs/security.md, upstream quirks). Items the stub cannot model are in [`super::real_arcp`]; items covered
 //! elsewhere or not triggerable are listed in docs/security.md.
 
 use std::time::Duration;

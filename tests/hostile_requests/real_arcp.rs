@@ -13,42 +13,6 @@ use super::e2e_harness::{random_hex, report, Env, Gateway, RunDir, Upstream};
 const UPSTREAM_ADMIN: &str = "admin";
 const AGENT_KEY: &str = "hostile-agent-key-0001";
 
-fn gateway_yaml(upstream_port: u16, ca: &std::path::Path, hash: &str) -> String {
-    format!(
-        r#"# written by tests/hostile_requests/real_arcp.rs
-listeners:
-  - address: 127.0.0.1:0
-    tls:
-      development:
-        write_ca_to: "{ca}"
-        names: [localhost, 127.0.0.1]
-upstream:
-  url: http://127.0.0.1:{upstream_port}
-  service_account:
-    username: {UPSTREAM_ADMIN}
-    password_env: HOSTILE_ARCP_ADMIN_PASSWORD
-  token_verification:
-    algorithm: HS256
-    secret_env: HOSTILE_ARCP_JWT_SECRET
-logging:
-  format: json
-  level: info
-auth:
-  signing_key: main
-  keys:
-    - kid: main
-      algorithm: HS256
-      secret_env: HOSTILE_GATEWAY_SIGNING_SECRET
-  users:
-    - name: ARCP
-      password_hash: "{hash}"
-routes:
-  profile: arcp
-"#,
-        ca = ca.display(),
-    )
-}
-
 fn upstream_logins(log: &str) -> usize {
     log.matches("\"POST /auth/login HTTP/1.1\"").count()
 }
@@ -79,7 +43,15 @@ fn real_arcp_quirks_are_neutralised_through_the_gateway() {
     ];
     let hash = arcp_gateway::auth::credentials::hash_password("ARCP").unwrap();
     let ca = run.path.join("ca.pem");
-    let yaml = gateway_yaml(upstream.port, &ca, &hash);
+    let yaml = super::e2e_harness::real_arcp_gateway_yaml(
+        "tests/hostile_requests/real_arcp.rs",
+        upstream.port,
+        &ca,
+        &hash,
+        "HOSTILE",
+        "",
+        "",
+    );
     let gateway = Gateway::start(&run.path, "gateway", &yaml, ca, &gateway_env);
     let gw = Client::new(gateway.addr, &gateway.ca_file);
     upstream.wait_for_log_line("\"POST /auth/login HTTP/1.1\" 200", Duration::from_secs(20));

@@ -1,4 +1,4 @@
-//! Tokens at the edge (issue 10 §1, docs/design.md §5, §8): the gateway forwards exactly the
+//! Tokens at the edge (docs/design.md §5, §8): the gateway forwards exactly the
 //! token it verified, and only where it belongs.
 
 use http::header::AUTHORIZATION;
@@ -343,7 +343,7 @@ async fn registration_tokens_cannot_open_an_agent_socket() {
         ws.send_json(&serde_json::json!({ "token": token })).await;
         let (code, _) = ws.expect_close(SETTLE).await;
         assert_eq!(code, Some(1008), "{case}");
-        // Upstream is contacted only after the first frame is accepted (issue 10 §2): a
+        // Upstream is contacted only after the first frame is accepted: a
         // refused one leaves no upstream connection at all, so no frame either.
         let conns = stub.connections();
         assert!(
