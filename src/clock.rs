@@ -31,12 +31,7 @@ impl Clock {
 
     /// Seconds since the Unix epoch.
     pub fn now(&self) -> i64 {
-        #[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        (ms + self.offset_ms.load(Ordering::Relaxed)).div_euclid(1000)
+        self.now_ms().div_euclid(1000)
     }
 
     /// Milliseconds since the Unix epoch (shared session records across replicas).
