@@ -23,6 +23,10 @@ use common::arcp_stub::*;
 use common::jwt::*;
 use common::{Proto, TempDir, TestGateway};
 
+/// The test PIN: '~' and '!' never occur in a JWT, a hex id or a base64 value, so finding it
+/// in what upstream received or in a log line cannot be a coincidence.
+const PIN: &str = "48~27!";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pin_protected_delete_yields_one_audit_line_naming_the_user() {
     let stub = ArcpStub::start().await;
@@ -42,7 +46,7 @@ async fn a_pin_protected_delete_yields_one_audit_line_naming_the_user() {
     let token = resp.json()["access_token"].as_str().unwrap().to_owned();
     let sid = claims_of(&token)["sid"].as_str().unwrap().to_owned();
 
-    let pin = json!({"pin": "4827"});
+    let pin = json!({"pin": PIN});
     let resp = send(api_request(
         Method::POST,
         "/auth/set_pin",
@@ -90,7 +94,7 @@ async fn a_pin_protected_delete_yields_one_audit_line_naming_the_user() {
         "/agents//agent%2D42",
         Some(&token),
         Some(fp),
-        &[("X-Session-Pin", "4827")],
+        &[("X-Session-Pin", PIN)],
         None,
     ))
     .await;
@@ -120,7 +124,7 @@ async fn a_pin_protected_delete_yields_one_audit_line_naming_the_user() {
     assert_eq!(lines[0]["path"], "/auth/set_pin");
     assert_eq!(lines[0]["pin"], false);
     assert_eq!(lines[0]["upstream_status"], Value::Null);
-    for secret in [token.as_str(), &sid, "4827", fp] {
+    for secret in [token.as_str(), &sid, PIN, fp] {
         assert!(!text.contains(secret), "the trail holds a secret");
     }
     gw.shutdown(Duration::from_secs(10)).await;

@@ -21,6 +21,10 @@ use common::jwt::*;
 use common::session_env::*;
 use common::{assert_problem, json_key_order};
 
+/// The test PIN: '~' and '!' never occur in a JWT, a hex id or a base64 value, so finding it
+/// in what upstream received or in a log line cannot be a coincidence.
+const PIN: &str = "48~27!";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pins_are_set_verified_and_enforced_by_the_gateway() {
     let env = Env::start(ArcpConfig::default()).await;
@@ -69,7 +73,7 @@ async fn pins_are_set_verified_and_enforced_by_the_gateway() {
     assert_eq!(status["pin_set"], false);
 
     // Before a PIN exists.
-    let resp = post("/auth/verify_pin", pin_body("4827")).await;
+    let resp = post("/auth/verify_pin", pin_body(PIN)).await;
     let v = assert_problem(&resp, 400, "pin-not-set", "PIN_NOT_SET", "/auth/verify_pin");
     assert_eq!(v["detail"], "PIN not set for session");
     let resp = env
@@ -88,7 +92,7 @@ async fn pins_are_set_verified_and_enforced_by_the_gateway() {
             "/agents/agent-42",
             Some(&token),
             Some(fp),
-            &[("X-Session-Pin", "4827")],
+            &[("X-Session-Pin", PIN)],
             None,
         ))
         .await;
@@ -103,13 +107,13 @@ async fn pins_are_set_verified_and_enforced_by_the_gateway() {
         "VALIDATION_FAILED",
         "/auth/set_pin",
     );
-    let resp = post("/auth/set_pin", pin_body("4827")).await;
+    let resp = post("/auth/set_pin", pin_body(PIN)).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(
         resp.json(),
         json!({"status": "success", "message": "PIN set for session"})
     );
-    let resp = post("/auth/set_pin", pin_body("4827")).await;
+    let resp = post("/auth/set_pin", pin_body(PIN)).await;
     let v = assert_problem(
         &resp,
         400,
@@ -136,7 +140,7 @@ async fn pins_are_set_verified_and_enforced_by_the_gateway() {
     );
     assert_eq!(v["detail"], "Incorrect PIN");
     assert_challenge(&resp);
-    let resp = post("/auth/verify_pin", pin_body("4827")).await;
+    let resp = post("/auth/verify_pin", pin_body(PIN)).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(
         resp.json(),
@@ -169,7 +173,7 @@ async fn pins_are_set_verified_and_enforced_by_the_gateway() {
             env.stub.records_for(path).is_empty(),
             "{method} {path} reached the upstream without the right PIN"
         );
-        let resp = env.send(with_pin(Some("4827"))).await;
+        let resp = env.send(with_pin(Some(PIN))).await;
         assert_eq!(resp.status, 200, "{method} {path}: {}", resp.text());
         assert_eq!(resp.json()["auth"], "admin");
         let seen = env.stub.records_for(path);
@@ -201,5 +205,5 @@ async fn pins_are_set_verified_and_enforced_by_the_gateway() {
             "{path} is gateway-owned"
         );
     }
-    env.assert_upstream_never_saw("4827", "PIN");
+    env.assert_upstream_never_saw(PIN, "PIN");
 }
