@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::ratelimit::LoginSettings;
+use crate::secret::Secret;
 use token::{GatewayKey, UpstreamTokens};
 pub use token::{Tokens, Verified};
 
@@ -86,11 +87,19 @@ impl std::fmt::Debug for Users {
 }
 
 impl Users {
-    pub fn new(users: &[UserSettings]) -> Self {
+    /// `shared_secret` is the key material every replica of a fleet has (the signing
+    /// secret or key): names that are no user then get the same reference on every
+    /// replica, so attempts under them are counted fleet-wide exactly like attempts under
+    /// a real name, and a failure count cannot tell the two apart. Without it the
+    /// references are keyed per process (stable across reloads).
+    pub fn new(users: &[UserSettings], shared_secret: Option<&Secret>) -> Self {
         let map = users.iter().map(|u| (u.name.clone(), u.clone())).collect();
         let phcs: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
         let dummy = credentials::dummy_hash(&phcs);
-        let key: [u8; 32] = rand::random();
+        let key = match shared_secret {
+            Some(secret) => reference_key(secret.expose().as_bytes()),
+            None => *process_reference_key(),
+        };
         Users {
             users: Arc::new(map),
             dummy_hash: Arc::from(dummy),
@@ -103,9 +112,10 @@ impl Users {
         self.users.contains_key(name)
     }
 
-    /// How a typed user name may appear in a log: a configured name as is; anything else
-    /// (people type passwords into the name field) only as a keyed reference, stable
-    /// within this process so repeated attempts can be correlated.
+    /// How a typed user name may appear in a log and under which name its failed logins
+    /// are counted: a configured name as is; anything else (people type passwords into
+    /// the name field) only as a keyed reference, stable across reloads (and across the
+    /// fleet, see [`Users::new`]) so repeated attempts are correlated and counted.
     pub fn log_name(&self, name: &str) -> String {
         if self.contains(name) {
             return name.to_owned();
@@ -128,4 +138,32 @@ impl Users {
             .await
             .unwrap_or(false)
     }
+}
+
+/// HMAC key for name references = HKDF-SHA256(shared secret, salt naming this one use).
+fn reference_key(secret: &[u8]) -> [u8; 32] {
+    struct Len;
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let salt = ring::hkdf::Salt::new(
+        ring::hkdf::HKDF_SHA256,
+        b"arcp-gateway user name references",
+    );
+    let mut key = [0u8; 32];
+    let filled = salt
+        .extract(secret)
+        .expand(&[b"hmac-sha256 v1"], Len)
+        .and_then(|okm| okm.fill(&mut key));
+    // 32 bytes is far below HKDF-SHA256's limit of 255 blocks: expansion cannot fail.
+    debug_assert!(filled.is_ok());
+    key
+}
+
+/// A random key drawn once per process, so references survive configuration reloads.
+fn process_reference_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(rand::random)
 }

@@ -214,6 +214,7 @@ pub(crate) fn snapshot_of(settings: &Settings, clock: crate::clock::Clock) -> Sn
         settings.upstream.replay_buffer_bytes,
         settings.server.body_pace(),
         crate::pipeline::frame::ServerNames::new(&settings.server.server_names),
+        settings.session_store.as_ref().map(|r| &r.signing_secret),
         clock,
     )
 }

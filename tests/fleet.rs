@@ -446,3 +446,35 @@ async fn login_throttling_is_counted_fleet_wide() {
         "logins never reach upstream (only the broker's)"
     );
 }
+
+/// A name that is no user is counted fleet-wide under one keyed reference, so it locks
+/// exactly like a real name (three failures over A, B, A; the fourth attempt is refused on
+/// either replica). Were it counted per replica, the lock showing up only for real names
+/// would tell an attacker which names exist. The name is in Redis only as that reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_no_user_lock_like_real_ones() {
+    let cfg = ArcpConfig {
+        max_failures_per_ip: 3,
+        ..ArcpConfig::default()
+    };
+    let fleet = Fleet::start(cfg).await;
+    let attempt = |user: &str| {
+        let body = json!({"username": user, "password": "not-the-password"});
+        login_request(&body.to_string(), Some("fp-u"))
+    };
+    let mut outcomes = Vec::new();
+    for (user, from) in [(ADMIN_USER, "127.0.0.2"), ("nobody-here", "127.0.0.3")] {
+        let from: std::net::IpAddr = from.parse().unwrap();
+        let mut statuses = Vec::new();
+        for gw in [&fleet.a, &fleet.b, &fleet.a, &fleet.b, &fleet.a] {
+            let resp = gw.client.send_from(from, attempt(user), SETTLE).await;
+            statuses.push(resp.status);
+        }
+        outcomes.push(statuses);
+    }
+    assert_eq!(outcomes[0], [401, 401, 401, 429, 429], "a real name");
+    assert_eq!(outcomes[1], outcomes[0], "a name that is no user");
+    let keys = fleet.redis.cli(&["KEYS", "test:l:*"]);
+    assert!(!keys.contains("nobody-here"), "{keys}");
+    assert!(keys.contains(":unknown-"), "{keys}");
+}

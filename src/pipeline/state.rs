@@ -23,6 +23,7 @@ use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::ratelimit::{LoginSettings, LoginThrottle};
+use crate::secret::Secret;
 use crate::session::{SessionSettings, SessionStore};
 use crate::upstream::{Broker, SharedCredentials, UpstreamClient, UpstreamError, UpstreamSettings};
 
@@ -119,13 +120,14 @@ impl Snapshot {
         replay_buffer_bytes: u64,
         body_pace: Pace,
         server_names: ServerNames,
+        fleet_secret: Option<&Secret>,
         clock: Clock,
     ) -> Snapshot {
         Snapshot {
             policy,
             limits,
             tokens: Tokens::new(auth, clock),
-            users: Users::new(&auth.users),
+            users: Users::new(&auth.users, fleet_secret),
             replay_buffer_bytes,
             body_pace,
             server_names,
