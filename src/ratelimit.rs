@@ -14,13 +14,16 @@
 //!   failure up to `slowdown_max`, then is checked as usual. The right password still logs
 //!   in, a little later.
 //! * Counting is atomic per key (moka's `and_upsert_with`; one Lua script with a shared
-//!   store): 64 parallel wrong guesses count 64. Failure windows restart with each failure;
-//!   a success clears its pair and name.
+//!   store): 64 parallel wrong guesses count 64. An attempt is counted against its pair
+//!   *before* its password is checked ([`LoginThrottle::reserve`]), so of 64 parallel
+//!   guesses at most `max_failures_per_ip` are checked at all. Failure windows restart
+//!   with each failure; a success clears its pair and name; an attempt never checked (no
+//!   verification slot) is taken back, so saturating the verifiers locks nobody out.
 //! * **Fleet-wide** with `sessions.store.redis`: failure counts and lockouts live in Redis
 //!   (`counts.rs`), so replicas add to the same counts and honour the same locks. Names that
-//!   are no user are counted under the replica's keyed reference (never in clear, in Redis
-//!   or in the log), so only their per-address counts are shared; the per-minute attempt
-//!   rate stays per replica. Redis unreachable: attempts are refused (503), never waved
+//!   are no user are counted under a reference keyed from the fleet's signing secret (never
+//!   in clear, in Redis or in the log; the same on every replica, so they lock exactly like
+//!   real names); the per-minute attempt rate stays per replica. Redis unreachable: attempts are refused (503), never waved
 //!   through.
 //! * **CPU**: at most `max_concurrent_verifications` argon2 verifications run at once; a
 //!   login waits up to `verification_queue_timeout` for a slot, then gets 503 with
@@ -38,7 +41,7 @@ use crate::clock::Clock;
 use crate::fleet::Fleet;
 
 mod counts;
-use counts::Counts;
+use counts::{Counts, Reserved};
 
 #[derive(Debug, Clone)]
 pub struct LoginSettings {
@@ -83,8 +86,9 @@ impl ClientKey {
             IpAddr::V4(v4) => ClientKey(u128::from(u32::from(v4))),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => ClientKey(u128::from(u32::from(v4))),
-                // Top bit set keeps prefixes apart from IPv4 keys.
-                None => ClientKey((u128::from(v6) & !((1u128 << 64) - 1)) | 1),
+                // Bit 32 is never set in an IPv4 key, so no prefix (not even `::/64`)
+                // collides with an IPv4 address.
+                None => ClientKey((u128::from(v6) & !((1u128 << 64) - 1)) | (1 << 32)),
             },
         }
     }
@@ -106,6 +110,16 @@ pub enum Refused {
     /// The shared counts cannot be read: fail closed.
     #[error("login throttling state unreachable")]
     Unavailable,
+}
+
+/// A login attempt counted against its (name, address) pair before its password is
+/// checked; see [`LoginThrottle::reserve`].
+#[derive(Debug)]
+#[must_use = "an attempt is settled as wrong, right or cancelled"]
+pub struct Attempt {
+    ip: IpAddr,
+    key: Key,
+    set_lock: bool,
 }
 
 /// Cheap-to-clone handle.
@@ -148,9 +162,10 @@ impl LoginThrottle {
     }
 
     /// Admits an attempt from `ip` (spends one cell of its rate) unless it is locked.
+    /// The rate is checked first: a flood is refused in memory, without a round trip to
+    /// the shared store.
     pub async fn check_ip(&self, ip: IpAddr) -> Result<(), Refused> {
         let client = ClientKey::of(ip);
-        self.check_lock(&Key::Address(client)).await?;
         if self.attempts.len() > 50_000 {
             self.attempts.retain_recent();
         }
@@ -160,7 +175,74 @@ impl LoginThrottle {
                     &governor::clock::DefaultClock::default(),
                 )),
             })
-        })
+        })?;
+        self.check_lock(&Key::Address(client)).await
+    }
+
+    /// Counts an attempt for `user` from `ip` against that pair *before* its password is
+    /// checked, unless the pair is locked. Parallel attempts therefore see each other:
+    /// however many arrive at once, across every replica, at most `max_failures_per_ip`
+    /// are checked before the pair locks. Settle it with [`LoginThrottle::wrong_password`],
+    /// [`LoginThrottle::right_password`] or, when it was never checked,
+    /// [`LoginThrottle::cancel`].
+    pub async fn reserve(&self, ip: IpAddr, user: &str) -> Result<Attempt, Refused> {
+        let key = Key::UserAt(Arc::from(user), ClientKey::of(ip));
+        match self
+            .counts
+            .reserve(&key, self.settings.max_failures_per_ip)
+            .await?
+        {
+            Reserved::Locked(retry_after) => Err(Refused::Throttled(Throttled { retry_after })),
+            Reserved::Counted { locked } => Ok(Attempt {
+                ip,
+                key,
+                set_lock: locked,
+            }),
+        }
+    }
+
+    /// The attempt was never checked (no verification slot): it does not count.
+    pub async fn cancel(&self, attempt: Attempt) {
+        if self
+            .counts
+            .cancel(&attempt.key, attempt.set_lock)
+            .await
+            .is_err()
+        {
+            tracing::warn!("login attempt not taken back: shared store unreachable");
+        }
+    }
+
+    /// The attempt had a wrong password: the pair already counted it; the address and
+    /// the name count it now.
+    pub async fn wrong_password(&self, attempt: Attempt) {
+        let Key::UserAt(user, client) = attempt.key else {
+            return;
+        };
+        let address = self
+            .counts
+            .add(
+                Key::Address(client),
+                Some(self.settings.max_failures_per_address),
+            )
+            .await;
+        // The name's own count only slows; it never locks.
+        let name = self.counts.add(Key::User(user), None).await;
+        if address.and(name).is_err() {
+            tracing::warn!("login failure not counted: shared store unreachable");
+        }
+    }
+
+    /// The attempt had the right password: the pair's and the name's failures are
+    /// forgotten, and a pair lock set by this attempt's own count is lifted.
+    pub async fn right_password(&self, attempt: Attempt) {
+        let Key::UserAt(user, _) = &attempt.key else {
+            return;
+        };
+        self.record_success(attempt.ip, user).await;
+        if attempt.set_lock && self.counts.unlock(&attempt.key).await.is_err() {
+            tracing::warn!("login success not recorded: shared store unreachable");
+        }
     }
 
     /// Refuses attempts for `user` from `ip` while that pair is locked.

@@ -478,3 +478,41 @@ async fn names_that_are_no_user_lock_like_real_ones() {
     assert!(!keys.contains("nobody-here"), "{keys}");
     assert!(keys.contains(":unknown-"), "{keys}");
 }
+
+/// Twelve wrong guesses sent at once, half to each replica: each is counted against its
+/// pair before its password is checked, so exactly `max_failures_per_ip` (3) are checked
+/// and answered 401; the other nine are refused with 429 unchecked, and the pair is locked
+/// on both replicas afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_burst_of_guesses_is_checked_at_most_max_times() {
+    let cfg = ArcpConfig {
+        max_failures_per_ip: 3,
+        ..ArcpConfig::default()
+    };
+    let fleet = Fleet::start(cfg).await;
+    let from: std::net::IpAddr = "127.0.0.4".parse().unwrap();
+    let wrong = || {
+        let body = json!({"username": ADMIN_USER, "password": "not-the-password"});
+        login_request(&body.to_string(), Some("fp-burst"))
+    };
+    let burst = (0..12).map(|i| {
+        let gw = if i % 2 == 0 { &fleet.a } else { &fleet.b };
+        gw.client.send_from(from, wrong(), SETTLE)
+    });
+    let mut statuses: Vec<u16> = futures_util::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    statuses.sort_unstable();
+    let mut expected = vec![401; 3];
+    expected.extend([429; 9]);
+    assert_eq!(statuses, expected);
+    for gw in [&fleet.a, &fleet.b] {
+        let resp = gw
+            .client
+            .send_from(from, admin_login("fp-burst"), SETTLE)
+            .await;
+        assert_eq!(resp.status, 429, "the pair is locked: {}", resp.text());
+    }
+}

@@ -89,20 +89,23 @@ pub async fn login(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let verified = {
-        let _slot = ctx
-            .throttle
-            .verification_slot()
-            .await
-            .map_err(LoginError::Busy)?;
-        ctx.users.verify_password(&username, &password).await
+    // Counted against the pair before the check, so parallel attempts see each other.
+    let attempt = ctx.throttle.reserve(peer, &name).await?;
+    let slot = match ctx.throttle.verification_slot().await {
+        Ok(slot) => slot,
+        Err(busy) => {
+            ctx.throttle.cancel(attempt).await;
+            return Err(LoginError::Busy(busy));
+        }
     };
+    let verified = ctx.users.verify_password(&username, &password).await;
+    drop(slot);
     if !verified {
-        ctx.throttle.record_failure(peer, Some(&name)).await;
+        ctx.throttle.wrong_password(attempt).await;
         tracing::info!(user = %name, peer = %peer, "admin login failed");
         return Err(LoginError::BadCredentials);
     }
-    ctx.throttle.record_success(peer, &name).await;
+    ctx.throttle.right_password(attempt).await;
     let session = ctx
         .sessions
         .try_create(&username, fingerprint)

@@ -12,6 +12,7 @@
 //! address or the IPv6 /64; a name that is no user arrives as the replica's keyed
 //! reference, never in clear).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -31,13 +32,26 @@ pub(crate) enum Counts {
         locks: Cache<Key, Instant>,
         lockout: Duration,
         clock: Clock,
+        /// Makes a reservation's lock check, count and lock one step.
+        reserving: Arc<Mutex<()>>,
     },
     Shared {
         fleet: Fleet,
         add: Script,
+        reserve: Script,
+        cancel: Script,
         window: Duration,
         lockout: Duration,
     },
+}
+
+/// What a reservation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reserved {
+    /// The key is locked for this long; nothing was counted.
+    Locked(Duration),
+    /// Counted; `locked` when this count reached the maximum and set the lock.
+    Counted { locked: bool },
 }
 
 /// One failure: the count grows and its window restarts; at `max` the lock is set.
@@ -46,6 +60,31 @@ local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 local max = tonumber(ARGV[2])
 if max > 0 and n >= max then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
+return n
+";
+
+/// A reservation: refused while locked, else counted at once (so parallel attempts see
+/// each other's counts); the one reaching `max` sets the lock. Returns {0, ms left} or
+/// {1, whether it set the lock}.
+const RESERVE: &str = r"
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then return {0, left} end
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local max = tonumber(ARGV[2])
+if max > 0 and n >= max then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  return {1, 1}
+end
+return {1, 0}
+";
+
+/// Takes back a reservation that was never decided: one count less, and its lock if it
+/// set one.
+const CANCEL: &str = r"
+local n = redis.call('DECR', KEYS[1])
+if n <= 0 then redis.call('DEL', KEYS[1]) end
+if ARGV[1] == '1' then redis.call('DEL', KEYS[2]) end
 return n
 ";
 
@@ -62,6 +101,7 @@ impl Counts {
                 .build(),
             lockout: settings.lockout,
             clock,
+            reserving: Arc::new(Mutex::new(())),
         }
     }
 
@@ -69,6 +109,8 @@ impl Counts {
         Counts::Shared {
             fleet,
             add: Script::new(ADD),
+            reserve: Script::new(RESERVE),
+            cancel: Script::new(CANCEL),
             window: settings.failure_window,
             lockout: settings.lockout,
         }
@@ -82,7 +124,9 @@ impl Counts {
                 locks,
                 lockout,
                 clock,
+                reserving,
             } => {
+                let _one_at_a_time = reserving.lock().unwrap_or_else(|e| e.into_inner());
                 let n = failures
                     .entry(key.clone())
                     .and_upsert_with(|old| old.map_or(1, |e| e.into_value().saturating_add(1)))
@@ -97,6 +141,7 @@ impl Counts {
                 add,
                 window,
                 lockout,
+                ..
             } => {
                 let what = redis_name(&key);
                 let keys = [
@@ -115,6 +160,108 @@ impl Counts {
                     .await
                     .map_err(|_| Refused::Unavailable)?;
                 Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+            }
+        }
+    }
+
+    /// Counts an attempt on `key` before it is decided, unless `key` is locked: of any
+    /// number of parallel reservations at most `max` are counted before the lock.
+    pub(crate) async fn reserve(&self, key: &Key, max: u32) -> Result<Reserved, Refused> {
+        match self {
+            Counts::Local {
+                failures,
+                locks,
+                lockout,
+                clock,
+                reserving,
+            } => {
+                let _one_at_a_time = reserving.lock().unwrap_or_else(|e| e.into_inner());
+                let now = clock.instant();
+                if let Some(until) = locks.get(key).filter(|until| *until > now) {
+                    return Ok(Reserved::Locked(until - now));
+                }
+                let n = failures
+                    .entry(key.clone())
+                    .and_upsert_with(|old| old.map_or(1, |e| e.into_value().saturating_add(1)))
+                    .into_value();
+                let locked = max > 0 && n >= max;
+                if locked {
+                    locks.insert(key.clone(), now + *lockout);
+                }
+                Ok(Reserved::Counted { locked })
+            }
+            Counts::Shared {
+                fleet,
+                reserve,
+                window,
+                lockout,
+                ..
+            } => {
+                let (count, lock) = shared_keys(fleet, key);
+                let args = [millis(*window), max.to_string(), millis(*lockout)];
+                let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
+                let r: (i64, i64) = fleet
+                    .script(reserve, &[count.as_str(), lock.as_str()], &args)
+                    .await
+                    .map_err(|_| Refused::Unavailable)?;
+                Ok(match r {
+                    (0, left) => Reserved::Locked(Duration::from_millis(left.max(1) as u64)),
+                    (_, locked) => Reserved::Counted {
+                        locked: locked == 1,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Takes back a reservation that was never decided (no verification slot came free).
+    pub(crate) async fn cancel(&self, key: &Key, set_lock: bool) -> Result<(), Refused> {
+        match self {
+            Counts::Local {
+                failures,
+                locks,
+                reserving,
+                ..
+            } => {
+                let _one_at_a_time = reserving.lock().unwrap_or_else(|e| e.into_inner());
+                failures.entry(key.clone()).and_compute_with(|old| {
+                    match old.map(|e| e.into_value()) {
+                        Some(n) if n > 1 => moka::ops::compute::Op::Put(n - 1),
+                        Some(_) => moka::ops::compute::Op::Remove,
+                        None => moka::ops::compute::Op::Nop,
+                    }
+                });
+                if set_lock {
+                    locks.invalidate(key);
+                }
+                Ok(())
+            }
+            Counts::Shared { fleet, cancel, .. } => {
+                let (count, lock) = shared_keys(fleet, key);
+                let flag: &[u8] = if set_lock { b"1" } else { b"0" };
+                let _: i64 = fleet
+                    .script(cancel, &[count.as_str(), lock.as_str()], &[flag])
+                    .await
+                    .map_err(|_| Refused::Unavailable)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends `key`'s lockout.
+    pub(crate) async fn unlock(&self, key: &Key) -> Result<(), Refused> {
+        match self {
+            Counts::Local { locks, .. } => {
+                locks.invalidate(key);
+                Ok(())
+            }
+            Counts::Shared { fleet, .. } => {
+                let (_, lock) = shared_keys(fleet, key);
+                let _: i64 = fleet
+                    .query(redis::cmd("DEL").arg(lock))
+                    .await
+                    .map_err(|_| Refused::Unavailable)?;
+                Ok(())
             }
         }
     }
@@ -175,6 +322,15 @@ impl Counts {
             }
         }
     }
+}
+
+/// The count and the lock key of `key` in Redis.
+fn shared_keys(fleet: &Fleet, key: &Key) -> (String, String) {
+    let what = redis_name(key);
+    (
+        fleet.key(&format!("l:n:{what}")),
+        fleet.key(&format!("l:x:{what}")),
+    )
 }
 
 fn millis(d: Duration) -> String {

@@ -130,3 +130,72 @@ async fn attempt_rate_is_limited() {
     assert!(t.check_ip(a).await.is_ok());
     assert!(t.check_ip(a).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_attempts_are_counted_before_they_are_checked() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let a = ip("10.4.0.1");
+    let tries = (0..16).map(|_| {
+        let t = t.clone();
+        tokio::spawn(async move { t.reserve(a, "ARCP").await })
+    });
+    let mut admitted = Vec::new();
+    for r in futures_util::future::join_all(tries).await {
+        if let Ok(attempt) = r.unwrap() {
+            admitted.push(attempt);
+        }
+    }
+    assert_eq!(admitted.len(), 3, "max_failures_per_ip of 16 are checked");
+    assert!(matches!(
+        t.reserve(a, "ARCP").await,
+        Err(Refused::Throttled(_))
+    ));
+    for attempt in admitted {
+        t.wrong_password(attempt).await;
+    }
+    assert!(
+        t.check_user(a, "ARCP").await.is_err(),
+        "the pair stays locked"
+    );
+    assert_eq!(t.user_failures("ARCP").await, Ok(3));
+}
+
+#[tokio::test]
+async fn an_attempt_never_checked_does_not_count() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let a = ip("10.5.0.1");
+    // Saturated verifiers: every attempt is taken back; the pair never locks.
+    for _ in 0..10 {
+        let attempt = t.reserve(a, "ARCP").await.expect("not locked");
+        t.cancel(attempt).await;
+    }
+    assert!(t.check_user(a, "ARCP").await.is_ok());
+    // Two wrong, then the right one whose own count reached the limit: it logs in and
+    // lifts the lock its count set.
+    for _ in 0..2 {
+        let attempt = t.reserve(a, "ARCP").await.unwrap();
+        t.wrong_password(attempt).await;
+    }
+    let third = t.reserve(a, "ARCP").await.unwrap();
+    assert!(
+        t.check_user(a, "ARCP").await.is_err(),
+        "locked while decided"
+    );
+    t.right_password(third).await;
+    assert!(t.check_user(a, "ARCP").await.is_ok());
+    assert_eq!(t.user_failures("ARCP").await, Ok(0));
+}
+
+#[test]
+fn no_ipv6_prefix_shares_a_key_with_an_ipv4_address() {
+    assert_ne!(ClientKey::of(ip("::1")), ClientKey::of(ip("0.0.0.1")));
+    assert_ne!(ClientKey::of(ip("::")), ClientKey::of(ip("0.0.0.0")));
+    assert_eq!(
+        ClientKey::of(ip("2001:db8::1")),
+        ClientKey::of(ip("2001:db8::ffff:1"))
+    );
+    assert_eq!(
+        ClientKey::of(ip("::ffff:10.0.0.1")),
+        ClientKey::of(ip("10.0.0.1"))
+    );
+}
