@@ -207,16 +207,7 @@ impl Reloader {
 
 /// The part of the settings every request is decided by.
 pub(crate) fn snapshot_of(settings: &Settings, clock: crate::clock::Clock) -> Snapshot {
-    Snapshot::new(
-        settings.policy.clone(),
-        settings.limits,
-        &settings.auth,
-        settings.upstream.replay_buffer_bytes,
-        settings.server.body_pace(),
-        crate::pipeline::frame::ServerNames::new(&settings.server.server_names),
-        settings.session_store.as_ref().map(|r| &r.signing_secret),
-        clock,
-    )
+    Snapshot::new(settings, clock)
 }
 
 /// Reloads on SIGHUP and, with `watch`, when that file's content changes (its directory

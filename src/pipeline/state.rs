@@ -16,14 +16,14 @@ use arc_swap::ArcSwap;
 use super::frame::{Limits, ServerNames};
 use super::websocket::{Sockets, WebSocketSettings};
 use crate::audit::Audit;
-use crate::auth::{AuthSettings, Tokens, Users};
+use crate::auth::{Tokens, Users};
 use crate::body::Pace;
 use crate::clock::Clock;
+use crate::config::Settings;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::ratelimit::{LoginSettings, LoginThrottle};
-use crate::secret::Secret;
 use crate::session::{SessionSettings, SessionStore};
 use crate::upstream::{Broker, SharedCredentials, UpstreamClient, UpstreamError, UpstreamSettings};
 
@@ -113,24 +113,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(
-        policy: Policy,
-        limits: Limits,
-        auth: &AuthSettings,
-        replay_buffer_bytes: u64,
-        body_pace: Pace,
-        server_names: ServerNames,
-        fleet_secret: Option<&Secret>,
-        clock: Clock,
-    ) -> Snapshot {
+    /// The part of `settings` every request is decided by.
+    pub fn new(settings: &Settings, clock: Clock) -> Snapshot {
+        let fleet_secret = settings.session_store.as_ref().map(|r| &r.signing_secret);
         Snapshot {
-            policy,
-            limits,
-            tokens: Tokens::new(auth, clock),
-            users: Users::new(&auth.users, fleet_secret),
-            replay_buffer_bytes,
-            body_pace,
-            server_names,
+            policy: settings.policy.clone(),
+            limits: settings.limits,
+            tokens: Tokens::new(&settings.auth, clock),
+            users: Users::new(&settings.auth.users, fleet_secret),
+            replay_buffer_bytes: settings.upstream.replay_buffer_bytes,
+            body_pace: settings.server.body_pace(),
+            server_names: ServerNames::new(&settings.server.server_names),
         }
     }
 }
