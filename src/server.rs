@@ -10,8 +10,10 @@
 //! ending the loop. Shutdown stops accepting, asks every connection to finish its in-flight
 //! requests, and waits at most `drain_timeout`.
 
+mod accept;
 mod activity;
 mod framing;
+pub mod proxy_header;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,8 +28,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use accept::{accept_loop, AcceptCtx};
 use activity::{Activity, Closed, Deadlines, Tracked};
 use framing::{HeadLog, Scanned};
+use proxy_header::Trusted;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -78,6 +82,8 @@ pub struct ListenerSettings {
     pub address: SocketAddr,
     /// `None` is a plain-HTTP listener (behind a TLS-terminating load balancer).
     pub tls: Option<TlsSettings>,
+    /// Load balancers whose connections start with a PROXY header (empty: none).
+    pub proxy_protocol: Trusted,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +109,8 @@ pub enum ServerError {
 struct Bound {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    /// Load balancers whose connections start with a PROXY header.
+    balancers: Trusted,
 }
 
 /// A bound gateway: ports are open, nothing is served until [`Gateway::serve`].
@@ -162,7 +170,11 @@ impl Gateway {
                     None
                 }
             };
-            bound.push(Bound { listener, tls });
+            bound.push(Bound {
+                listener,
+                tls,
+                balancers: l.proxy_protocol.clone(),
+            });
         }
         let admin = match &settings.admin {
             Some(a) => Some(crate::admin::AdminListener::bind(a).await?),
@@ -303,63 +315,6 @@ fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(server.http2_keep_alive_interval)
         .keep_alive_timeout(server.http2_keep_alive_timeout);
     builder
-}
-
-struct AcceptCtx {
-    state: Arc<State>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limit: Arc<Semaphore>,
-    per_address: PerAddress,
-    handshake_timeout: Duration,
-    deadlines: Deadlines,
-}
-
-async fn accept_loop(bound: Bound, ctx: AcceptCtx, mut stop: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let permit = tokio::select! {
-            _ = stop.changed() => break,
-            p = ctx.limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let accepted = tokio::select! {
-            _ = stop.changed() => break,
-            a = bound.listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => {
-                backoff = Duration::from_millis(5);
-                a
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let Some(address_permit) = ctx.per_address.try_acquire(peer.ip()) else {
-            tracing::debug!(%peer, "connection refused: too many from this address");
-            continue; // dropping the stream closes it; the global permit returns to the pool
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = Connection {
-            peer,
-            state: ctx.state.clone(),
-            builder: ctx.builder.clone(),
-            deadlines: ctx.deadlines,
-            stop: stop.clone(),
-            // Held until the connection ends, or by a WebSocket upgraded on it until that
-            // closes: sockets count against both caps too.
-            slot: ConnSlot::new(permit, address_permit),
-        };
-        let tls = bound.tls.clone();
-        let handshake_timeout = ctx.handshake_timeout;
-        tokio::spawn(serve_connection(stream, tls, handshake_timeout, conn));
-    }
-    // Dropping the listener closes the port: new connections are refused from here on.
 }
 
 /// What a connection task needs besides its socket.

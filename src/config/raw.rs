@@ -84,6 +84,20 @@ pub struct RawListener {
     pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub plain_http: bool,
+    /// Connections from these load balancers start with a PROXY protocol header naming
+    /// the client's address.
+    #[schemars(with = "Option<RawProxyProtocol>")]
+    pub proxy_protocol: Option<Spanned<RawProxyProtocol>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxyProtocol {
+    /// Addresses or CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`) of the load balancers
+    /// that send the header (v1 or v2); their connections must start with one, others are
+    /// served as direct clients.
+    #[schemars(with = "Vec<String>")]
+    pub trusted: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

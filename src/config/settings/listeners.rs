@@ -1,6 +1,9 @@
 //! `listeners:`: addresses and TLS material.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -8,6 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::super::raw;
 use super::super::{ConfigError, Ctx};
+use crate::server::proxy_header::Trusted;
 use crate::server::ListenerSettings;
 use crate::tls::TlsSettings;
 
@@ -41,7 +45,44 @@ pub(super) fn listener(
     Ok(ListenerSettings {
         address: l.value.address.value,
         tls,
+        proxy_protocol: proxy_protocol(&l.value.proxy_protocol, path, ctx)?,
     })
+}
+
+/// `listeners[].proxy_protocol`: the load balancers trusted to name the client.
+fn proxy_protocol(
+    raw: &Option<Spanned<raw::RawProxyProtocol>>,
+    path: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Trusted, ConfigError> {
+    let Some(p) = raw else {
+        return Ok(Trusted::default());
+    };
+    if p.value.trusted.is_empty() {
+        return Err(ctx.err(
+            p.referenced,
+            format!("{path}.proxy_protocol.trusted"),
+            "list the addresses of the load balancers that send the PROXY header",
+            Some("for example `trusted: [10.0.0.0/8]`; without balancers, remove `proxy_protocol`"),
+        ));
+    }
+    let mut nets = Vec::with_capacity(p.value.trusted.len());
+    for (i, t) in p.value.trusted.iter().enumerate() {
+        let text = t.value.trim();
+        let net = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                ctx.err(
+                    t.referenced,
+                    format!("{path}.proxy_protocol.trusted[{i}]"),
+                    format!("`{text}` is not an IP address or a CIDR range"),
+                    Some("for example `10.0.0.5` or `10.0.0.0/8`"),
+                )
+            })?;
+        nets.push(net.trunc());
+    }
+    Ok(Trusted::new(nets))
 }
 
 fn tls_settings(
