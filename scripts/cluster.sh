@@ -2,7 +2,8 @@
 # The scale-out on one machine: ARCP, redis-server, two gateway replicas sharing sessions
 # through Redis (sessions.store.redis), and HAProxy round-robin in front.
 #
-#   client ──TLS──► HAProxy 127.0.0.1:${CLUSTER_PORT:-8443} (mode tcp, round robin per connection)
+#   client ──TLS──► HAProxy 127.0.0.1:${CLUSTER_PORT:-8443} (mode tcp, round robin per connection,
+#                   PROXY protocol v2 to the replicas: they see each client's address)
 #                      ├──► replica A 127.0.0.1:<free>  ─┐  TLS ends at the gateways (one
 #                      └──► replica B 127.0.0.1:<free>  ─┤  certificate for both, made here)
 #                                                       ├──► ARCP 2.1.2 (one upstream login)
@@ -85,6 +86,9 @@ for name in a b; do
 listeners:
   - address: 127.0.0.1:$port
     tls: {cert_file: "$dir/cert.pem", key_file: "$dir/key.pem"}
+    # HAProxy states each client's address first (send-proxy-v2), so throttling and
+    # per-address caps count clients, not the balancer.
+    proxy_protocol: {trusted: [127.0.0.1]}
 upstream:
   url: http://127.0.0.1:$arcp_port
   service_account: {username: $ADMIN_USERNAME, password_env: ARCP_ADMIN_PASSWORD}
@@ -101,7 +105,7 @@ routes:
 YAML
     "$bin" run --config "$dir/replica-$name.yaml" >"$dir/replica-$name.log" 2>&1 &
     pids+=($!)
-    backends+="    server replica-$name 127.0.0.1:$port check"$'\n'
+    backends+="    server replica-$name 127.0.0.1:$port check send-proxy-v2 check-send-proxy"$'\n'
 done
 
 cat >"$dir/haproxy.cfg" <<CFG

@@ -18,8 +18,10 @@ apt_install() {
 }
 command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
 # A real redis-server (and redis-cli) for the shared-session tests (tests/fleet.rs,
-# tests/e2e_fleet.rs); HAProxy only for scripts/cluster.sh.
+# tests/e2e_fleet.rs); HAProxy in front of the gateway with the PROXY protocol
+# (tests/proxy_protocol.rs) and for scripts/cluster.sh.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+command -v haproxy >/dev/null 2>&1 || apt_install haproxy
 if ! command -v python3 >/dev/null 2>&1; then
   apt_install python3 python3-venv
 elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

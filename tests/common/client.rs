@@ -112,14 +112,20 @@ impl TlsClient {
         within(
             STEP,
             "TLS connect to the gateway",
-            self.handshake(None, proto),
+            self.handshake(None, b"", proto),
         )
         .await
     }
 
     /// Connects from `source` (the OS picks when `None`) and completes the TLS handshake;
     /// unbounded, the caller bounds it.
-    async fn handshake(&self, source: Option<IpAddr>, proto: Proto) -> TlsStream<TcpStream> {
+    /// `prefix` is written before the handshake (a PROXY protocol header).
+    async fn handshake(
+        &self,
+        source: Option<IpAddr>,
+        prefix: &[u8],
+        proto: Proto,
+    ) -> TlsStream<TcpStream> {
         let connector = tls::connector([self.ca.clone()], proto.alpn());
         let tcp = match source {
             None => TcpStream::connect(self.addr).await.unwrap(),
@@ -132,7 +138,11 @@ impl TlsClient {
                 socket.connect(self.addr).await.unwrap()
             }
         };
+        let mut tcp = tcp;
         tcp.set_nodelay(true).unwrap();
+        if !prefix.is_empty() {
+            tcp.write_all(prefix).await.unwrap();
+        }
         connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
@@ -189,12 +199,23 @@ impl TlsClient {
     pub async fn send_from(
         &self,
         source: IpAddr,
+        req: Request<TestBody>,
+        limit: Duration,
+    ) -> TestResponse {
+        self.send_behind(source, b"", req, limit).await
+    }
+
+    /// Like [`TlsClient::send_from`], writing `header` (a PROXY protocol header) first.
+    pub async fn send_behind(
+        &self,
+        source: IpAddr,
+        header: &[u8],
         mut req: Request<TestBody>,
         limit: Duration,
     ) -> TestResponse {
         let what = format!("{} {} from {source}", req.method(), req.uri());
         within(limit, &what, async move {
-            let tls = self.handshake(Some(source), Proto::H1).await;
+            let tls = self.handshake(Some(source), header, Proto::H1).await;
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake::<_, TestBody>(TokioIo::new(tls))
                     .await

@@ -28,6 +28,8 @@ pub struct GatewayOptions {
     routes: Value,
     /// Further top-level sections (`auth`, `sessions` …).
     sections: Map<String, Value>,
+    /// Keys of the listener besides `address` and `tls` (`proxy_protocol`).
+    listener: Map<String, Value>,
 }
 
 impl GatewayOptions {
@@ -41,7 +43,14 @@ impl GatewayOptions {
             logging: json_map(json!({"level": "info"})),
             routes: json!({"profile": "none", "default_access": "public"}),
             sections: Map::new(),
+            listener: Map::new(),
         }
+    }
+
+    /// Sets `listeners[0].<key>`, e.g. `("proxy_protocol", json!({"trusted": ["127.0.0.1"]}))`.
+    pub fn listener(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.listener.insert(key.to_owned(), value.into());
+        self
     }
 
     /// Sets `server.<key>`, e.g. `("drain_timeout", "10s")`.
@@ -89,11 +98,13 @@ impl GatewayOptions {
     pub fn yaml(&self, listen: SocketAddr, pki: &Pki) -> String {
         let mut upstream = self.upstream.clone();
         upstream.insert("url".to_owned(), self.upstream_url.clone().into());
+        let mut listener = json_map(json!({
+            "address": listen.to_string(),
+            "tls": {"cert_file": pki.cert_file, "key_file": pki.key_file},
+        }));
+        listener.extend(self.listener.clone());
         let mut doc = json_map(json!({
-            "listeners": [{
-                "address": listen.to_string(),
-                "tls": {"cert_file": pki.cert_file, "key_file": pki.key_file},
-            }],
+            "listeners": [listener],
             "upstream": upstream,
             "logging": self.logging,
             "routes": self.routes,
