@@ -135,14 +135,16 @@ impl UpstreamClient {
     /// Sends a request and waits for the response head within the response timeout.
     ///
     /// Upstream drops its connection after an unhandled 500 (contract §8.19), so a pooled
-    /// connection can be reset under the next request. A request that is idempotent
-    /// (RFC 9110 §9.2.2) and has no body is sent once more, on a fresh connection, when the
-    /// connection failed after it was established; anything else gets the error, since
-    /// upstream may have acted on it.
+    /// connection can be reset under the next request. A *safe* request (GET, HEAD,
+    /// OPTIONS; RFC 9110 §9.2.1) without a body that failed on a *reused* connection is
+    /// sent once more, on a fresh one (what Go's and hyper-util's clients do). Anything
+    /// else gets the error: a PUT or DELETE may have been acted on, and a failure on a
+    /// fresh connection is upstream's answer, not a stale socket.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let again = replayable(&req);
+        let pooled = self.pool.checkout();
+        let again = pooled.as_ref().and_then(|_| replayable(&req));
         let deadline = self.response_timeout;
-        let first = tokio::time::timeout(deadline, self.send_once(req, self.pool.checkout()));
+        let first = tokio::time::timeout(deadline, self.send_once(req, pooled));
         match first.await {
             Err(_) => Err(UpstreamError::Timeout(deadline)),
             Ok(Err(UpstreamError::Unreachable(e))) => match again {
@@ -220,13 +222,10 @@ impl UpstreamClient {
     }
 }
 
-/// A copy of `req` to send again, if it is idempotent and has no body.
+/// A copy of `req` to send again, if it is safe and has no body.
 fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
-    let idempotent = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !http_body::Body::is_end_stream(req.body()) {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe || !http_body::Body::is_end_stream(req.body()) {
         return None;
     }
     let mut copy = Request::new(Body::empty());

@@ -269,10 +269,16 @@ impl UpstreamBody {
 }
 
 impl Drop for UpstreamBody {
+    /// A connection goes back only when its exchange is over on both sides: the response
+    /// read to its end *and* the request written to its end. Upstream may answer before
+    /// it has read the request body (a 413, an early 401); such a connection is closed, not
+    /// parked with a half-sent body that nobody would drive.
     fn drop(&mut self) {
         if self.finished {
-            if let Some((conn, pool)) = self.lease.take() {
-                pool.put_back(conn);
+            if let Some((mut conn, pool)) = self.lease.take() {
+                if conn.usable() {
+                    pool.put_back(conn);
+                }
             }
         }
     }

@@ -52,6 +52,11 @@ async fn server(mode: Mode) -> Server {
                             .map(|h| h.to_str().unwrap_or_default().to_owned())
                             .unwrap_or_default();
                         let target = req.uri().to_string();
+                        if target == "/204" {
+                            let mut empty = Response::new(Full::new(Bytes::new()));
+                            *empty.status_mut() = StatusCode::NO_CONTENT;
+                            return Ok::<_, Infallible>(empty);
+                        }
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let text = format!("{target} {host} {}", body.len());
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
@@ -175,4 +180,117 @@ async fn a_refused_connection_is_a_connect_error() {
     let client = client(&server);
     let err = client.send(get(&client, "/")).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Connect(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn bodiless_answers_head_and_204_keep_their_connection() {
+    let server = server(Mode::KeepAlive).await;
+    let client = client(&server);
+    let head = Request::head(client.uri_for(PathAndQuery::from_static("/h")))
+        .body(Body::empty())
+        .unwrap();
+    let response = client.send(head).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "");
+    let response = client.send(get(&client, "/204")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(text(response).await, "");
+    let response = client.send(get(&client, "/after")).await.unwrap();
+    assert!(text(response).await.starts_with("/after "));
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(client.pool.idle_count(), 1);
+}
+
+/// A raw HTTP/1.1 server: each connection reads request heads and hands each to `answer`
+/// with its number on the connection (1, 2, ...); `None` closes the connection unanswered.
+async fn raw_server(answer: fn(usize) -> Option<&'static [u8]>) -> Server {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (c, r) = (connections.clone(), requests.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut n = 0;
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        n += 1;
+                        r.fetch_add(1, Ordering::SeqCst);
+                        match answer(n) {
+                            Some(bytes) => stream.write_all(bytes).await.unwrap(),
+                            None => return,
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        // Request bodies are not read as such: they stay in `seen` unparsed
+                        // (the tests below send none where it matters).
+                        Ok(k) => seen.extend_from_slice(&buf[..k]),
+                    }
+                }
+            });
+        }
+    });
+    Server {
+        address,
+        connections,
+        requests,
+    }
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+#[tokio::test]
+async fn only_a_safe_request_that_failed_on_a_reused_connection_is_sent_again() {
+    // Each connection answers its first request, then closes on the second unanswered.
+    let server = raw_server(|n| (n == 1).then_some(OK)).await;
+    let client = client(&server);
+    assert_eq!(
+        text(client.send(get(&client, "/1")).await.unwrap()).await,
+        "ok"
+    );
+    // The GET meets the closing connection, and is answered on a fresh one.
+    let response = client.send(get(&client, "/2")).await.unwrap();
+    assert_eq!(text(response).await, "ok");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    // A DELETE on the same kind of connection is not sent twice: upstream may have acted.
+    let delete = Request::delete(client.uri_for(PathAndQuery::from_static("/agents/a")))
+        .body(Body::empty())
+        .unwrap();
+    let failed = client.send(delete).await;
+    assert!(
+        matches!(failed, Err(UpstreamError::Unreachable(_))),
+        "{failed:?}"
+    );
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_connection_answered_before_its_request_body_was_sent_is_not_pooled() {
+    // Answers at once, reads nothing more, keeps the connection open.
+    let server =
+        raw_server(|_| Some(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")).await;
+    let client = client(&server);
+    let big = Request::post(client.uri_for(PathAndQuery::from_static("/upload")))
+        .body(Body::full(vec![b'x'; 16 << 20]))
+        .unwrap();
+    let response = client.send(big).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(text(response).await, "");
+    assert_eq!(
+        client.pool.idle_count(),
+        0,
+        "a half-sent request is not parked"
+    );
+    let response = client.send(get(&client, "/next")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
 }
