@@ -116,9 +116,9 @@ fn real_arcp_quirks_are_neutralised_through_the_gateway() {
     }
 
     // §8.11, §8.19: with TPR off, validate_compliance raises (a 500, then upstream drops the
-    // connection). The gateway answers it; the next idempotent requests, which may take the
-    // dropped pooled connection, are sent again on another and succeed. (A non-idempotent
-    // request that takes it gets 502: upstream may have acted on it.)
+    // connection). The gateway answers it; the next safe requests (GET), which may take the
+    // dropped pooled connection, are sent again on another and succeed. (Any other request
+    // that takes it gets 502: upstream may have acted on it.)
     let resp = gw
         .post("/auth/agent/validate_compliance")
         .bearer(&temp)
