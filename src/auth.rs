@@ -129,14 +129,24 @@ impl Users {
     }
 
     /// Verifies a password with equal work for known and unknown users, off the async
-    /// threads (argon2id takes tens of milliseconds by design).
-    pub async fn verify_password(&self, user: &str, password: &str) -> bool {
+    /// threads (argon2id takes tens of milliseconds by design). `slot` (a verification
+    /// slot) is held by the blocking task itself, so it is released when the work ends,
+    /// not when a caller that stopped waiting goes away.
+    pub async fn verify_password<S: Send + 'static>(
+        &self,
+        user: &str,
+        password: &str,
+        slot: S,
+    ) -> bool {
         let phc = self.users.get(user).map(|u| u.password_hash.clone());
         let dummy = self.dummy_hash.clone();
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || credentials::verify(&password, phc.as_deref(), &dummy))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            credentials::verify(&password, phc.as_deref(), &dummy)
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 

@@ -186,10 +186,17 @@ impl LoginThrottle {
     /// [`LoginThrottle::right_password`] or, when it was never checked,
     /// [`LoginThrottle::cancel`].
     pub async fn reserve(&self, ip: IpAddr, user: &str) -> Result<Attempt, Refused> {
-        let key = Key::UserAt(Arc::from(user), ClientKey::of(ip));
+        let client = ClientKey::of(ip);
+        let key = Key::UserAt(Arc::from(user), client);
+        // The address lock is checked again here: it may have been set by failures that
+        // ended while this attempt was read or slowed.
         match self
             .counts
-            .reserve(&key, self.settings.max_failures_per_ip)
+            .reserve(
+                &key,
+                &Key::Address(client),
+                self.settings.max_failures_per_ip,
+            )
             .await?
         {
             Reserved::Locked(retry_after) => Err(Refused::Throttled(Throttled { retry_after })),

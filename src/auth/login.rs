@@ -91,21 +91,33 @@ pub async fn login(
     }
     // Counted against the pair before the check, so parallel attempts see each other.
     let attempt = ctx.throttle.reserve(peer, &name).await?;
-    let slot = match ctx.throttle.verification_slot().await {
-        Ok(slot) => slot,
-        Err(busy) => {
-            ctx.throttle.cancel(attempt).await;
-            return Err(LoginError::Busy(busy));
-        }
+    // Settled in a task of its own: a client that goes away mid-check (a reset stream)
+    // neither frees its verification slot early nor leaves its attempt unsettled.
+    let check = {
+        let (throttle, users) = (ctx.throttle.clone(), ctx.users.clone());
+        let username = username.clone();
+        tokio::spawn(async move {
+            let slot = match throttle.verification_slot().await {
+                Ok(slot) => slot,
+                Err(busy) => {
+                    throttle.cancel(attempt).await;
+                    return Err(busy);
+                }
+            };
+            let verified = users.verify_password(&username, &password, slot).await;
+            if verified {
+                throttle.right_password(attempt).await;
+            } else {
+                throttle.wrong_password(attempt).await;
+            }
+            Ok(verified)
+        })
     };
-    let verified = ctx.users.verify_password(&username, &password).await;
-    drop(slot);
+    let verified = check.await.unwrap_or(Ok(false)).map_err(LoginError::Busy)?;
     if !verified {
-        ctx.throttle.wrong_password(attempt).await;
         tracing::info!(user = %name, peer = %peer, "admin login failed");
         return Err(LoginError::BadCredentials);
     }
-    ctx.throttle.right_password(attempt).await;
     let session = ctx
         .sessions
         .try_create(&username, fingerprint)
@@ -195,5 +207,40 @@ mod tests {
             credentials(&fields(json!({"username": "ARCP", "password": ""}))),
             Err(LoginError::Invalid(_))
         ));
+    }
+
+    /// A client that stops waiting (a reset stream drops its request) does not free its
+    /// verification slot: the blocking check holds it until the work is done, so resets
+    /// cannot run more argon2 checks at once than `max_concurrent_verifications`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_check_keeps_its_slot_until_the_work_ends() {
+        use crate::auth::{Role, UserSettings};
+        use std::sync::Arc;
+        use tokio::sync::Semaphore;
+        // A costly hash (about a second even in an optimised build), so the check is
+        // certainly running when the waiter is dropped, and certainly not yet done.
+        use argon2::{password_hash::SaltString, Algorithm, Argon2, Params, PasswordHasher};
+        let params = Params::new(64 * 1024, 24, 1, None).unwrap();
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let hash = Argon2::new(Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(b"the-right-one", &salt)
+            .unwrap()
+            .to_string();
+        let user = UserSettings::new("ARCP", &hash, Role::Admin).unwrap();
+        let users = Users::new(&[user], None);
+        let slots = Arc::new(Semaphore::new(1));
+        let slot = slots.clone().acquire_owned().await.unwrap();
+        let check = tokio::spawn(async move { users.verify_password("ARCP", "wrong", slot).await });
+        // Let the blocking check start, then drop the waiter.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        check.abort();
+        let _ = check.await;
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "the check still holds its slot"
+        );
+        let freed = tokio::time::timeout(std::time::Duration::from_secs(60), slots.acquire()).await;
+        assert!(freed.is_ok(), "the slot comes back when the check ends");
     }
 }

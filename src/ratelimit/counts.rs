@@ -63,11 +63,11 @@ if max > 0 and n >= max then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
 return n
 ";
 
-/// A reservation: refused while locked, else counted at once (so parallel attempts see
-/// each other's counts); the one reaching `max` sets the lock. Returns {0, ms left} or
-/// {1, whether it set the lock}.
+/// A reservation: refused while the key (KEYS[2]) or its address (KEYS[3]) is locked, else
+/// counted at once (so parallel attempts see each other's counts); the one reaching `max`
+/// sets the lock. Returns {0, ms left} or {1, whether it set the lock}.
 const RESERVE: &str = r"
-local left = redis.call('PTTL', KEYS[2])
+local left = math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[3]))
 if left > 0 then return {0, left} end
 local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -164,9 +164,15 @@ impl Counts {
         }
     }
 
-    /// Counts an attempt on `key` before it is decided, unless `key` is locked: of any
-    /// number of parallel reservations at most `max` are counted before the lock.
-    pub(crate) async fn reserve(&self, key: &Key, max: u32) -> Result<Reserved, Refused> {
+    /// Counts an attempt on `key` before it is decided, unless `key` or `address` is
+    /// locked: of any number of parallel reservations at most `max` are counted before the
+    /// lock.
+    pub(crate) async fn reserve(
+        &self,
+        key: &Key,
+        address: &Key,
+        max: u32,
+    ) -> Result<Reserved, Refused> {
         match self {
             Counts::Local {
                 failures,
@@ -177,7 +183,12 @@ impl Counts {
             } => {
                 let _one_at_a_time = reserving.lock().unwrap_or_else(|e| e.into_inner());
                 let now = clock.instant();
-                if let Some(until) = locks.get(key).filter(|until| *until > now) {
+                let until = [key, address]
+                    .into_iter()
+                    .filter_map(|k| locks.get(k))
+                    .filter(|until| *until > now)
+                    .max();
+                if let Some(until) = until {
                     return Ok(Reserved::Locked(until - now));
                 }
                 let n = failures
@@ -198,10 +209,12 @@ impl Counts {
                 ..
             } => {
                 let (count, lock) = shared_keys(fleet, key);
+                let (_, address_lock) = shared_keys(fleet, address);
                 let args = [millis(*window), max.to_string(), millis(*lockout)];
                 let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
+                let keys = [count.as_str(), lock.as_str(), address_lock.as_str()];
                 let r: (i64, i64) = fleet
-                    .script(reserve, &[count.as_str(), lock.as_str()], &args)
+                    .script(reserve, &keys, &args)
                     .await
                     .map_err(|_| Refused::Unavailable)?;
                 Ok(match r {

@@ -199,3 +199,19 @@ fn no_ipv6_prefix_shares_a_key_with_an_ipv4_address() {
         ClientKey::of(ip("10.0.0.1"))
     );
 }
+
+#[tokio::test]
+async fn a_reservation_is_refused_once_its_address_locked() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let a = ip("10.6.0.1");
+    // Admitted by check_ip while the address was still open...
+    assert!(t.check_ip(a).await.is_ok());
+    // ...then other attempts from there lock it before this one is checked.
+    for i in 0..10 {
+        t.record_failure(a, Some(&format!("name{i}"))).await;
+    }
+    assert!(matches!(
+        t.reserve(a, "ARCP").await,
+        Err(Refused::Throttled(_))
+    ));
+}
