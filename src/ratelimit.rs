@@ -117,9 +117,10 @@ pub enum Refused {
 #[derive(Debug)]
 #[must_use = "an attempt is settled as wrong, right or cancelled"]
 pub struct Attempt {
-    ip: IpAddr,
-    key: Key,
-    set_lock: bool,
+    pair: Key,
+    address: Key,
+    /// Owner of the locks this attempt's counts set.
+    token: u64,
 }
 
 /// Cheap-to-clone handle.
@@ -179,75 +180,66 @@ impl LoginThrottle {
         self.check_lock(&Key::Address(client)).await
     }
 
-    /// Counts an attempt for `user` from `ip` against that pair *before* its password is
-    /// checked, unless the pair is locked. Parallel attempts therefore see each other:
-    /// however many arrive at once, across every replica, at most `max_failures_per_ip`
-    /// are checked before the pair locks. Settle it with [`LoginThrottle::wrong_password`],
+    /// Counts an attempt for `user` from `ip` against that pair *and* that address before
+    /// its password is checked, unless either is locked. Parallel attempts therefore see
+    /// each other: however many arrive at once, across every replica, at most
+    /// `max_failures_per_ip` are checked for the pair and `max_failures_per_address` for
+    /// the address before they lock. Settle it with [`LoginThrottle::wrong_password`],
     /// [`LoginThrottle::right_password`] or, when it was never checked,
     /// [`LoginThrottle::cancel`].
     pub async fn reserve(&self, ip: IpAddr, user: &str) -> Result<Attempt, Refused> {
         let client = ClientKey::of(ip);
-        let key = Key::UserAt(Arc::from(user), client);
-        // The address lock is checked again here: it may have been set by failures that
-        // ended while this attempt was read or slowed.
-        match self
-            .counts
-            .reserve(
-                &key,
-                &Key::Address(client),
-                self.settings.max_failures_per_ip,
-            )
-            .await?
-        {
+        let pair = Key::UserAt(Arc::from(user), client);
+        let address = Key::Address(client);
+        // Owns the locks this attempt sets, so only this attempt can take them back.
+        let token = rand::random::<u64>() | 1;
+        let keys = [
+            (&pair, self.settings.max_failures_per_ip),
+            (&address, self.settings.max_failures_per_address),
+        ];
+        match self.counts.reserve(&keys, token).await? {
             Reserved::Locked(retry_after) => Err(Refused::Throttled(Throttled { retry_after })),
-            Reserved::Counted { locked } => Ok(Attempt {
-                ip,
-                key,
-                set_lock: locked,
+            Reserved::Counted { .. } => Ok(Attempt {
+                pair,
+                address,
+                token,
             }),
         }
     }
 
-    /// The attempt was never checked (no verification slot): it does not count.
+    /// The attempt was never checked (no verification slot): it does not count, and the
+    /// locks its counts set are lifted.
     pub async fn cancel(&self, attempt: Attempt) {
-        if self
-            .counts
-            .cancel(&attempt.key, attempt.set_lock)
-            .await
-            .is_err()
-        {
+        let keys = [(&attempt.pair, true), (&attempt.address, true)];
+        if self.counts.release(&keys, attempt.token).await.is_err() {
             tracing::warn!("login attempt not taken back: shared store unreachable");
         }
     }
 
-    /// The attempt had a wrong password: the pair already counted it; the address and
-    /// the name count it now.
+    /// The attempt had a wrong password: the pair and the address already counted it;
+    /// the name counts it now (that count only slows, never locks).
     pub async fn wrong_password(&self, attempt: Attempt) {
-        let Key::UserAt(user, client) = attempt.key else {
+        let Key::UserAt(user, _) = attempt.pair else {
             return;
         };
-        let address = self
-            .counts
-            .add(
-                Key::Address(client),
-                Some(self.settings.max_failures_per_address),
-            )
-            .await;
-        // The name's own count only slows; it never locks.
-        let name = self.counts.add(Key::User(user), None).await;
-        if address.and(name).is_err() {
+        if self.counts.add(Key::User(user), None).await.is_err() {
             tracing::warn!("login failure not counted: shared store unreachable");
         }
     }
 
-    /// The attempt had the right password: the pair's and the name's failures are
-    /// forgotten, and a pair lock set by this attempt's own count is lifted.
+    /// The attempt had the right password: it is no failure of the address, the pair's
+    /// and the name's failures are forgotten, and locks its own counts set are lifted.
     pub async fn right_password(&self, attempt: Attempt) {
-        let Key::UserAt(user, _) = &attempt.key else {
+        let Key::UserAt(user, _) = &attempt.pair else {
             return;
         };
-        self.record_success(attempt.ip, user).await;
-        if attempt.set_lock && self.counts.unlock(&attempt.key).await.is_err() {
+        let keys = [(&attempt.pair, false), (&attempt.address, true)];
+        let released = self.counts.release(&keys, attempt.token).await;
+        let cleared = self
+            .counts
+            .clear(&[attempt.pair.clone(), Key::User(user.clone())])
+            .await;
+        if released.and(cleared).is_err() {
             tracing::warn!("login success not recorded: shared store unreachable");
         }
     }

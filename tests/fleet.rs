@@ -516,3 +516,42 @@ async fn a_parallel_burst_of_guesses_is_checked_at_most_max_times() {
         assert_eq!(resp.status, 429, "the pair is locked: {}", resp.text());
     }
 }
+
+/// Sixteen guesses at once from one address, each for another name and half to each
+/// replica: the address counts each before its password is checked, so exactly
+/// `max_failures_per_address` (6) are checked (401) and ten are refused unchecked (429);
+/// the address is then locked on both replicas, even for the real user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_spray_of_names_is_checked_at_most_max_per_address_times() {
+    let cfg = ArcpConfig {
+        max_failures_per_address: 6,
+        ..ArcpConfig::default()
+    };
+    let fleet = Fleet::start(cfg).await;
+    let from: std::net::IpAddr = "127.0.0.5".parse().unwrap();
+    let spray = (0..16).map(|i| {
+        let gw = if i % 2 == 0 { &fleet.a } else { &fleet.b };
+        let body = json!({"username": format!("name-{i}"), "password": "guess"});
+        gw.client.send_from(
+            from,
+            login_request(&body.to_string(), Some("fp-spray")),
+            SETTLE,
+        )
+    });
+    let mut statuses: Vec<u16> = futures_util::future::join_all(spray)
+        .await
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    statuses.sort_unstable();
+    let mut expected = vec![401; 6];
+    expected.extend([429; 10]);
+    assert_eq!(statuses, expected);
+    for gw in [&fleet.a, &fleet.b] {
+        let resp = gw
+            .client
+            .send_from(from, admin_login("fp-spray"), SETTLE)
+            .await;
+        assert_eq!(resp.status, 429, "the address is locked: {}", resp.text());
+    }
+}

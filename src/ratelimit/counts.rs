@@ -28,18 +28,19 @@ use crate::fleet::Fleet;
 pub(crate) enum Counts {
     Local {
         failures: Cache<Key, u32>,
-        /// Lockout ends, on the injected clock.
-        locks: Cache<Key, Instant>,
+        /// Lockout ends, on the injected clock, and the reservation that set each (0: a
+        /// failure count did).
+        locks: Cache<Key, (Instant, u64)>,
         lockout: Duration,
         clock: Clock,
-        /// Makes a reservation's lock check, count and lock one step.
+        /// Makes a reservation's lock checks, counts and locks one step.
         reserving: Arc<Mutex<()>>,
     },
     Shared {
         fleet: Fleet,
         add: Script,
         reserve: Script,
-        cancel: Script,
+        release: Script,
         window: Duration,
         lockout: Duration,
     },
@@ -48,10 +49,11 @@ pub(crate) enum Counts {
 /// What a reservation found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reserved {
-    /// The key is locked for this long; nothing was counted.
+    /// A key is locked for this long; nothing was counted.
     Locked(Duration),
-    /// Counted; `locked` when this count reached the maximum and set the lock.
-    Counted { locked: bool },
+    /// Counted on every key (a count that reached its maximum set its key's lock, owned by
+    /// the reservation's token).
+    Counted,
 }
 
 /// One failure: the count grows and its window restarts; at `max` the lock is set.
@@ -59,33 +61,40 @@ const ADD: &str = r"
 local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 local max = tonumber(ARGV[2])
-if max > 0 and n >= max then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
+if max > 0 and n >= max then redis.call('SET', KEYS[2], '0', 'PX', ARGV[3]) end
 return n
 ";
 
-/// A reservation: refused while the key (KEYS[2]) or its address (KEYS[3]) is locked, else
-/// counted at once (so parallel attempts see each other's counts); the one reaching `max`
-/// sets the lock. Returns {0, ms left} or {1, whether it set the lock}.
+/// A reservation on N keys: KEYS = count_1, lock_1, ... count_N, lock_N; ARGV = window ms,
+/// lockout ms, token, max_1 ... max_N. Refused while any key is locked ({0, ms left}); else
+/// every count grows at once (so parallel attempts see each other's counts), and a count
+/// reaching its maximum sets its lock, owned by `token` ({1}).
 const RESERVE: &str = r"
-local left = math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[3]))
+local n = #KEYS / 2
+local left = -2
+for i = 1, n do left = math.max(left, redis.call('PTTL', KEYS[2 * i])) end
 if left > 0 then return {0, left} end
-local n = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-local max = tonumber(ARGV[2])
-if max > 0 and n >= max then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
-  return {1, 1}
+for i = 1, n do
+  local c = redis.call('INCR', KEYS[2 * i - 1])
+  redis.call('PEXPIRE', KEYS[2 * i - 1], ARGV[1])
+  local max = tonumber(ARGV[3 + i])
+  if max > 0 and c >= max then redis.call('SET', KEYS[2 * i], ARGV[3], 'PX', ARGV[2]) end
 end
-return {1, 0}
+return {1}
 ";
 
-/// Takes back a reservation that was never decided: one count less, and its lock if it
-/// set one.
-const CANCEL: &str = r"
-local n = redis.call('DECR', KEYS[1])
-if n <= 0 then redis.call('DEL', KEYS[1]) end
-if ARGV[1] == '1' then redis.call('DEL', KEYS[2]) end
-return n
+/// Takes back a reservation on N keys: KEYS as for RESERVE, ARGV = token, then per key
+/// '1' to take back its count as well (else only its lock). A lock goes only if `token`
+/// still owns it: a newer lock by someone else stays.
+const RELEASE: &str = r"
+for i = 1, #KEYS / 2 do
+  if ARGV[1 + i] == '1' then
+    local c = redis.call('DECR', KEYS[2 * i - 1])
+    if c <= 0 then redis.call('DEL', KEYS[2 * i - 1]) end
+  end
+  if redis.call('GET', KEYS[2 * i]) == ARGV[1] then redis.call('DEL', KEYS[2 * i]) end
+end
+return 1
 ";
 
 impl Counts {
@@ -110,7 +119,7 @@ impl Counts {
             fleet,
             add: Script::new(ADD),
             reserve: Script::new(RESERVE),
-            cancel: Script::new(CANCEL),
+            release: Script::new(RELEASE),
             window: settings.failure_window,
             lockout: settings.lockout,
         }
@@ -132,7 +141,7 @@ impl Counts {
                     .and_upsert_with(|old| old.map_or(1, |e| e.into_value().saturating_add(1)))
                     .into_value();
                 if max.is_some_and(|max| n >= max) {
-                    locks.insert(key, clock.instant() + *lockout);
+                    locks.insert(key, (clock.instant() + *lockout, 0));
                 }
                 Ok(n)
             }
@@ -164,14 +173,13 @@ impl Counts {
         }
     }
 
-    /// Counts an attempt on `key` before it is decided, unless `key` or `address` is
-    /// locked: of any number of parallel reservations at most `max` are counted before the
-    /// lock.
+    /// Counts an attempt on every `(key, max)` before it is decided, unless one of them
+    /// is locked: of any number of parallel reservations at most `max` are counted on a
+    /// key before it locks. Locks it sets are owned by `token` (non-zero).
     pub(crate) async fn reserve(
         &self,
-        key: &Key,
-        address: &Key,
-        max: u32,
+        keys: &[(&Key, u32)],
+        token: u64,
     ) -> Result<Reserved, Refused> {
         match self {
             Counts::Local {
@@ -183,23 +191,25 @@ impl Counts {
             } => {
                 let _one_at_a_time = reserving.lock().unwrap_or_else(|e| e.into_inner());
                 let now = clock.instant();
-                let until = [key, address]
-                    .into_iter()
-                    .filter_map(|k| locks.get(k))
+                let until = keys
+                    .iter()
+                    .filter_map(|(k, _)| locks.get(*k))
+                    .map(|(until, _)| until)
                     .filter(|until| *until > now)
                     .max();
                 if let Some(until) = until {
                     return Ok(Reserved::Locked(until - now));
                 }
-                let n = failures
-                    .entry(key.clone())
-                    .and_upsert_with(|old| old.map_or(1, |e| e.into_value().saturating_add(1)))
-                    .into_value();
-                let locked = max > 0 && n >= max;
-                if locked {
-                    locks.insert(key.clone(), now + *lockout);
+                for (key, max) in keys {
+                    let n = failures
+                        .entry((*key).clone())
+                        .and_upsert_with(|old| old.map_or(1, |e| e.into_value().saturating_add(1)))
+                        .into_value();
+                    if *max > 0 && n >= *max {
+                        locks.insert((*key).clone(), (now + *lockout, token));
+                    }
                 }
-                Ok(Reserved::Counted { locked })
+                Ok(Reserved::Counted)
             }
             Counts::Shared {
                 fleet,
@@ -208,27 +218,33 @@ impl Counts {
                 lockout,
                 ..
             } => {
-                let (count, lock) = shared_keys(fleet, key);
-                let (_, address_lock) = shared_keys(fleet, address);
-                let args = [millis(*window), max.to_string(), millis(*lockout)];
+                let names: Vec<String> = keys
+                    .iter()
+                    .flat_map(|(k, _)| {
+                        let (count, lock) = shared_keys(fleet, k);
+                        [count, lock]
+                    })
+                    .collect();
+                let mut args = vec![millis(*window), millis(*lockout), token.to_string()];
+                args.extend(keys.iter().map(|(_, max)| max.to_string()));
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
-                let keys = [count.as_str(), lock.as_str(), address_lock.as_str()];
-                let r: (i64, i64) = fleet
-                    .script(reserve, &keys, &args)
+                let r: Vec<i64> = fleet
+                    .script(reserve, &names, &args)
                     .await
                     .map_err(|_| Refused::Unavailable)?;
-                Ok(match r {
-                    (0, left) => Reserved::Locked(Duration::from_millis(left.max(1) as u64)),
-                    (_, locked) => Reserved::Counted {
-                        locked: locked == 1,
-                    },
+                Ok(match r.as_slice() {
+                    [0, left, ..] => Reserved::Locked(Duration::from_millis((*left).max(1) as u64)),
+                    [1, ..] => Reserved::Counted,
+                    _ => return Err(Refused::Unavailable),
                 })
             }
         }
     }
 
-    /// Takes back a reservation that was never decided (no verification slot came free).
-    pub(crate) async fn cancel(&self, key: &Key, set_lock: bool) -> Result<(), Refused> {
+    /// Takes back what a reservation with `token` did on each `(key, uncount)`: the lock
+    /// it set, if it still owns it, and with `uncount` the count it added.
+    pub(crate) async fn release(&self, keys: &[(&Key, bool)], token: u64) -> Result<(), Refused> {
         match self {
             Counts::Local {
                 failures,
@@ -237,41 +253,39 @@ impl Counts {
                 ..
             } => {
                 let _one_at_a_time = reserving.lock().unwrap_or_else(|e| e.into_inner());
-                failures.entry(key.clone()).and_compute_with(|old| {
-                    match old.map(|e| e.into_value()) {
-                        Some(n) if n > 1 => moka::ops::compute::Op::Put(n - 1),
-                        Some(_) => moka::ops::compute::Op::Remove,
-                        None => moka::ops::compute::Op::Nop,
+                for (key, uncount) in keys {
+                    if *uncount {
+                        failures.entry((*key).clone()).and_compute_with(|old| {
+                            match old.map(|e| e.into_value()) {
+                                Some(n) if n > 1 => moka::ops::compute::Op::Put(n - 1),
+                                Some(_) => moka::ops::compute::Op::Remove,
+                                None => moka::ops::compute::Op::Nop,
+                            }
+                        });
                     }
-                });
-                if set_lock {
-                    locks.invalidate(key);
+                    if locks.get(*key).is_some_and(|(_, owner)| owner == token) {
+                        locks.invalidate(*key);
+                    }
                 }
                 Ok(())
             }
-            Counts::Shared { fleet, cancel, .. } => {
-                let (count, lock) = shared_keys(fleet, key);
-                let flag: &[u8] = if set_lock { b"1" } else { b"0" };
+            Counts::Shared { fleet, release, .. } => {
+                let names: Vec<String> = keys
+                    .iter()
+                    .flat_map(|(k, _)| {
+                        let (count, lock) = shared_keys(fleet, k);
+                        [count, lock]
+                    })
+                    .collect();
+                let mut args = vec![token.to_string()];
+                args.extend(
+                    keys.iter()
+                        .map(|(_, u)| if *u { "1" } else { "0" }.to_owned()),
+                );
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
                 let _: i64 = fleet
-                    .script(cancel, &[count.as_str(), lock.as_str()], &[flag])
-                    .await
-                    .map_err(|_| Refused::Unavailable)?;
-                Ok(())
-            }
-        }
-    }
-
-    /// Ends `key`'s lockout.
-    pub(crate) async fn unlock(&self, key: &Key) -> Result<(), Refused> {
-        match self {
-            Counts::Local { locks, .. } => {
-                locks.invalidate(key);
-                Ok(())
-            }
-            Counts::Shared { fleet, .. } => {
-                let (_, lock) = shared_keys(fleet, key);
-                let _: i64 = fleet
-                    .query(redis::cmd("DEL").arg(lock))
+                    .script(release, &names, &args)
                     .await
                     .map_err(|_| Refused::Unavailable)?;
                 Ok(())
@@ -286,6 +300,7 @@ impl Counts {
                 let now = clock.instant();
                 Ok(locks
                     .get(key)
+                    .map(|(until, _)| until)
                     .filter(|until| *until > now)
                     .map(|until| until - now))
             }

@@ -215,3 +215,59 @@ async fn a_reservation_is_refused_once_its_address_locked() {
         Err(Refused::Throttled(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_attempts_under_many_names_are_bounded_by_the_address() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let a = ip("10.7.0.1");
+    let tries = (0..40).map(|i| {
+        let t = t.clone();
+        tokio::spawn(async move { t.reserve(a, &format!("name{i}")).await })
+    });
+    let mut admitted = Vec::new();
+    for r in futures_util::future::join_all(tries).await {
+        if let Ok(attempt) = r.unwrap() {
+            admitted.push(attempt);
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        10,
+        "max_failures_per_address of 40 are checked"
+    );
+    for attempt in admitted {
+        t.wrong_password(attempt).await;
+    }
+    assert!(t.check_ip(a).await.is_err(), "the address is locked");
+}
+
+#[tokio::test]
+async fn a_right_password_is_no_failure_of_its_address() {
+    let t = LoginThrottle::new(&settings(), Clock::system());
+    let a = ip("10.8.0.1");
+    for _ in 0..12 {
+        let attempt = t.reserve(a, "ARCP").await.expect("never locked");
+        t.right_password(attempt).await;
+    }
+    assert!(t.check_ip(a).await.is_ok());
+}
+
+#[tokio::test]
+async fn taking_an_attempt_back_never_lifts_a_lock_it_does_not_own() {
+    let clock = Clock::system();
+    let t = LoginThrottle::new(&settings(), clock.clone());
+    let a = ip("10.9.0.1");
+    for _ in 0..2 {
+        let attempt = t.reserve(a, "ARCP").await.unwrap();
+        t.wrong_password(attempt).await;
+    }
+    // The third count sets the pair lock; the attempt is still being decided...
+    let slow = t.reserve(a, "ARCP").await.unwrap();
+    // ...its lock runs out, and a newer attempt's count locks the pair again.
+    clock.advance(61);
+    let newer = t.reserve(a, "ARCP").await.unwrap();
+    t.wrong_password(newer).await;
+    // The slow attempt is taken back: the newer lock stays.
+    t.cancel(slow).await;
+    assert!(t.check_user(a, "ARCP").await.is_err());
+}

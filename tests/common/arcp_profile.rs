@@ -32,6 +32,8 @@ pub struct ArcpConfig {
     pub idle_timeout: String,
     pub absolute_timeout: String,
     pub max_failures_per_ip: u32,
+    /// `auth.login.max_failures_per_address` (the shipped default, 50, unless set).
+    pub max_failures_per_address: u32,
     pub max_failures_per_user: u32,
     pub attempts_per_minute_per_ip: u32,
     pub lockout: String,
@@ -46,6 +48,7 @@ impl Default for ArcpConfig {
             idle_timeout: "10m".into(),
             absolute_timeout: "1h".into(),
             max_failures_per_ip: 1000,
+            max_failures_per_address: 50,
             max_failures_per_user: 1000,
             attempts_per_minute_per_ip: 10_000,
             lockout: "5m".into(),
@@ -130,6 +133,7 @@ impl Keys {
                     ],
                     "login": {
                         "max_failures_per_ip": cfg.max_failures_per_ip,
+                        "max_failures_per_address": cfg.max_failures_per_address,
                         "max_failures_per_user": cfg.max_failures_per_user,
                         "failure_window": "15m",
                         "lockout": cfg.lockout,
