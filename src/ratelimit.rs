@@ -199,7 +199,7 @@ impl LoginThrottle {
         ];
         match self.counts.reserve(&keys, token).await? {
             Reserved::Locked(retry_after) => Err(Refused::Throttled(Throttled { retry_after })),
-            Reserved::Counted { .. } => Ok(Attempt {
+            Reserved::Counted => Ok(Attempt {
                 pair,
                 address,
                 token,
