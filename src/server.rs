@@ -14,6 +14,7 @@ mod accept;
 mod activity;
 mod framing;
 pub mod proxy_header;
+pub(crate) mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,11 +25,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use accept::{accept_loop, AcceptCtx};
+use accept::AcceptCtx;
 use activity::{Activity, Closed, Deadlines, Tracked};
 use framing::{HeadLog, Scanned};
 use proxy_header::Trusted;
@@ -65,6 +66,8 @@ pub struct ServerSettings {
     /// Host names requests may carry in `Host`/`:authority`; others get 421. Empty accepts
     /// any host (a warning is logged at start).
     pub server_names: Vec<String>,
+    /// Worker threads, each a current-thread runtime with its own socket per listener.
+    pub workers: usize,
 }
 
 impl ServerSettings {
@@ -107,7 +110,8 @@ pub enum ServerError {
 }
 
 struct Bound {
-    listener: TcpListener,
+    /// One socket per worker (`SO_REUSEPORT`), all on the same address.
+    sockets: Vec<std::net::TcpListener>,
     tls: Option<TlsAcceptor>,
     /// Load balancers whose connections start with a PROXY header.
     balancers: Trusted,
@@ -151,13 +155,13 @@ impl Gateway {
         let mut bound = Vec::with_capacity(settings.listeners.len());
         let mut certs = Vec::with_capacity(settings.listeners.len());
         for l in &settings.listeners {
-            let listener =
-                TcpListener::bind(l.address)
-                    .await
-                    .map_err(|source| ServerError::Bind {
+            let sockets =
+                workers::bind(l.address, settings.server.workers).map_err(|source| {
+                    ServerError::Bind {
                         addr: l.address,
                         source,
-                    })?;
+                    }
+                })?;
             let tls = match &l.tls {
                 Some(t) => {
                     let (config, store) = crate::tls::reloadable_server_config(t)?;
@@ -171,7 +175,7 @@ impl Gateway {
                 }
             };
             bound.push(Bound {
-                listener,
+                sockets,
                 tls,
                 balancers: l.proxy_protocol.clone(),
             });
@@ -195,7 +199,7 @@ impl Gateway {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.bound
             .iter()
-            .filter_map(|b| b.listener.local_addr().ok())
+            .filter_map(|b| b.sockets.first().and_then(|s| s.local_addr().ok()))
             .collect()
     }
 
@@ -221,24 +225,41 @@ impl Gateway {
         let per_address = PerAddress::new(self.server.max_connections_per_address);
         let builder = Arc::new(http_builder(&self.server));
 
-        let mut loops = Vec::new();
+        let ctx = AcceptCtx {
+            state: self.state.clone(),
+            builder: builder.clone(),
+            limit: limit.clone(),
+            per_address: per_address.clone(),
+            handshake_timeout: self.server.handshake_timeout,
+            deadlines: Deadlines {
+                first_request: self.server.header_read_timeout,
+                idle: self.server.idle_timeout,
+            },
+        };
+        // Worker w serves socket w of every listener.
+        let mut shares: Vec<Vec<workers::WorkerListener>> =
+            (0..self.server.workers).map(|_| Vec::new()).collect();
         for b in self.bound {
-            let ctx = AcceptCtx {
-                state: self.state.clone(),
-                builder: builder.clone(),
-                limit: limit.clone(),
-                per_address: per_address.clone(),
-                handshake_timeout: self.server.handshake_timeout,
-                deadlines: Deadlines {
-                    first_request: self.server.header_read_timeout,
-                    idle: self.server.idle_timeout,
-                },
-            };
-            loops.push(tokio::spawn(accept_loop(b, ctx, stop_rx.clone())));
+            for (share, socket) in shares.iter_mut().zip(b.sockets) {
+                share.push(workers::WorkerListener {
+                    socket,
+                    tls: b.tls.clone(),
+                    balancers: b.balancers.clone(),
+                });
+            }
         }
+        let (release_tx, release_rx) = watch::channel(false);
+        let mut threads = Vec::with_capacity(shares.len());
+        for (id, share) in shares.into_iter().enumerate() {
+            match workers::spawn(id, share, ctx.clone(), stop_rx.clone(), release_rx.clone()) {
+                Ok(thread) => threads.push(thread),
+                Err(e) => tracing::error!(worker = id, error = %e, "cannot start a worker"),
+            }
+        }
+        drop(ctx);
+        drop(release_rx);
         // Every connection task holds a receiver: the drain below ends when the last one drops.
         drop(stop_rx);
-
         // The admin listener has its own stop signal: it must not hold up the drain.
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let admin = self
@@ -270,9 +291,6 @@ impl Gateway {
         tracing::info!("shutdown: no longer accepting; draining in-flight requests");
         let _ = stop_tx.send(true);
         let _ = admin_stop_tx.send(true);
-        for l in loops {
-            let _ = l.await;
-        }
         let drain = self.server.drain_timeout;
         match tokio::time::timeout(drain, stop_tx.closed()).await {
             Ok(()) => tracing::info!("shutdown: all connections closed"),
@@ -281,6 +299,14 @@ impl Gateway {
                 "shutdown: drain deadline passed; closing remaining connections"
             ),
         }
+        // The workers end their runtimes (closing what is left) and their threads.
+        let _ = release_tx.send(true);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
         if let Some(admin) = admin {
             admin.abort();
         }

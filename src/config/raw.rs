@@ -135,6 +135,9 @@ pub struct RawServer {
     pub http2_keep_alive_timeout: Option<DurationValue>,
     /// Host names requests may name in `Host`/`:authority` (421 otherwise).
     pub server_names: Option<Vec<String>>,
+    /// Worker threads serving connections (default: the available cores).
+    #[schemars(with = "Option<u32>")]
+    pub workers: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

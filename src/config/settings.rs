@@ -145,6 +145,10 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         ),
         http2_keep_alive_timeout: dur(raw.server.http2_keep_alive_timeout, Duration::from_secs(20)),
         server_names: raw.server.server_names.clone().unwrap_or_default(),
+        workers: raw.server.workers.as_ref().map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            |w| w.value as usize,
+        ),
     };
     for (value, path) in [
         (&raw.server.max_connections, "server.max_connections"),
@@ -156,6 +160,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             &raw.server.http2_max_concurrent_streams,
             "server.http2_max_concurrent_streams",
         ),
+        (&raw.server.workers, "server.workers"),
     ] {
         if let Some(m) = value.as_ref().filter(|m| m.value == 0) {
             return Err(ctx.err(m.referenced, path, "must be at least 1", None));

@@ -12,10 +12,12 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::activity::Deadlines;
-use super::{proxy_header, serve_connection, Bound, Connection};
+use super::workers::Listening;
+use super::{proxy_header, serve_connection, Connection};
 use crate::per_address::{AddressPermit, PerAddress};
 use crate::pipeline::{ConnSlot, State};
 
+#[derive(Clone)]
 pub(super) struct AcceptCtx {
     pub(super) state: Arc<State>,
     pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
@@ -25,7 +27,11 @@ pub(super) struct AcceptCtx {
     pub(super) deadlines: Deadlines,
 }
 
-pub(super) async fn accept_loop(bound: Bound, ctx: AcceptCtx, mut stop: watch::Receiver<bool>) {
+pub(super) async fn accept_loop(
+    bound: Listening,
+    ctx: AcceptCtx,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {

@@ -10,7 +10,8 @@
 //! dropped early closes it. Idle connections are not polled: on checkout each is polled once
 //! (a closed socket or a connection hyper gave up on completes its future) and must be ready
 //! for a request, else it is dropped and the next one is tried. Idle connections older than
-//! `pool_idle_timeout` are dropped; at most `pool_max_idle_per_host` are kept (newest first).
+//! `pool_idle_timeout` are dropped; at most `pool_max_idle_per_host` are kept per worker (newest
+//! first).
 
 use std::future::Future;
 use std::io;
@@ -175,13 +176,29 @@ pub(super) struct Pool {
     inner: Arc<PoolInner>,
 }
 
+/// Shards of idle connections: one per worker thread (up to this many), one for the rest.
+const SHARDS: usize = 33;
+
+/// One shard of idle connections, newest last.
+// Boxed on purpose: a connection moves pool → request → response body → pool as one
+// pointer, and the body that carries it stays small.
+#[allow(clippy::vec_box)]
+type Idle = Mutex<Vec<Box<Conn>>>;
+
 struct PoolInner {
-    // Boxed on purpose: a connection moves pool → request → response body → pool as one
-    // pointer, and the body that carries it stays small.
-    #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<Conn>>>,
+    /// A connection is registered with the runtime of the worker that opened it, so it
+    /// is kept for, and reused by, that worker only (the request that drives it runs
+    /// there): no cross-thread wake-ups on the request path.
+    idle: Box<[Idle]>,
+    /// Per shard.
     max_idle: usize,
     idle_timeout: Duration,
+}
+
+/// This thread's shard.
+fn shard(idle: &[Idle]) -> &Idle {
+    let i = crate::server::workers::current().map_or(0, |w| 1 + w % (SHARDS - 1));
+    &idle[i]
 }
 
 impl std::fmt::Debug for Pool {
@@ -196,7 +213,7 @@ impl Pool {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
         Pool {
             inner: Arc::new(PoolInner {
-                idle: Mutex::new(Vec::new()),
+                idle: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
                 max_idle,
                 idle_timeout,
             }),
@@ -208,7 +225,7 @@ impl Pool {
         let now = crate::clock::io_now();
         loop {
             let mut conn = {
-                let mut idle = self.inner.idle.lock().ok()?;
+                let mut idle = shard(&self.inner.idle).lock().ok()?;
                 idle.pop()?
             };
             if now.saturating_duration_since(conn.idle_since) < self.inner.idle_timeout
@@ -225,7 +242,7 @@ impl Pool {
             return;
         }
         conn.idle_since = crate::clock::io_now();
-        if let Ok(mut idle) = self.inner.idle.lock() {
+        if let Ok(mut idle) = shard(&self.inner.idle).lock() {
             if idle.len() >= self.inner.max_idle {
                 idle.remove(0);
             }
@@ -236,7 +253,11 @@ impl Pool {
     /// Idle connections held (tests).
     #[cfg(test)]
     pub fn idle_count(&self) -> usize {
-        self.inner.idle.lock().map(|i| i.len()).unwrap_or(0)
+        self.inner
+            .idle
+            .iter()
+            .map(|shard| shard.lock().map(|i| i.len()).unwrap_or(0))
+            .sum()
     }
 }
 
