@@ -328,7 +328,8 @@ cpu_ticks() { # pids... -> utime+stime summed
 }
 
 # One load run; appends a CSV row. Arguments: section round id connections duration
-# [extra load-generator arguments]; $load_tool is wrk unless set (wrk2 for the half rate).
+# [extra load-generator arguments]; $load_tool is wrk unless set (oha or wrk2 for the half
+# rate).
 load_tool=wrk
 measure() {
     local section="$1" round="$2" id="$3" conc="$4" dur="$5"
@@ -340,11 +341,36 @@ measure() {
     stub0=$(cpu_ticks $stub_workers)
     srv0=$(cpu_line "$SERVER_CPU")
     ld0=$(cpu_line "$LOAD_CPU")
-    BENCH_AUTHORIZATION="${auth[$id]}" BENCH_FINGERPRINT="${fp[$id]}" \
-        taskset -c "$LOAD_CPU" "$load_tool" -t1 -c"$conc" -d"$dur" "$@" --latency -s "$bench/wrk.lua" "${url[$id]}" >"$out" 2>&1 &
-    load_pid=$!
-    wait "$load_pid" || die "$load_tool failed: $(cat "$out")"
-    load_pid=""
+    if [[ "$load_tool" == oha ]]; then
+        # Open loop: oha sends at the rate given in "$@" (-q) whatever the answers' pace, and
+        # counts latency from when each request was due (--latency-correction).
+        local headers=()
+        [[ -n "${auth[$id]}" ]] && headers+=(-H "Authorization: ${auth[$id]}")
+        [[ -n "${fp[$id]}" ]] && headers+=(-H "X-Client-Fingerprint: ${fp[$id]}")
+        taskset -c "$LOAD_CPU" oha --no-tui --output-format json --latency-correction --insecure \
+            -c "$conc" -z "$dur" "$@" "${headers[@]}" "${url[$id]}" >"$out.json" 2>"$out.err" &
+        load_pid=$!
+        wait "$load_pid" || die "oha failed: $(cat "$out.err")"
+        load_pid=""
+        python3 - "$out.json" >"$out" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+codes = {int(k): v for k, v in (r.get("statusCodeDistribution") or {}).items()}
+errors = sum((r.get("errorDistribution") or {}).values())
+ok = sum(codes.values())
+lat = r["latencyPercentiles"]
+us = lambda s: int((s or 0) * 1e6)
+print(f"BENCH_RESULT requests={ok} duration_us={us(r['summary']['total'])} p50_us={us(lat['p50'])} "
+      f"p99_us={us(lat['p99'])} max_us={us(r['summary']['slowest'])} "
+      f"non2xx={sum(v for k, v in codes.items() if not 200 <= k < 300)} connect=0 read={errors} write=0 timeout=0")
+PY
+    else
+        BENCH_AUTHORIZATION="${auth[$id]}" BENCH_FINGERPRINT="${fp[$id]}" \
+            taskset -c "$LOAD_CPU" "$load_tool" -t1 -c"$conc" -d"$dur" "$@" --latency -s "$bench/wrk.lua" "${url[$id]}" >"$out" 2>&1 &
+        load_pid=$!
+        wait "$load_pid" || die "$load_tool failed: $(cat "$out")"
+        load_pid=""
+    fi
     cpu1=$(cpu_ticks $ppids)
     stub1=$(cpu_ticks $stub_workers)
     srv1=$(cpu_line "$SERVER_CPU")
@@ -480,7 +506,17 @@ print(int(max(statistics.median(v) for v in by_conc.values())))
 PY
 )
     target=$((saturation / 2))
-    if command -v wrk2 >/dev/null; then
+    if command -v oha >/dev/null; then
+        half_note="oha -q $target (open loop, constant rate, latency from when each request was due) at -c32"
+        log "half rate: $half_note"
+        load_tool=oha
+        for round in $(seq 1 "$ROUNDS"); do
+            for id in b_plain d_plain ${BASELINE:+g_plain}; do
+                measure half "$round" "$id" 32 "$SHORT_DURATION" -q "$target"
+            done
+        done
+        load_tool=wrk
+    elif command -v wrk2 >/dev/null; then
         half_note="wrk2 -R $target (open loop, constant rate) at -c32"
         log "half rate: $half_note"
         load_tool=wrk2
