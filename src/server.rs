@@ -155,13 +155,12 @@ impl Gateway {
         let mut bound = Vec::with_capacity(settings.listeners.len());
         let mut certs = Vec::with_capacity(settings.listeners.len());
         for l in &settings.listeners {
-            let sockets =
-                workers::bind(l.address, settings.server.workers).map_err(|source| {
-                    ServerError::Bind {
-                        addr: l.address,
-                        source,
-                    }
-                })?;
+            let sockets = workers::bind(l.address, settings.server.workers).map_err(|source| {
+                ServerError::Bind {
+                    addr: l.address,
+                    source,
+                }
+            })?;
             let tls = match &l.tls {
                 Some(t) => {
                     let (config, store) = crate::tls::reloadable_server_config(t)?;

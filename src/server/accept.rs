@@ -27,11 +27,7 @@ pub(super) struct AcceptCtx {
     pub(super) deadlines: Deadlines,
 }
 
-pub(super) async fn accept_loop(
-    bound: Listening,
-    ctx: AcceptCtx,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(super) async fn accept_loop(bound: Listening, ctx: AcceptCtx, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {

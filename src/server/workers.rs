@@ -34,7 +34,10 @@ pub(crate) fn current() -> Option<usize> {
 /// is resolved by the first and shared by the rest. Before that, a plain bind checks that
 /// nobody holds the address: `SO_REUSEPORT` would otherwise let a second gateway started
 /// on the same port silently share its connections.
-pub(super) fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+pub(super) fn bind(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
     if addr.port() != 0 {
         drop(socket(addr, false)?);
     }
@@ -126,4 +129,28 @@ pub(super) fn spawn(
                 }
             });
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_worker_gets_a_socket_on_the_same_port() {
+        let sockets = bind("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+        assert_eq!(addrs.len(), 3);
+        assert_ne!(addrs[0].port(), 0);
+        assert!(addrs.iter().all(|a| *a == addrs[0]), "{addrs:?}");
+    }
+
+    #[test]
+    fn a_second_gateway_on_a_taken_port_fails() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let taken = first[0].local_addr().unwrap();
+        let second = bind(taken, 2).expect_err("the port is taken");
+        assert_eq!(second.kind(), std::io::ErrorKind::AddrInUse);
+        let single = bind(taken, 1).expect_err("the port is taken");
+        assert_eq!(single.kind(), std::io::ErrorKind::AddrInUse);
+    }
 }
