@@ -4,6 +4,10 @@
 //! strings (the dashboard puts its token in `?token=`). The access event carries the path
 //! only; headers are never logged at all.
 
+mod batch;
+
+pub use batch::{flush_thread as flush_worker_logs, FLUSH_EVERY as LOG_FLUSH_EVERY};
+
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -101,13 +105,15 @@ pub(crate) fn log_filter(directive: &str) -> Result<EnvFilter, String> {
 
 /// Installs the global subscriber (once, from `main`). `RUST_LOG` overrides the level.
 ///
-/// Lines are formatted on the request's thread and written to stdout by a background
-/// thread in batches (one `write` for many lines instead of one per request). The writer
-/// blocks when its buffer is full rather than drop lines. Keep the returned guard until exit.
+/// Lines are formatted on the request's thread, gathered per worker thread
+/// ([`batch`]: handed over every 32 KiB or 100 ms) and written to stdout by a background
+/// thread (one `write` for many lines instead of one per request). The writer blocks when
+/// its buffer is full rather than drop lines. Keep the returned guard until exit.
 pub fn init(settings: &LoggingSettings) -> LogGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
+    let writer = batch::Batched::install(writer);
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .and_then(|l| log_filter(&directive(&l)).ok());

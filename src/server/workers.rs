@@ -96,6 +96,14 @@ pub(super) fn spawn(
         .spawn(move || {
             WORKER.with(|w| w.set(Some(id)));
             runtime.block_on(async move {
+                // This worker's log lines go out in batches, at least this often.
+                let flusher = tokio::spawn(async {
+                    let mut tick = tokio::time::interval(crate::observability::LOG_FLUSH_EVERY);
+                    loop {
+                        tick.tick().await;
+                        crate::observability::flush_worker_logs();
+                    }
+                });
                 let mut loops = Vec::with_capacity(listeners.len());
                 for l in listeners {
                     let listener = match TcpListener::from_std(l.socket) {
@@ -127,7 +135,9 @@ pub(super) fn spawn(
                         break;
                     }
                 }
+                flusher.abort();
             });
+            crate::observability::flush_worker_logs();
         })
 }
 
