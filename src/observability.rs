@@ -112,6 +112,7 @@ pub(crate) fn log_filter(directive: &str) -> Result<EnvFilter, String> {
 pub fn init(settings: &LoggingSettings) -> LogGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(batch::QUEUED_BATCHES)
         .finish(std::io::stdout());
     let writer = batch::Batched::install(writer);
     let from_env = std::env::var("RUST_LOG")

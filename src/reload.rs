@@ -336,6 +336,12 @@ fn fixed_change(old: &Settings, new: &Settings) -> Option<ConfigError> {
                 "whether a listener speaks TLS".into(),
             );
         }
+        if o.proxy_protocol != n.proxy_protocol {
+            return refuse(
+                &format!("listeners[{i}].proxy_protocol"),
+                "the load balancers a listener trusts".into(),
+            );
+        }
     }
     if old.admin != new.admin {
         let show = |a: &Option<crate::admin::AdminSettings>| {
@@ -393,6 +399,7 @@ fn fixed_change(old: &Settings, new: &Settings) -> Option<ConfigError> {
             ov.max_connections_per_address == nv.max_connections_per_address,
         ),
         ("server.idle_timeout", ov.idle_timeout == nv.idle_timeout),
+        ("server.workers", ov.workers == nv.workers),
         (
             "server.http2_max_concurrent_streams",
             ov.http2_max_concurrent_streams == nv.http2_max_concurrent_streams,

@@ -295,6 +295,19 @@ async fn changes_to_what_is_built_once_are_refused_with_their_location() {
             "upstream.url",
             7,
         ),
+        (
+            base.replace(
+                "    tls:\n",
+                "    proxy_protocol: {trusted: [10.0.0.1]}\n    tls:\n",
+            ),
+            "listeners[0].proxy_protocol",
+            3,
+        ),
+        (
+            format!("{base}server:\n  workers: 3\n"),
+            "server.workers",
+            17,
+        ),
     ];
     for (text, path, line) in cases {
         let err = env.reload_text(&text).await.expect_err(path);
@@ -317,7 +330,7 @@ async fn changes_to_what_is_built_once_are_refused_with_their_location() {
             &env.metrics(),
             r#"arcp_gateway_reloads_total{result="refused"}"#
         ),
-        4.0
+        6.0
     );
     env.stop().await;
 }

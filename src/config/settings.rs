@@ -275,6 +275,9 @@ fn origin(raw: &RawConfig, ctx: &Ctx<'_>) -> Origin {
         if let Some(tls) = &l.value.tls {
             o.note(format!("listeners[{i}].tls"), tls.referenced);
         }
+        if let Some(p) = &l.value.proxy_protocol {
+            o.note(format!("listeners[{i}].proxy_protocol"), p.referenced);
+        }
     }
     if let Some(a) = &raw.admin {
         o.note("admin", a.referenced);
@@ -316,6 +319,7 @@ fn origin(raw: &RawConfig, ctx: &Ctx<'_>) -> Origin {
                 .as_ref()
                 .map(|v| v.referenced),
         ),
+        ("server.workers", sv.workers.as_ref().map(|v| v.referenced)),
         (
             "logging.level",
             raw.logging.level.as_ref().map(|v| v.referenced),

@@ -4,7 +4,10 @@
 //! per request this is what keeps `logging.level: info` cheap.
 //!
 //! A line waits at most [`FLUSH_EVERY`] on its worker (each worker flushes on that timer and
-//! when it ends); lines of other threads (startup, background tasks) go straight through.
+//! when it ends); audit events and lines of other threads (startup, background tasks) go
+//! straight through. The background writer queues at most [`QUEUED_BATCHES`] hand-offs
+//! (about 64 MiB of batches) before a writer waits, so a stalled stdout cannot grow memory
+//! without bound.
 //! A process killed with SIGKILL loses what its workers had not handed over yet, as it loses
 //! what the background writer had not written.
 
@@ -20,6 +23,8 @@ use tracing_subscriber::fmt::MakeWriter;
 pub const FLUSH_AT: usize = 32 * 1024;
 /// ... and at least this often.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Hand-offs (batches or single lines) the background writer queues before writers wait.
+pub const QUEUED_BATCHES: usize = 1024;
 
 thread_local! {
     static PENDING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -44,16 +49,27 @@ impl<'a> MakeWriter<'a> for Batched {
     type Writer = LineWriter;
 
     fn make_writer(&'a self) -> LineWriter {
-        LineWriter
+        LineWriter { direct: false }
+    }
+
+    /// Audit events are not held back: they go out at once (after what the worker had
+    /// gathered before them, so the order stays).
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LineWriter {
+        LineWriter {
+            direct: meta.target() == "audit",
+        }
     }
 }
 
 /// Writes one formatted line.
-pub struct LineWriter;
+pub struct LineWriter {
+    direct: bool,
+}
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if crate::server::workers::current().is_none() {
+        if self.direct || crate::server::workers::current().is_none() {
+            flush_thread();
             return match WRITER.get() {
                 Some(w) => w.clone().write(buf),
                 None => Ok(buf.len()),

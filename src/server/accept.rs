@@ -30,13 +30,9 @@ pub(super) struct AcceptCtx {
 pub(super) async fn accept_loop(bound: Listening, ctx: AcceptCtx, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(5);
     loop {
-        let permit = tokio::select! {
-            _ = stop.changed() => break,
-            p = ctx.limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
+        // Accept first, then wait for a place in `max_connections`: a worker whose socket
+        // has nothing to accept holds no place another worker's client could use. Each
+        // loop holds at most one accepted connection while it waits.
         let accepted = tokio::select! {
             _ = stop.changed() => break,
             a = bound.listener.accept() => a,
@@ -52,6 +48,13 @@ pub(super) async fn accept_loop(bound: Listening, ctx: AcceptCtx, mut stop: watc
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
+        };
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            p = ctx.limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
         };
         let _ = stream.set_nodelay(true);
         let tls = bound.tls.clone();

@@ -56,9 +56,6 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpLi
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -162,5 +159,13 @@ mod tests {
         assert_eq!(second.kind(), std::io::ErrorKind::AddrInUse);
         let single = bind(taken, 1).expect_err("the port is taken");
         assert_eq!(single.kind(), std::io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn a_wildcard_ipv6_listener_also_takes_ipv4_clients() {
+        let sockets = bind("[::]:0".parse().unwrap(), 2).unwrap();
+        let port = sockets[0].local_addr().unwrap().port();
+        let v4 = std::net::TcpStream::connect(("127.0.0.1", port));
+        assert!(v4.is_ok(), "IPv4 client refused: {v4:?}");
     }
 }

@@ -176,8 +176,8 @@ pub(super) struct Pool {
     inner: Arc<PoolInner>,
 }
 
-/// Shards of idle connections: one per worker thread (up to this many), one for the rest.
-const SHARDS: usize = 33;
+/// Shards of idle connections: one per worker thread (up to 256 workers), one for the rest.
+const SHARDS: usize = 257;
 
 /// One shard of idle connections, newest last.
 // Boxed on purpose: a connection moves pool → request → response body → pool as one

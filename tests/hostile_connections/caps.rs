@@ -51,3 +51,19 @@ async fn one_address_cannot_take_every_slot() {
     assert!(served, "the freed slot was not given back");
     assert_upstream_saw_nothing(&stub);
 }
+
+/// With several workers, a worker whose socket has nothing to accept holds no place in
+/// `max_connections`: with one place and two workers, one connection after another is
+/// served whichever worker the kernel hands it to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_holds_no_connection_place() {
+    let (stub, _keys, gw) = arcp_gateway(&[("max_connections", "1"), ("workers", "2")]).await;
+    for i in 0..12 {
+        let resp = within(STEP, &format!("connection {i}"), async {
+            gw.client.send(Proto::H1, get("/gateway/live")).await
+        })
+        .await;
+        assert_eq!(resp.status, 200, "connection {i}");
+    }
+    assert_upstream_saw_nothing(&stub);
+}

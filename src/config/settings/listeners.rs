@@ -80,6 +80,24 @@ fn proxy_protocol(
                     Some("for example `10.0.0.5` or `10.0.0.0/8`"),
                 )
             })?;
+        if net.prefix_len() == 0 {
+            return Err(ctx.err(
+                t.referenced,
+                format!("{path}.proxy_protocol.trusted[{i}]"),
+                format!("`{text}` trusts every address: any client could name any address"),
+                Some("list the load balancers' own addresses or subnets"),
+            ));
+        }
+        // `::ffff:10.0.0.0/104` means 10.0.0.0/8: peers are matched as IPv4.
+        let net = match net {
+            IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+                Some(v4) if v6.prefix_len() >= 96 => {
+                    IpNet::V4(ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).unwrap_or_default())
+                }
+                _ => IpNet::V6(v6),
+            },
+            v4 => v4,
+        };
         nets.push(net.trunc());
     }
     Ok(Trusted::new(nets))
