@@ -495,25 +495,40 @@ async fn a_parallel_burst_of_guesses_is_checked_at_most_max_times() {
         let body = json!({"username": ADMIN_USER, "password": "not-the-password"});
         login_request(&body.to_string(), Some("fp-burst"))
     };
-    let burst = (0..12).map(|i| {
+    let statuses = at_once_over_both(&fleet, from, (0..12).map(|_| wrong())).await;
+    let mut expected = vec![401; 3];
+    expected.extend([429; 9]);
+    assert_eq!(statuses, expected);
+    assert_locked_on_both(&fleet, from, "fp-burst").await;
+}
+
+/// Sends `requests` all at once from `from`, alternating the replicas; their statuses, sorted.
+async fn at_once_over_both(
+    fleet: &Fleet,
+    from: std::net::IpAddr,
+    requests: impl Iterator<Item = http::Request<common::TestBody>>,
+) -> Vec<u16> {
+    let sent = requests.enumerate().map(|(i, req)| {
         let gw = if i % 2 == 0 { &fleet.a } else { &fleet.b };
-        gw.client.send_from(from, wrong(), SETTLE)
+        gw.client.send_from(from, req, SETTLE)
     });
-    let mut statuses: Vec<u16> = futures_util::future::join_all(burst)
+    let mut statuses: Vec<u16> = futures_util::future::join_all(sent)
         .await
         .iter()
         .map(|r| r.status.as_u16())
         .collect();
     statuses.sort_unstable();
-    let mut expected = vec![401; 3];
-    expected.extend([429; 9]);
-    assert_eq!(statuses, expected);
+    statuses
+}
+
+/// The right password from `from` is refused (429) on both replicas.
+async fn assert_locked_on_both(fleet: &Fleet, from: std::net::IpAddr, fingerprint: &str) {
     for gw in [&fleet.a, &fleet.b] {
         let resp = gw
             .client
-            .send_from(from, admin_login("fp-burst"), SETTLE)
+            .send_from(from, admin_login(fingerprint), SETTLE)
             .await;
-        assert_eq!(resp.status, 429, "the pair is locked: {}", resp.text());
+        assert_eq!(resp.status, 429, "locked: {}", resp.text());
     }
 }
 
@@ -530,28 +545,12 @@ async fn a_parallel_spray_of_names_is_checked_at_most_max_per_address_times() {
     let fleet = Fleet::start(cfg).await;
     let from: std::net::IpAddr = "127.0.0.5".parse().unwrap();
     let spray = (0..16).map(|i| {
-        let gw = if i % 2 == 0 { &fleet.a } else { &fleet.b };
         let body = json!({"username": format!("name-{i}"), "password": "guess"});
-        gw.client.send_from(
-            from,
-            login_request(&body.to_string(), Some("fp-spray")),
-            SETTLE,
-        )
+        login_request(&body.to_string(), Some("fp-spray"))
     });
-    let mut statuses: Vec<u16> = futures_util::future::join_all(spray)
-        .await
-        .iter()
-        .map(|r| r.status.as_u16())
-        .collect();
-    statuses.sort_unstable();
+    let statuses = at_once_over_both(&fleet, from, spray).await;
     let mut expected = vec![401; 6];
     expected.extend([429; 10]);
     assert_eq!(statuses, expected);
-    for gw in [&fleet.a, &fleet.b] {
-        let resp = gw
-            .client
-            .send_from(from, admin_login("fp-spray"), SETTLE)
-            .await;
-        assert_eq!(resp.status, 429, "the address is locked: {}", resp.text());
-    }
+    assert_locked_on_both(&fleet, from, "fp-spray").await;
 }

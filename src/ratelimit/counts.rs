@@ -218,13 +218,7 @@ impl Counts {
                 lockout,
                 ..
             } => {
-                let names: Vec<String> = keys
-                    .iter()
-                    .flat_map(|(k, _)| {
-                        let (count, lock) = shared_keys(fleet, k);
-                        [count, lock]
-                    })
-                    .collect();
+                let names = script_keys(fleet, keys.iter().map(|(k, _)| *k));
                 let mut args = vec![millis(*window), millis(*lockout), token.to_string()];
                 args.extend(keys.iter().map(|(_, max)| max.to_string()));
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -270,13 +264,7 @@ impl Counts {
                 Ok(())
             }
             Counts::Shared { fleet, release, .. } => {
-                let names: Vec<String> = keys
-                    .iter()
-                    .flat_map(|(k, _)| {
-                        let (count, lock) = shared_keys(fleet, k);
-                        [count, lock]
-                    })
-                    .collect();
+                let names = script_keys(fleet, keys.iter().map(|(k, _)| *k));
                 let mut args = vec![token.to_string()];
                 args.extend(
                     keys.iter()
@@ -359,6 +347,15 @@ fn shared_keys(fleet: &Fleet, key: &Key) -> (String, String) {
         fleet.key(&format!("l:n:{what}")),
         fleet.key(&format!("l:x:{what}")),
     )
+}
+
+/// KEYS of a script over several keys: count_1, lock_1, ... count_N, lock_N.
+fn script_keys<'k>(fleet: &Fleet, keys: impl Iterator<Item = &'k Key>) -> Vec<String> {
+    keys.flat_map(|k| {
+        let (count, lock) = shared_keys(fleet, k);
+        [count, lock]
+    })
+    .collect()
 }
 
 fn millis(d: Duration) -> String {
