@@ -308,19 +308,6 @@ impl LoginThrottle {
         }
     }
 
-    /// A success clears the pair's and the name's failures (not the address's: one right
-    /// password does not license a spray of wrong ones from there).
-    pub async fn record_success(&self, ip: IpAddr, user: &str) {
-        let user: Arc<str> = Arc::from(user);
-        let keys = [
-            Key::UserAt(user.clone(), ClientKey::of(ip)),
-            Key::User(user),
-        ];
-        if self.counts.clear(&keys).await.is_err() {
-            tracing::warn!("login success not recorded: shared store unreachable");
-        }
-    }
-
     /// Failures counted for `user` (all addresses), for tests and metrics.
     pub async fn user_failures(&self, user: &str) -> Result<u32, Refused> {
         self.counts.get(&Key::User(Arc::from(user))).await

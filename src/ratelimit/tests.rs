@@ -56,7 +56,8 @@ async fn the_per_user_ceiling_slows_and_never_locks() {
     assert_eq!(t.slowdown("victim").await, Ok(Duration::from_millis(2000)));
     assert_eq!(t.slowdown("someone-else").await, Ok(Duration::ZERO));
     assert!(t.check_user(ip("10.2.0.1"), "victim").await.is_ok());
-    t.record_success(ip("10.2.0.1"), "victim").await;
+    let attempt = t.reserve(ip("10.2.0.1"), "victim").await.unwrap();
+    t.right_password(attempt).await;
     assert_eq!(t.slowdown("victim").await, Ok(Duration::ZERO));
 }
 
