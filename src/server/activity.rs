@@ -5,7 +5,8 @@
 //! time before the first request (hyper-util's protocol detection, a partial HTTP/2 preface,
 //! HTTP/2 with no stream) nor an idle HTTP/2 connection. [`supervise`] adds both, from what the
 //! connection's service reports through [`Activity`]: a request is in flight from the moment
-//! its head is complete until its response body is finished or dropped.
+//! its head is complete until its response body is finished or dropped. The service only
+//! updates counters; the supervisor reads them when its single timer fires.
 //!
 //! * no request yet: closed `header_read_timeout` after the handshake;
 //! * no request in flight: closed after `idle_timeout`;
@@ -17,58 +18,85 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::body::{Body, BoxError};
 
 /// How long a connection asked to close gets before it is dropped, when nothing is in flight.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, Copy, Default)]
+/// Counters the requests of one connection update and its supervisor reads when its one
+/// timer fires: a request costs two counter updates and a clock read, no wake-up and no timer.
+#[derive(Debug)]
 struct Load {
-    in_flight: usize,
-    started: u64,
+    in_flight: AtomicUsize,
+    started: AtomicU64,
+    /// When the last request ended, as nanoseconds since `opened`.
+    last_end: AtomicU64,
+    opened: Instant,
 }
 
-/// What one connection's service is doing, watched by its supervisor. Cheap to clone.
+/// What one connection's service is doing, read by its supervisor. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
-    load: watch::Sender<Load>,
+    load: Arc<Load>,
 }
 
 impl Activity {
     pub(crate) fn new() -> Self {
         Activity {
-            load: watch::Sender::new(Load::default()),
+            load: Arc::new(Load {
+                in_flight: AtomicUsize::new(0),
+                started: AtomicU64::new(0),
+                last_end: AtomicU64::new(0),
+                opened: crate::clock::io_now(),
+            }),
         }
     }
 
     /// A request's head is complete: it is in flight until the returned guard drops.
     pub(crate) fn begin(&self) -> InFlight {
-        self.load.send_modify(|l| {
-            l.in_flight += 1;
-            l.started += 1;
-        });
+        self.load.started.fetch_add(1, Ordering::Relaxed);
+        self.load.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.load.clone())
     }
 
     fn idle(&self) -> bool {
-        self.load.borrow().in_flight == 0
+        self.load.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// The deadline that applies now and why it closes, or `None` while a request is in flight.
+    fn deadline(&self, deadlines: Deadlines) -> Option<(Instant, Closed)> {
+        let load = &self.load;
+        if load.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if load.started.load(Ordering::Relaxed) == 0 {
+            return Some((load.opened + deadlines.first_request, Closed::NoRequest));
+        }
+        let ended = Duration::from_nanos(load.last_end.load(Ordering::Relaxed));
+        Some((load.opened + ended + deadlines.idle, Closed::Idle))
     }
 }
 
 /// One request in flight; dropped with its response body.
 #[derive(Debug)]
-pub(crate) struct InFlight(watch::Sender<Load>);
+pub(crate) struct InFlight(Arc<Load>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|l| l.in_flight -= 1);
+        let since_open = crate::clock::io_now().saturating_duration_since(self.0.opened);
+        let nanos = u64::try_from(since_open.as_nanos()).unwrap_or(u64::MAX);
+        self.0.last_end.fetch_max(nanos, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -136,34 +164,23 @@ where
     C: Future<Output = Result<(), E>>,
 {
     let mut conn = std::pin::pin!(conn);
-    let mut load = activity.load.subscribe();
-    let mut since = crate::clock::io_now();
+    // One timer for the connection's life. Requests do not re-arm it: when it fires, the
+    // deadline is worked out from the counters and the timer moved to it if it lies ahead
+    // (while a request is in flight, it looks again a deadline later).
+    let recheck = deadlines.first_request.min(deadlines.idle);
+    let timer = tokio::time::sleep_until(activity.load.opened + deadlines.first_request);
+    let mut timer = std::pin::pin!(timer);
     let why = loop {
-        let now = *load.borrow_and_update();
-        let limit = match (now.in_flight, now.started) {
-            (0, 0) => Some((deadlines.first_request, Closed::NoRequest)),
-            (0, _) => Some((deadlines.idle, Closed::Idle)),
-            _ => None,
-        };
-        let deadline = async {
-            match limit {
-                Some((d, why)) => {
-                    tokio::time::sleep_until(since + d).await;
-                    why
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             r = conn.as_mut() => return (Closed::Finished, r.err()),
-            changed = load.changed() => {
-                if changed.is_err() {
-                    // Unreachable while `activity` is borrowed; finish the connection plainly.
-                    return (Closed::Finished, conn.await.err());
+            () = timer.as_mut() => {
+                let now = crate::clock::io_now();
+                match activity.deadline(deadlines) {
+                    Some((due, why)) if due <= now => break why,
+                    Some((due, _)) => timer.as_mut().reset(due),
+                    None => timer.as_mut().reset(now + recheck),
                 }
-                since = crate::clock::io_now();
             }
-            why = deadline => break why,
             _ = stopped(&mut stop) => break Closed::Shutdown,
         }
     };
