@@ -111,7 +111,7 @@ pub struct AuditSubject {
 /// connection's place in the connection budget, which a WebSocket upgraded on it takes over.
 pub async fn handle(
     state: Arc<State>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     slot: &ConnSlot,
     req: Request<Incoming>,
     framing: Option<&'static str>,
@@ -130,7 +130,7 @@ pub async fn handle(
             handle_inner(
                 &snapshot,
                 &state.handles,
-                &conn,
+                conn,
                 slot,
                 req,
                 &request_id,

@@ -393,7 +393,7 @@ where
         stop,
         slot,
     } = conn;
-    let info = ConnInfo { peer, tls };
+    let info = Arc::new(ConnInfo::new(peer, tls));
     let heads = Arc::new(HeadLog::default());
     let activity = Activity::new();
     let service = {
@@ -401,10 +401,11 @@ where
         service_fn(move |req| {
             let state = state.clone();
             let slot = slot.clone();
+            let info = info.clone();
             let in_flight = activity.begin();
             let framing = heads.next_request();
             async move {
-                let response = pipeline::handle(state, info, &slot, req, framing).await;
+                let response = pipeline::handle(state, &info, &slot, req, framing).await;
                 Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, in_flight)))
             }
         })

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use arcp_gateway::proxy::headers::{
-    set_forwarded, strip_hop_by_hop, strip_spoofable, CLIENT_CERT_HEADERS, HOP_BY_HOP,
+    client_address, set_forwarded, strip_hop_by_hop, strip_spoofable, CLIENT_CERT_HEADERS, HOP_BY_HOP,
 };
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 use libfuzzer_sys::fuzz_target;
@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // The forwarder reads `Host` before any stripping.
     let host = original.get(http::header::HOST).cloned();
-    set_forwarded(&mut headers, peer, proto, host.as_ref());
+    set_forwarded(&mut headers, &client_address(peer), proto, host.as_ref());
 
     let shown = match peer {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),

@@ -4,7 +4,6 @@
 //! oversized or ambiguous request never reaches the upstream.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
@@ -110,11 +109,13 @@ pub fn request_id(headers: &HeaderMap) -> String {
             return String::from_utf8_lossy(b).into_owned();
         }
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 12] = rand::random();
     let mut id = String::with_capacity(4 + 24);
     id.push_str("req_");
     for b in bytes {
-        let _ = write!(id, "{b:02x}");
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     id
 }

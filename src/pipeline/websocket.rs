@@ -200,7 +200,7 @@ pub async fn upgrade(
         settings: handles.sockets.settings,
         request_id: request_id.to_owned(),
         target: Target {
-            conn: *conn,
+            conn: conn.clone(),
             // Only what `relay::connect` forwards, and no subprotocol: the client was
             // answered without one (ARCP's endpoints never choose one).
             headers: [HOST, USER_AGENT, ORIGIN]

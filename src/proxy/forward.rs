@@ -7,7 +7,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Version};
 
-use super::headers::{set_forwarded, strip_hop_by_hop, strip_spoofable};
+use super::headers::{client_address, set_forwarded, strip_hop_by_hop, strip_spoofable};
 use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::body::Body;
 use crate::upstream::{UpstreamClient, UpstreamError};
@@ -30,10 +30,22 @@ pub enum Credentials {
 }
 
 /// Facts about the client connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The client's address as `X-Forwarded-For` carries it, formatted once per connection.
+    pub forwarded_for: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        ConnInfo {
+            peer,
+            tls,
+            forwarded_for: client_address(peer.ip()),
+        }
+    }
 }
 
 /// Builds the upstream request: hygiene, forwarded facts, credentials.
@@ -83,7 +95,7 @@ pub fn upstream_request(
         }
     }
     let proto = if conn.tls { "https" } else { "http" };
-    set_forwarded(headers, conn.peer.ip(), proto, host.as_ref());
+    set_forwarded(headers, &conn.forwarded_for, proto, host.as_ref());
     if let Some(host) = host {
         // Kept as the client sent it: upstream's DPoP `htu` and TrustedHost depend on it.
         headers.insert(HOST, host);

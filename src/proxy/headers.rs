@@ -72,18 +72,19 @@ pub fn strip_spoofable(headers: &mut HeaderMap) {
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host` from facts.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    forwarded_for: &HeaderValue,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    headers.insert(X_FORWARDED_FOR.clone(), ip_header(peer));
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
 }
 
-fn ip_header(ip: IpAddr) -> HeaderValue {
+/// A client address as `X-Forwarded-For` carries it (IPv4-mapped IPv6 as IPv4).
+pub fn client_address(ip: IpAddr) -> HeaderValue {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
@@ -197,7 +198,12 @@ mod tests {
         ]);
         strip_spoofable(&mut h);
         let host = h.get("host").cloned();
-        set_forwarded(&mut h, "127.0.0.9".parse().unwrap(), "https", host.as_ref());
+        set_forwarded(
+            &mut h,
+            &client_address("127.0.0.9".parse().unwrap()),
+            "https",
+            host.as_ref(),
+        );
         assert_eq!(h["x-forwarded-for"], "127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "gw.example");
@@ -212,7 +218,12 @@ mod tests {
     #[test]
     fn v4_mapped_addresses_are_shown_as_v4() {
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, "::ffff:10.1.2.3".parse().unwrap(), "http", None);
+        set_forwarded(
+            &mut h,
+            &client_address("::ffff:10.1.2.3".parse().unwrap()),
+            "http",
+            None,
+        );
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
     }
 

@@ -95,7 +95,7 @@ pub async fn connect(
         .header(UPGRADE, "websocket")
         .header(SEC_WEBSOCKET_VERSION, "13")
         .header(http::header::SEC_WEBSOCKET_KEY, generate_key())
-        .header(X_FORWARDED_FOR.clone(), conn.peer.ip().to_string())
+        .header(X_FORWARDED_FOR.clone(), conn.forwarded_for.clone())
         .header(
             X_FORWARDED_PROTO.clone(),
             if conn.tls { "https" } else { "http" },
