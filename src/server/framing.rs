@@ -294,8 +294,8 @@ fn examine(head: &[u8]) -> Result<State, &'static str> {
     if head.starts_with(b"PRI * HTTP/2.0") {
         return Ok(State::Aside);
     }
-    for (i, &b) in head.iter().enumerate() {
-        match b {
+    for i in memchr::memchr3_iter(0, b'\r', b'\n', head) {
+        match head[i] {
             0 => return Err("NUL in the request head"),
             b'\n' if i == 0 || head[i - 1] != b'\r' => return Err("bare LF in the request head"),
             b'\r' if head.get(i + 1) != Some(&b'\n') => return Err("bare CR in the request head"),
