@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use arcp_gateway::proxy::headers::{
-    client_address, set_forwarded, strip_hop_by_hop, strip_spoofable, CLIENT_CERT_HEADERS, HOP_BY_HOP,
+    client_address, set_forwarded, strip_hop_by_hop, strip_request, strip_spoofable, CLIENT_CERT_HEADERS, HOP_BY_HOP,
 };
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 use libfuzzer_sys::fuzz_target;
@@ -97,6 +97,10 @@ fuzz_target!(|data: &[u8]| {
     for name in headers.keys() {
         assert!(!is_spoofable(name), "spoofable `{name}` survived");
     }
+    // The forwarder's single pass leaves exactly what the two steps leave.
+    let mut one_pass = original.clone();
+    strip_request(&mut one_pass);
+    assert_eq!(one_pass, headers, "strip_request differs from the two steps");
     // The forwarder reads `Host` before any stripping.
     let host = original.get(http::header::HOST).cloned();
     set_forwarded(&mut headers, &client_address(peer), proto, host.as_ref());

@@ -7,7 +7,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Version};
 
-use super::headers::{client_address, set_forwarded, strip_hop_by_hop, strip_spoofable};
+use super::headers::{client_address, set_forwarded, strip_hop_by_hop, strip_request};
 use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::body::Body;
 use crate::upstream::{UpstreamClient, UpstreamError};
@@ -65,8 +65,7 @@ pub fn upstream_request(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
-    strip_spoofable(headers);
+    strip_request(headers);
     // The PIN is checked by the gateway; upstream never needs it.
     headers.remove(&X_SESSION_PIN);
     match credentials {
