@@ -119,7 +119,9 @@ pub async fn handle(
     let started = Stopwatch::start();
     let request_id = frame::request_id(req.headers());
     let method = req.method().clone();
-    let raw_path = req.uri().path().to_owned();
+    // A shared handle on the request target (no copy): the problem's instance and the log.
+    let uri = req.uri().clone();
+    let raw_path = uri.path();
     let http1 = req.version() < http::Version::HTTP_2;
     let mut trace = Trace::default();
     // Loaded once: this request is decided by this snapshot to its end.
@@ -149,7 +151,7 @@ pub async fn handle(
             if !trace.admitted {
                 metrics.refused(problem.kind());
             }
-            let mut response = problem.into_response(&raw_path, &request_id);
+            let mut response = problem.into_response(raw_path, &request_id);
             if http1 && err.closes_connection() {
                 response
                     .headers_mut()
@@ -185,7 +187,7 @@ pub async fn handle(
     }
     observability::access_log(&AccessLog {
         method: &method,
-        path: &raw_path,
+        path: raw_path,
         route: trace.route,
         status,
         upstream_status: trace.upstream_status,
