@@ -87,6 +87,12 @@ impl Stopwatch {
     }
 }
 
+/// The calendar time a log line is stamped with (reports only, never for decisions).
+pub fn log_time() -> std::time::SystemTime {
+    #[allow(clippy::disallowed_methods)] // log timestamps, like tracing-subscriber's own
+    std::time::SystemTime::now()
+}
+
 /// The current UTC time as RFC 3339 with microseconds and a `Z`, as ARCP writes it.
 pub fn rfc3339_now() -> String {
     #[allow(clippy::disallowed_methods)] // the one place that reads the calendar clock

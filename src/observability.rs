@@ -4,12 +4,14 @@
 //! strings (the dashboard puts its token in `?token=`). The access event carries the path
 //! only; headers are never logged at all.
 
+mod access;
 mod batch;
 
 pub use batch::{flush_thread as flush_worker_logs, FLUSH_EVERY as LOG_FLUSH_EVERY};
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -145,6 +147,9 @@ pub fn init(settings: &LoggingSettings) -> LogGuard {
             .try_init(),
     };
     let installed = installed.is_ok();
+    if installed && settings.format == LogFormat::Json {
+        let _ = JSON_ACCESS_LINES.set(());
+    }
     LogGuard {
         _flush_on_drop: installed.then_some(guard),
         level: installed.then_some(LevelHandle {
@@ -168,7 +173,22 @@ pub struct AccessLog<'a> {
     pub peer: SocketAddr,
 }
 
+/// Set when the installed subscriber writes JSON: the access line is then formatted by
+/// [`access`] into the same writer, in the same shape.
+static JSON_ACCESS_LINES: OnceLock<()> = OnceLock::new();
+
 pub fn access_log(a: &AccessLog<'_>) {
+    if JSON_ACCESS_LINES.get().is_some() {
+        if tracing::enabled!(target: "arcp_gateway::access", tracing::Level::INFO) {
+            batch::append(|line| access::format_json(line, a, crate::clock::log_time()));
+        }
+        return;
+    }
+    access_event(a);
+}
+
+/// The access line as a tracing event (the pretty format; the JSON shape's reference).
+fn access_event(a: &AccessLog<'_>) {
     tracing::info!(
         target: "arcp_gateway::access",
         method = %a.method,

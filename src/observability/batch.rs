@@ -91,6 +91,28 @@ impl Write for LineWriter {
     }
 }
 
+/// Appends a line that `format` writes (newline included) the way [`LineWriter`] appends
+/// one: to this worker's batch, or at once off the workers.
+pub(super) fn append(format: impl FnOnce(&mut Vec<u8>)) {
+    if crate::server::workers::current().is_none() {
+        let mut line = Vec::with_capacity(256);
+        format(&mut line);
+        flush_thread();
+        if let Some(w) = WRITER.get() {
+            let _ = w.clone().write_all(&line);
+        }
+        return;
+    }
+    let full = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        format(&mut p);
+        p.len() >= FLUSH_AT
+    });
+    if full {
+        flush_thread();
+    }
+}
+
 /// Hands what this thread has gathered to the background writer.
 pub fn flush_thread() {
     let batch = PENDING.with(|p| {
