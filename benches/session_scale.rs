@@ -72,6 +72,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
+/// The allocator the `arcp-gateway` binary runs with, so that memory per session is the
+/// binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` does not, and then a small
     // size only checks that the benchmark still runs.
