@@ -168,7 +168,9 @@ where
     // deadline is worked out from the counters and the timer moved to it if it lies ahead
     // (while a request is in flight, it looks again a deadline later).
     let recheck = deadlines.first_request.min(deadlines.idle);
-    let timer = tokio::time::sleep_until(activity.load.opened + deadlines.first_request);
+    // First at the earlier of the two deadlines: a quick first request must not stretch a
+    // shorter idle deadline to the first-request one.
+    let timer = tokio::time::sleep_until(activity.load.opened + recheck);
     let mut timer = std::pin::pin!(timer);
     let why = loop {
         tokio::select! {
@@ -260,6 +262,31 @@ mod tests {
         assert_eq!(why, Closed::Idle);
         let took = started.elapsed();
         let expected = Duration::from_secs(600) + DEADLINES.idle;
+        assert!(
+            took >= expected && took <= expected + CLOSE_GRACE,
+            "{took:?}"
+        );
+        script.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_deadline_shorter_than_the_first_request_one_holds_from_the_first_request() {
+        let deadlines = Deadlines {
+            first_request: Duration::from_secs(30),
+            idle: Duration::from_secs(5),
+        };
+        let activity = Activity::new();
+        let (_tx, stop) = watch::channel(false);
+        let a = activity.clone();
+        let script = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(a.begin()); // one quick request
+        });
+        let started = crate::clock::io_now();
+        let (why, _) = supervise(silent(), |_| {}, &activity, deadlines, stop).await;
+        assert_eq!(why, Closed::Idle);
+        let took = started.elapsed();
+        let expected = Duration::from_millis(100) + deadlines.idle;
         assert!(
             took >= expected && took <= expected + CLOSE_GRACE,
             "{took:?}"
