@@ -198,7 +198,9 @@ impl Scanner {
                     } else {
                         buf.extend_from_slice(&data[..used]);
                         let verdict = examine(buf);
-                        buf.clear();
+                        // Freed, not kept: a long head must not pin memory for the
+                        // connection's life.
+                        *buf = Vec::new();
                         verdict
                     };
                     data = &data[used..];
