@@ -231,7 +231,7 @@ impl Gateway {
             per_address: per_address.clone(),
             handshake_timeout: self.server.handshake_timeout,
             deadlines: Deadlines {
-                first_request: self.server.header_read_timeout,
+                head: self.server.header_read_timeout,
                 idle: self.server.idle_timeout,
             },
         };
@@ -322,9 +322,11 @@ fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // Also bounds a kept-alive connection waiting for its next request: hyper restarts
-        // the timer as soon as it waits for a head.
-        .header_read_timeout(server.header_read_timeout)
+        // Off: `server.header_read_timeout` is enforced by the connection's supervisor
+        // (`activity`), which the reader tells when a head begins. hyper's timer would be
+        // armed per request and would also close a kept-alive connection waiting for its
+        // next request after `header_read_timeout` instead of `idle_timeout`.
+        .header_read_timeout(None)
         .max_buf_size(64 * 1024);
     builder
         .http2()
@@ -410,7 +412,7 @@ where
             }
         })
     };
-    let io = TokioIo::new(Scanned::new(stream, http1, heads));
+    let io = TokioIo::new(Scanned::new(stream, http1, heads, activity.clone()));
     let connection = builder.serve_connection_with_upgrades(io, service);
     let (why, error) = activity::supervise(
         connection,
@@ -422,6 +424,7 @@ where
     .await;
     match why {
         Closed::NoRequest => tracing::debug!(%peer, "closed: no request within the deadline"),
+        Closed::SlowHead => tracing::debug!(%peer, "closed: request head not complete in time"),
         Closed::Idle => tracing::debug!(%peer, "closed: idle"),
         Closed::Finished | Closed::Shutdown => {}
     }

@@ -1,15 +1,19 @@
 //! A connection's life under deadlines: nothing can hold a slot for free.
 //!
-//! hyper bounds the HTTP/1.1 head (`header_read_timeout`, restarted while a kept-alive
-//! connection waits for its next request) and HTTP/2 liveness (PING). It bounds neither the
-//! time before the first request (hyper-util's protocol detection, a partial HTTP/2 preface,
-//! HTTP/2 with no stream) nor an idle HTTP/2 connection. [`supervise`] adds both, from what the
-//! connection's service reports through [`Activity`]: a request is in flight from the moment
-//! its head is complete until its response body is finished or dropped. The service only
-//! updates counters; the supervisor reads them when its single timer fires.
+//! hyper bounds HTTP/2 liveness (PING); everything else is bounded here, by [`supervise`],
+//! from what the connection reports through [`Activity`]: the HTTP/1.1 reader
+//! (`server::framing`) counts request heads as their first byte arrives, the service counts
+//! requests as their head is complete, and a request is in flight until its response body is
+//! finished or dropped. Both only update counters; the supervisor reads them when its single
+//! timer fires, so a request arms no timer of its own (hyper's `header_read_timeout`, which
+//! armed one per request and also cut kept-alive connections waiting for their next request,
+//! is off).
 //!
-//! * no request yet: closed `header_read_timeout` after the handshake;
-//! * no request in flight: closed after `idle_timeout`;
+//! * no request yet: closed `header_read_timeout` after the handshake (hyper-util's protocol
+//!   detection, a partial HTTP/2 preface, HTTP/2 with no stream, a slow first head);
+//! * a later HTTP/1.1 head begun and not complete: closed `header_read_timeout` after its
+//!   first byte (or after the previous response, if it came pipelined);
+//! * no request in flight and no head begun: closed after `idle_timeout`;
 //! * server shutdown: asked to finish what is in flight (the drain bound is the caller's).
 //!
 //! Closing is hyper's graceful shutdown (HTTP/2 GOAWAY, HTTP/1.1 close after the response),
@@ -38,10 +42,23 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Load {
     in_flight: AtomicUsize,
+    /// Requests whose head was complete (counted by the service).
     started: AtomicU64,
+    /// Heads whose first byte arrived (counted by the HTTP/1.1 reader; more than `started`
+    /// while one is being read).
+    heads: AtomicU64,
+    /// When the latest head began, as nanoseconds since `opened`.
+    head_began: AtomicU64,
     /// When the last request ended, as nanoseconds since `opened`.
     last_end: AtomicU64,
     opened: Instant,
+}
+
+impl Load {
+    fn since_opened(&self) -> u64 {
+        let since = crate::clock::io_now().saturating_duration_since(self.opened);
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 /// What one connection's service is doing, read by its supervisor. Cheap to clone.
@@ -56,6 +73,8 @@ impl Activity {
             load: Arc::new(Load {
                 in_flight: AtomicUsize::new(0),
                 started: AtomicU64::new(0),
+                heads: AtomicU64::new(0),
+                head_began: AtomicU64::new(0),
                 last_end: AtomicU64::new(0),
                 opened: crate::clock::io_now(),
             }),
@@ -69,6 +88,14 @@ impl Activity {
         InFlight(self.load.clone())
     }
 
+    /// The first byte of a request head arrived (HTTP/1.1 only).
+    pub(crate) fn head_begun(&self) {
+        let load = &self.load;
+        load.head_began
+            .store(load.since_opened(), Ordering::Relaxed);
+        load.heads.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn idle(&self) -> bool {
         self.load.in_flight.load(Ordering::Acquire) == 0
     }
@@ -79,10 +106,18 @@ impl Activity {
         if load.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        if load.started.load(Ordering::Relaxed) == 0 {
-            return Some((load.opened + deadlines.first_request, Closed::NoRequest));
+        let started = load.started.load(Ordering::Relaxed);
+        if started == 0 {
+            return Some((load.opened + deadlines.head, Closed::NoRequest));
         }
-        let ended = Duration::from_nanos(load.last_end.load(Ordering::Relaxed));
+        let ended = load.last_end.load(Ordering::Relaxed);
+        if load.heads.load(Ordering::Relaxed) > started {
+            // A head is being read; a pipelined one is timed from the response before it.
+            let began = load.head_began.load(Ordering::Relaxed).max(ended);
+            let since = Duration::from_nanos(began);
+            return Some((load.opened + since + deadlines.head, Closed::SlowHead));
+        }
+        let ended = Duration::from_nanos(ended);
         Some((load.opened + ended + deadlines.idle, Closed::Idle))
     }
 }
@@ -93,8 +128,7 @@ pub(crate) struct InFlight(Arc<Load>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let since_open = crate::clock::io_now().saturating_duration_since(self.0.opened);
-        let nanos = u64::try_from(since_open.as_nanos()).unwrap_or(u64::MAX);
+        let nanos = self.0.since_opened();
         self.0.last_end.fetch_max(nanos, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -139,7 +173,9 @@ impl http_body::Body for Tracked {
 /// The deadlines [`supervise`] enforces.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
-    pub first_request: Duration,
+    /// `header_read_timeout`: the first request's head from the handshake, later heads from
+    /// their first byte.
+    pub head: Duration,
     pub idle: Duration,
 }
 
@@ -148,6 +184,7 @@ pub(crate) struct Deadlines {
 pub(crate) enum Closed {
     Finished,
     NoRequest,
+    SlowHead,
     Idle,
     Shutdown,
 }
@@ -165,9 +202,11 @@ where
 {
     let mut conn = std::pin::pin!(conn);
     // One timer for the connection's life. Requests do not re-arm it: when it fires, the
-    // deadline is worked out from the counters and the timer moved to it if it lies ahead
-    // (while a request is in flight, it looks again a deadline later).
-    let recheck = deadlines.first_request.min(deadlines.idle);
+    // deadline is worked out from the counters and the timer moved to it if it lies ahead,
+    // but never further than `recheck`: a head may begin in the meantime, and its deadline
+    // is then at most `head` away (while a request is in flight, it looks again `recheck`
+    // later).
+    let recheck = deadlines.head.min(deadlines.idle);
     // First at the earlier of the two deadlines: a quick first request must not stretch a
     // shorter idle deadline to the first-request one.
     let timer = tokio::time::sleep_until(activity.load.opened + recheck);
@@ -179,7 +218,7 @@ where
                 let now = crate::clock::io_now();
                 match activity.deadline(deadlines) {
                     Some((due, why)) if due <= now => break why,
-                    Some((due, _)) => timer.as_mut().reset(due),
+                    Some((due, _)) => timer.as_mut().reset(due.min(now + recheck)),
                     None => timer.as_mut().reset(now + recheck),
                 }
             }
@@ -218,7 +257,7 @@ mod tests {
     use super::*;
 
     const DEADLINES: Deadlines = Deadlines {
-        first_request: Duration::from_secs(5),
+        head: Duration::from_secs(5),
         idle: Duration::from_secs(60),
     };
 
@@ -244,7 +283,7 @@ mod tests {
         assert_eq!(why, Closed::NoRequest);
         assert!(asked.load(Ordering::SeqCst));
         let took = started.elapsed();
-        assert!(took >= DEADLINES.first_request && took <= DEADLINES.first_request + CLOSE_GRACE);
+        assert!(took >= DEADLINES.head && took <= DEADLINES.head + CLOSE_GRACE);
     }
 
     #[tokio::test(start_paused = true)]
@@ -272,7 +311,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_deadline_shorter_than_the_first_request_one_holds_from_the_first_request() {
         let deadlines = Deadlines {
-            first_request: Duration::from_secs(30),
+            head: Duration::from_secs(30),
             idle: Duration::from_secs(5),
         };
         let activity = Activity::new();
@@ -292,6 +331,92 @@ mod tests {
             "{took:?}"
         );
         script.await.unwrap();
+    }
+
+    /// Runs `script` beside a supervised silent connection; returns why and when it closed.
+    async fn closes<F>(
+        deadlines: Deadlines,
+        script: impl FnOnce(Activity) -> F,
+    ) -> (Closed, Duration)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let activity = Activity::new();
+        let (_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(script(activity.clone()));
+        let started = crate::clock::io_now();
+        let (why, _) = supervise(silent(), |_| {}, &activity, deadlines, stop).await;
+        let took = started.elapsed();
+        task.abort();
+        (why, took)
+    }
+
+    /// One request as a connection reports it: its head begins, completes, is answered.
+    fn answer(a: &Activity) {
+        a.head_begun();
+        drop(a.begin());
+    }
+
+    fn within_grace(took: Duration, expected: Duration) -> bool {
+        took >= expected && took <= expected + CLOSE_GRACE
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_alive_connection_waiting_for_its_next_head_lasts_the_idle_deadline() {
+        let (why, took) = closes(DEADLINES, |a| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer(&a);
+        })
+        .await;
+        assert_eq!(why, Closed::Idle);
+        let expected = Duration::from_millis(100) + DEADLINES.idle;
+        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_begun_on_a_kept_alive_connection_is_cut_at_the_head_deadline() {
+        let (why, took) = closes(DEADLINES, |a| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer(&a);
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            a.head_begun(); // and the rest of it never comes
+            std::future::pending::<()>().await;
+        })
+        .await;
+        assert_eq!(why, Closed::SlowHead);
+        let expected = Duration::from_millis(20_100) + DEADLINES.head;
+        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_complete_head_stops_the_head_deadline() {
+        let (why, took) = closes(DEADLINES, |a| async move {
+            answer(&a);
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            a.head_begun();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            drop(a.begin()); // complete and answered
+        })
+        .await;
+        assert_eq!(why, Closed::Idle);
+        let expected = Duration::from_secs(22) + DEADLINES.idle;
+        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipelined_head_is_timed_from_the_response_before_it() {
+        let (why, took) = closes(DEADLINES, |a| async move {
+            a.head_begun();
+            let first = a.begin();
+            a.head_begun(); // pipelined behind a long response, then stalled
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            drop(first);
+            std::future::pending::<()>().await;
+        })
+        .await;
+        assert_eq!(why, Closed::SlowHead);
+        let expected = Duration::from_secs(600) + DEADLINES.head;
+        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
     }
 
     #[tokio::test(start_paused = true)]

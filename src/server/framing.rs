@@ -10,6 +10,8 @@
 //! body framing (lengths and chunks; it never copies a body) and notes the first head that is
 //! ambiguous, by its position on the connection. The service, which sees requests in the same
 //! order, refuses that request (400 and close); nothing after it on the connection is read.
+//! It also tells the connection's [`Activity`] when a head's first byte arrives, so that the
+//! connection's supervisor bounds the time to complete a head without a timer per request.
 //!
 //! What this does not do: parse HTTP/2 (after the preface it stands aside), or follow a
 //! connection past an `Upgrade`/`CONNECT` request (the bytes then belong to another protocol).
@@ -21,6 +23,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::activity::Activity;
 
 /// Longest head followed; hyper refuses longer ones itself (`max_buf_size`).
 const MAX_HEAD: usize = 64 * 1024;
@@ -50,11 +54,12 @@ pub(crate) struct Scanned<S> {
     inner: S,
     scanner: Scanner,
     log: Arc<HeadLog>,
+    activity: Activity,
 }
 
 impl<S> Scanned<S> {
     /// `http1` false (ALPN chose `h2`) makes the reader stand aside from the start.
-    pub(crate) fn new(inner: S, http1: bool, log: Arc<HeadLog>) -> Self {
+    pub(crate) fn new(inner: S, http1: bool, log: Arc<HeadLog>, activity: Activity) -> Self {
         let mut scanner = Scanner::default();
         if !http1 {
             scanner.state = State::Aside;
@@ -63,6 +68,7 @@ impl<S> Scanned<S> {
             inner,
             scanner,
             log,
+            activity,
         }
     }
 }
@@ -77,8 +83,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Scanned<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && !matches!(this.scanner.state, State::Aside) {
+            let begun = this.scanner.begun;
             if let Some(flag) = this.scanner.feed(&buf.filled()[before..]) {
                 let _ = this.log.flagged.set(flag);
+            }
+            if this.scanner.begun != begun {
+                this.activity.head_begun();
             }
         }
         polled
@@ -120,6 +130,8 @@ struct Scanner {
     state: State,
     /// Heads completed so far.
     heads: u64,
+    /// Heads whose first byte was seen.
+    begun: u64,
 }
 
 #[derive(Debug)]
@@ -177,6 +189,7 @@ impl Scanner {
                         if data.is_empty() {
                             break;
                         }
+                        self.begun += 1;
                     }
                     let Some(used) = head_end(buf, data) else {
                         // The head goes on in the next read.
@@ -396,6 +409,26 @@ GET /c HTTP/1.1\r\nHost: x\r\nX-Length: Content-Length: 3\r\n\r\n";
     }
 
     #[test]
+    fn a_head_is_counted_as_begun_at_its_first_byte_once() {
+        // Empty lines before a request line (RFC 9112 §2.2) do not begin a head; bodies do not.
+        let pipeline = b"\r\nPOST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /\
+GET / HTTP/1.1\r\n\r\n\r\n\r\nG";
+        let mut s = Scanner::default();
+        assert_eq!(s.feed(b"\r\n"), None);
+        assert_eq!(s.begun, 0, "an empty line is no head");
+        assert_eq!(s.feed(b"P"), None);
+        assert_eq!(s.begun, 1, "the first byte of the request line");
+        for step in [1, 3, pipeline.len()] {
+            let mut s = Scanner::default();
+            for piece in pipeline.chunks(step) {
+                assert_eq!(s.feed(piece), None);
+            }
+            // POST /a (its body "GET /" is no head), GET /, and the G of a third.
+            assert_eq!((s.begun, s.heads), (3, 2), "step {step}");
+        }
+    }
+
+    #[test]
     fn ambiguous_heads_are_flagged_by_position() {
         let cases: &[(&[u8], u64, &str)] = &[
             (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 0, "together"),
@@ -456,13 +489,13 @@ GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
             }
             let whole = {
                 let mut s = Scanner::default();
-                (s.feed(&input), s.heads, format!("{:?}", s.state))
+                (s.feed(&input), s.heads, s.begun, format!("{:?}", s.state))
             };
             for cut in 0..=input.len() {
                 let mut s = Scanner::default();
                 let first = s.feed(&input[..cut]);
                 let second = s.feed(&input[cut..]);
-                let split = (first.or(second), s.heads, format!("{:?}", s.state));
+                let split = (first.or(second), s.heads, s.begun, format!("{:?}", s.state));
                 assert_eq!(
                     split,
                     whole,

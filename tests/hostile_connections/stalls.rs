@@ -194,6 +194,64 @@ async fn an_idle_http1_keep_alive_connection_is_closed() {
     assert_upstream_saw_nothing(&stub);
 }
 
+/// On a kept-alive HTTP/1.1 connection, waiting for the next request is `idle_timeout` (4 s
+/// here), while a next head that begins and stalls is cut `header_read_timeout` (1 s) after
+/// its first byte: the two deadlines are not confused either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_waits_idle_timeout_but_a_stalled_next_head_header_read_timeout() {
+    let deadlines = [
+        ("handshake_timeout", "1s"),
+        ("header_read_timeout", "1s"),
+        ("idle_timeout", "4s"),
+    ];
+    let (stub, _keys, gw) = arcp_gateway(&deadlines).await;
+    let request = b"GET /gateway/live HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    // Quiet after one request: still open well past header_read_timeout, closed after idle.
+    let mut quiet = gw.client.tls_connect(Proto::H1).await;
+    quiet.write_all(request).await.unwrap();
+    let first = within(STEP, "the first response", read_raw_response(&mut quiet)).await;
+    assert_eq!(first.status, 200);
+    let answered = Instant::now();
+    assert!(
+        !closes_within(&mut quiet, Duration::from_millis(2500)).await,
+        "closed {:?} after the response, before idle_timeout",
+        answered.elapsed()
+    );
+    assert!(
+        closes_within(&mut quiet, Duration::from_secs(4)).await,
+        "still open {:?} after the response",
+        answered.elapsed()
+    );
+    let took = answered.elapsed();
+    assert!(
+        took >= Duration::from_millis(3900),
+        "closed after only {took:?}"
+    );
+
+    // The next head begins and stalls: closed about header_read_timeout after its first byte.
+    let mut stalled = gw.client.tls_connect(Proto::H1).await;
+    stalled.write_all(request).await.unwrap();
+    let first = within(STEP, "the first response", read_raw_response(&mut stalled)).await;
+    assert_eq!(first.status, 200);
+    stalled
+        .write_all(b"GET /gateway/live HTTP/1.1\r\nHost: loc")
+        .await
+        .unwrap();
+    let began = Instant::now();
+    assert!(
+        closes_within(&mut stalled, Duration::from_millis(3000)).await,
+        "a stalled second head still open after {:?}",
+        began.elapsed()
+    );
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed after only {took:?}"
+    );
+    assert_upstream_saw_nothing(&stub);
+}
+
 /// An HTTP/2 connection whose only stream has finished is closed after `idle_timeout` with a
 /// GOAWAY (NO_ERROR).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
