@@ -123,6 +123,10 @@ pub async fn handle(
     let uri = req.uri().clone();
     let raw_path = uri.path();
     let http1 = req.version() < http::Version::HTTP_2;
+    // The connection's framing reader stops following HTTP/1.1 at a request that asks to
+    // switch protocols; if it is not switched, nothing more is read on that connection.
+    let asks_upgrade = http1
+        && (method == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE));
     let mut trace = Trace::default();
     // Loaded once: this request is decided by this snapshot to its end.
     let snapshot = state.snapshot();
@@ -160,6 +164,11 @@ pub async fn handle(
             response
         }
     };
+    if asks_upgrade && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), id);
     }

@@ -118,14 +118,17 @@ pub struct RawDevTls {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    pub handshake_timeout: Option<DurationValue>,
-    pub header_read_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<DurationValue>")]
+    pub handshake_timeout: Option<Spanned<DurationValue>>,
+    #[schemars(with = "Option<DurationValue>")]
+    pub header_read_timeout: Option<Spanned<DurationValue>>,
     #[schemars(with = "Option<u32>")]
     pub max_connections: Option<Spanned<u32>>,
     pub drain_timeout: Option<DurationValue>,
     #[schemars(with = "Option<u32>")]
     pub max_connections_per_address: Option<Spanned<u32>>,
-    pub idle_timeout: Option<DurationValue>,
+    #[schemars(with = "Option<DurationValue>")]
+    pub idle_timeout: Option<Spanned<DurationValue>>,
     pub body_read_timeout: Option<DurationValue>,
     #[schemars(with = "Option<ByteSize>")]
     pub body_min_rate: Option<Spanned<ByteSize>>,

@@ -117,9 +117,25 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
         }
     }
 
+    // A connection's deadlines: zero would close every connection at once.
+    for (value, path) in [
+        (&raw.server.handshake_timeout, "server.handshake_timeout"),
+        (
+            &raw.server.header_read_timeout,
+            "server.header_read_timeout",
+        ),
+        (&raw.server.idle_timeout, "server.idle_timeout"),
+    ] {
+        if let Some(d) = value.as_ref().filter(|d| d.value.0.is_zero()) {
+            return Err(ctx.err(d.referenced, path, "must be longer than 0", None));
+        }
+    }
+    let spanned = |v: &Option<Spanned<raw::DurationValue>>, default| {
+        dur(v.as_ref().map(|s| s.value), default)
+    };
     let server = ServerSettings {
-        handshake_timeout: dur(raw.server.handshake_timeout, Duration::from_secs(10)),
-        header_read_timeout: dur(raw.server.header_read_timeout, Duration::from_secs(30)),
+        handshake_timeout: spanned(&raw.server.handshake_timeout, Duration::from_secs(10)),
+        header_read_timeout: spanned(&raw.server.header_read_timeout, Duration::from_secs(30)),
         max_connections: raw
             .server
             .max_connections
@@ -131,7 +147,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             .max_connections_per_address
             .as_ref()
             .map_or(256, |m| m.value),
-        idle_timeout: dur(raw.server.idle_timeout, Duration::from_secs(60)),
+        idle_timeout: spanned(&raw.server.idle_timeout, Duration::from_secs(60)),
         body_read_timeout: dur(raw.server.body_read_timeout, Duration::from_secs(20)),
         body_min_rate: raw.server.body_min_rate.as_ref().map_or(500, |b| b.value.0),
         http2_max_concurrent_streams: raw

@@ -88,12 +88,18 @@ impl Activity {
         InFlight(self.load.clone())
     }
 
-    /// The first byte of a request head arrived (HTTP/1.1 only).
-    pub(crate) fn head_begun(&self) {
+    /// The first byte of `n` request heads arrived (HTTP/1.1 only; more than one when
+    /// pipelined heads came in one read).
+    pub(crate) fn heads_begun(&self, n: u64) {
         let load = &self.load;
         load.head_began
             .store(load.since_opened(), Ordering::Relaxed);
-        load.heads.fetch_add(1, Ordering::Relaxed);
+        load.heads.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn heads_seen(&self) -> u64 {
+        self.load.heads.load(Ordering::Relaxed)
     }
 
     fn idle(&self) -> bool {
@@ -353,7 +359,7 @@ mod tests {
 
     /// One request as a connection reports it: its head begins, completes, is answered.
     fn answer(a: &Activity) {
-        a.head_begun();
+        a.heads_begun(1);
         drop(a.begin());
     }
 
@@ -379,7 +385,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             answer(&a);
             tokio::time::sleep(Duration::from_secs(20)).await;
-            a.head_begun(); // and the rest of it never comes
+            a.heads_begun(1); // and the rest of it never comes
             std::future::pending::<()>().await;
         })
         .await;
@@ -393,7 +399,7 @@ mod tests {
         let (why, took) = closes(DEADLINES, |a| async move {
             answer(&a);
             tokio::time::sleep(Duration::from_secs(20)).await;
-            a.head_begun();
+            a.heads_begun(1);
             tokio::time::sleep(Duration::from_secs(2)).await;
             drop(a.begin()); // complete and answered
         })
@@ -406,9 +412,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pipelined_head_is_timed_from_the_response_before_it() {
         let (why, took) = closes(DEADLINES, |a| async move {
-            a.head_begun();
+            a.heads_begun(1);
             let first = a.begin();
-            a.head_begun(); // pipelined behind a long response, then stalled
+            a.heads_begun(1); // pipelined behind a long response, then stalled
             tokio::time::sleep(Duration::from_secs(600)).await;
             drop(first);
             std::future::pending::<()>().await;

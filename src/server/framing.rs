@@ -88,7 +88,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Scanned<S> {
                 let _ = this.log.flagged.set(flag);
             }
             if this.scanner.begun != begun {
-                this.activity.head_begun();
+                // Several pipelined heads may begin in one read; each counts.
+                this.activity.heads_begun(this.scanner.begun - begun);
             }
         }
         polled
@@ -268,10 +269,12 @@ fn head_end(buf: &[u8], data: &[u8]) -> Option<usize> {
 fn step(chunk: Chunk, data: &[u8]) -> (State, usize) {
     let b = data[0];
     let next = match chunk {
+        // Leading zeros are digits like any other (hyper accepts them); only a size past
+        // u64 is refused.
         Chunk::Size { size, digits } => match (b as char).to_digit(16) {
-            Some(d) if digits < 16 => Chunk::Size {
+            Some(d) if size >> 60 == 0 => Chunk::Size {
                 size: size * 16 + u64::from(d),
-                digits: digits + 1,
+                digits: digits.saturating_add(1),
             },
             None if digits > 0 && matches!(b, b' ' | b'\t' | b';') => Chunk::SizeTail(size),
             None if digits > 0 && b == b'\r' => Chunk::SizeLf(size),
@@ -446,6 +449,12 @@ GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
                 1,
                 "repeated",
             ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000000005\r\nhello\r\n0\r\n\r\n\
+GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                1,
+                "repeated",
+            ),
         ];
         for (bytes, index, why) in cases {
             for step in [1, 5, bytes.len()] {
@@ -504,6 +513,22 @@ GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn the_connection_hears_of_every_head_begun_in_one_read() {
+        use tokio::io::AsyncReadExt;
+        let pipeline = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\nHo";
+        let activity = Activity::new();
+        let log = Arc::new(HeadLog::default());
+        let mut reader = Scanned::new(&pipeline[..], true, log, activity.clone());
+        let mut buf = vec![0; 4096];
+        assert_eq!(
+            reader.read(&mut buf).await.unwrap(),
+            pipeline.len(),
+            "one read"
+        );
+        assert_eq!(activity.heads_seen(), 3);
     }
 
     #[test]

@@ -181,3 +181,49 @@ async fn well_formed_http1_framing_is_forwarded() {
     }
     assert_eq!(stub.records().len(), 4);
 }
+
+/// The framing checks cannot be switched off for the rest of a connection: a request that
+/// asks to switch protocols (`Upgrade` on a route without WebSockets) is answered and the
+/// connection closed, so what follows it is never read; a chunk size written with leading
+/// zeros is followed like any other, so the smuggling attempt after it is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_turns_the_framing_checks_off_for_later_requests() {
+    let (stub, gw) = public_gateway(&[]).await;
+    let smuggling = head("Content-Length: 30\r\nTransfer-Encoding: chunked\r\n")
+        + "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    let upgrade = "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: x\r\n\r\n".to_owned();
+    let (resp, closed) = raw_exchange(&gw, (upgrade + &smuggling).as_bytes()).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(
+        closed,
+        "the connection ends after a request that was not upgraded"
+    );
+
+    let zeros =
+        head("Transfer-Encoding: chunked\r\n") + "00000000000000000005\r\nhello\r\n0\r\n\r\n";
+    let mut tls = gw.client.tls_connect(Proto::H1).await;
+    within(STEP, "write", tls.write_all(zeros.as_bytes()))
+        .await
+        .unwrap();
+    let first = within(STEP, "first response", read_raw_response(&mut tls)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    within(STEP, "write", tls.write_all(smuggling.as_bytes()))
+        .await
+        .unwrap();
+    let second = within(STEP, "second response", read_raw_response(&mut tls)).await;
+    assert_eq!(second.status, 400, "{}", second.text());
+    assert!(closes_within(&mut tls, STEP).await, "connection closed");
+
+    let paths: Vec<_> = stub
+        .records()
+        .iter()
+        .map(|r| r.uri.path().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/echo", "/echo"],
+        "nothing smuggled reached upstream"
+    );
+}
