@@ -292,53 +292,6 @@ mod tests {
         assert!(took >= DEADLINES.head && took <= DEADLINES.head + CLOSE_GRACE);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn idle_counts_from_the_end_of_the_last_response_and_never_cuts_one_in_flight() {
-        let activity = Activity::new();
-        let (_tx, stop) = watch::channel(false);
-        let a = activity.clone();
-        let script = tokio::spawn(async move {
-            let guard = a.begin();
-            tokio::time::sleep(Duration::from_secs(600)).await; // a long response
-            drop(guard);
-        });
-        let started = crate::clock::io_now();
-        let (why, _) = supervise(silent(), |_| {}, &activity, DEADLINES, stop).await;
-        assert_eq!(why, Closed::Idle);
-        let took = started.elapsed();
-        let expected = Duration::from_secs(600) + DEADLINES.idle;
-        assert!(
-            took >= expected && took <= expected + CLOSE_GRACE,
-            "{took:?}"
-        );
-        script.await.unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_deadline_shorter_than_the_first_request_one_holds_from_the_first_request() {
-        let deadlines = Deadlines {
-            head: Duration::from_secs(30),
-            idle: Duration::from_secs(5),
-        };
-        let activity = Activity::new();
-        let (_tx, stop) = watch::channel(false);
-        let a = activity.clone();
-        let script = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            drop(a.begin()); // one quick request
-        });
-        let started = crate::clock::io_now();
-        let (why, _) = supervise(silent(), |_| {}, &activity, deadlines, stop).await;
-        assert_eq!(why, Closed::Idle);
-        let took = started.elapsed();
-        let expected = Duration::from_millis(100) + deadlines.idle;
-        assert!(
-            took >= expected && took <= expected + CLOSE_GRACE,
-            "{took:?}"
-        );
-        script.await.unwrap();
-    }
-
     /// Runs `script` beside a supervised silent connection; returns why and when it closed.
     async fn closes<F>(
         deadlines: Deadlines,
@@ -365,6 +318,36 @@ mod tests {
 
     fn within_grace(took: Duration, expected: Duration) -> bool {
         took >= expected && took <= expected + CLOSE_GRACE
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_the_end_of_the_last_response_and_never_cuts_one_in_flight() {
+        let (why, took) = closes(DEADLINES, |a| async move {
+            a.heads_begun(1);
+            let guard = a.begin();
+            tokio::time::sleep(Duration::from_secs(600)).await; // a long response
+            drop(guard);
+        })
+        .await;
+        assert_eq!(why, Closed::Idle);
+        let expected = Duration::from_secs(600) + DEADLINES.idle;
+        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_deadline_shorter_than_the_first_request_one_holds_from_the_first_request() {
+        let deadlines = Deadlines {
+            head: Duration::from_secs(30),
+            idle: Duration::from_secs(5),
+        };
+        let (why, took) = closes(deadlines, |a| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer(&a); // one quick request
+        })
+        .await;
+        assert_eq!(why, Closed::Idle);
+        let expected = Duration::from_millis(100) + deadlines.idle;
+        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
     }
 
     #[tokio::test(start_paused = true)]

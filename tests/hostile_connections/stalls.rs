@@ -205,13 +205,19 @@ async fn a_kept_alive_connection_waits_idle_timeout_but_a_stalled_next_head_head
         ("idle_timeout", "4s"),
     ];
     let (stub, _keys, gw) = arcp_gateway(&deadlines).await;
-    let request = b"GET /gateway/live HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    // A kept-alive connection that has had one request answered.
+    let served_once = || async {
+        let mut tls = gw.client.tls_connect(Proto::H1).await;
+        tls.write_all(b"GET /gateway/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let first = within(STEP, "the first response", read_raw_response(&mut tls)).await;
+        assert_eq!(first.status, 200);
+        tls
+    };
 
     // Quiet after one request: still open well past header_read_timeout, closed after idle.
-    let mut quiet = gw.client.tls_connect(Proto::H1).await;
-    quiet.write_all(request).await.unwrap();
-    let first = within(STEP, "the first response", read_raw_response(&mut quiet)).await;
-    assert_eq!(first.status, 200);
+    let mut quiet = served_once().await;
     let answered = Instant::now();
     assert!(
         !closes_within(&mut quiet, Duration::from_millis(2500)).await,
@@ -230,10 +236,7 @@ async fn a_kept_alive_connection_waits_idle_timeout_but_a_stalled_next_head_head
     );
 
     // The next head begins and stalls: closed about header_read_timeout after its first byte.
-    let mut stalled = gw.client.tls_connect(Proto::H1).await;
-    stalled.write_all(request).await.unwrap();
-    let first = within(STEP, "the first response", read_raw_response(&mut stalled)).await;
-    assert_eq!(first.status, 200);
+    let mut stalled = served_once().await;
     stalled
         .write_all(b"GET /gateway/live HTTP/1.1\r\nHost: loc")
         .await
