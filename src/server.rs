@@ -13,6 +13,8 @@
 mod accept;
 mod activity;
 mod framing;
+#[doc(hidden)]
+pub use framing::scan_in_pieces;
 pub mod proxy_header;
 pub(crate) mod workers;
 

@@ -383,5 +383,31 @@ fn trim(mut v: &[u8]) -> &[u8] {
     v
 }
 
+/// What the reader makes of `data` read in pieces cut at `cuts` (positions into `data`): the
+/// first ambiguous head and why, the heads completed, the heads begun, and where it stands.
+/// For the `framing` fuzz target, which checks that any cuts give what one read gives.
+#[doc(hidden)]
+pub fn scan_in_pieces(
+    data: &[u8],
+    cuts: &[usize],
+) -> (Option<(u64, &'static str)>, u64, u64, String) {
+    let mut scanner = Scanner::default();
+    let mut flag = None;
+    let mut from = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&data.len())) {
+        let cut = cut.clamp(from, data.len());
+        if let Some(f) = scanner.feed(&data[from..cut]) {
+            flag.get_or_insert(f);
+        }
+        from = cut;
+    }
+    (
+        flag,
+        scanner.heads,
+        scanner.begun,
+        format!("{:?}", scanner.state),
+    )
+}
+
 #[cfg(test)]
 mod tests;
