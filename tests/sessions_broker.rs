@@ -210,8 +210,13 @@ async fn a_body_too_large_to_replay_gets_503_with_retry_after() {
         .parse()
         .unwrap();
     assert!(retry >= 1);
-    // The session is renewed in the background; the retry goes through.
+    // The session is renewed in the background; the retry goes through. Upstream serving the
+    // login does not mean the gateway holds its answer yet: a replayable admin request waits
+    // for the renewal in flight (it joins it, starting no login of its own), so once it is
+    // answered the renewed session is in place.
     env.stub.wait_for_logins(2, Duration::from_secs(20)).await;
+    let barrier = env.get("/agents/stats", &token, fp).await;
+    assert_eq!(barrier.status, 200, "{}", barrier.text());
     let resp = env.send(post()).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(env.stub.logins(), 2);
