@@ -1,10 +1,13 @@
 //! The upstream side: the pooled HTTP client and the brokered upstream admin session.
 
 mod client;
+#[doc(hidden)]
+pub mod codec;
+mod conn;
 mod pool;
 
 pub use client::{UpstreamClient, UpstreamError};
-pub use pool::UpstreamBody;
+pub use pool::{UpstreamBody, UpstreamBodyError};
 mod broker;
 mod shared;
 

@@ -10,14 +10,14 @@ use std::time::Duration;
 use http::header::HOST;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, Uri};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::pool::{exchange, Conn, ExchangeError, Io, Pool, UpstreamBody};
+use super::codec::Decoder;
+use super::conn::{exchange, Conn, ExchangeError, Io};
+use super::pool::{Pool, UpstreamBody};
 use super::UpstreamSettings;
-use crate::body::{is_body_too_large, Body};
+use crate::body::{is_body_too_large, Body, BoxError};
 
 /// Why a request to the upstream produced no response.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum UpstreamError {
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
     #[error("request body exceeded the limit while streaming")]
-    BodyTooLarge(#[source] hyper::Error),
+    BodyTooLarge(#[source] BoxError),
     #[error("cannot build the upstream TLS configuration")]
     Tls(#[source] std::io::Error),
 }
@@ -163,24 +163,23 @@ impl UpstreamClient {
         mut req: Request<Body>,
         pooled: Option<Box<Conn>>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let conn = match pooled {
+        let mut conn = match pooled {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        // Origin form on the wire; `Host` from the client, else the upstream's authority.
-        if let Some(pq) = req.uri().path_and_query().cloned() {
-            *req.uri_mut() = Uri::from(pq);
-        }
+        // Origin form on the wire (the head carries only the path and query); `Host` from
+        // the client, else the upstream's authority.
         if !req.headers().contains_key(HOST) {
             req.headers_mut().insert(HOST, self.host.clone());
         }
-        match exchange(conn, req).await {
-            Ok((response, conn)) => {
-                let (parts, body) = response.into_parts();
-                let body = UpstreamBody::new(body, conn, &self.pool);
-                Ok(Response::from_parts(parts, body))
+        match exchange(&mut conn, req).await {
+            Ok(answer) => {
+                let reusable = answer.head.keep_alive && answer.sent;
+                let decoder = Decoder::new(answer.head.framing);
+                let body = UpstreamBody::new(decoder, conn, reusable, &self.pool);
+                Ok(Response::from_parts(answer.head.parts, body))
             }
-            Err(ExchangeError::Http(e)) if is_body_too_large(&e) => {
+            Err(ExchangeError::Body(e)) if is_body_too_large(&*e) => {
                 Err(UpstreamError::BodyTooLarge(e))
             }
             Err(e) => Err(UpstreamError::Unreachable(Box::new(e))),
@@ -203,16 +202,10 @@ impl UpstreamClient {
             } else {
                 Io::Plain(tcp)
             };
-            // TLS writes one flattened buffer (hyper's advice); plain TCP uses writev.
-            let plain = matches!(io, Io::Plain(_));
-            http1::Builder::new()
-                .writev(plain)
-                .handshake::<_, Body>(TokioIo::new(io))
-                .await
-                .map_err(std::io::Error::other)
+            Ok::<_, std::io::Error>(io)
         };
         match tokio::time::timeout(limit, connecting).await {
-            Ok(Ok((tx, conn))) => Ok(Box::new(Conn::new(tx, conn))),
+            Ok(Ok(io)) => Ok(Box::new(Conn::new(io))),
             Ok(Err(e)) => Err(UpstreamError::Connect(e)),
             Err(_) => Err(UpstreamError::Connect(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,

@@ -1,174 +1,21 @@
-//! The gateway's own HTTP/1.1 connections to the upstream, driven inside the request's task.
+//! The pool of idle upstream connections, and the response body that reads its connection.
 //!
-//! hyper's `client::conn::http1` gives a request sender and a connection future. Nothing is
-//! spawned: the future is polled by whoever waits — the request's task while it waits for the
-//! response head, then the response body as the server streams it to the client
-//! ([`UpstreamBody`]). One task per request instead of two joined by channels (hyper-util's
-//! pooled client) saves the wake-ups and context switches of the hand-off.
-//!
-//! A connection goes back to the pool when its response body has been read to the end; a body
-//! dropped early closes it. Idle connections are not polled: on checkout each is polled once
-//! (a closed socket or a connection hyper gave up on completes its future) and must be ready
-//! for a request, else it is dropped and the next one is tried. Idle connections older than
-//! `pool_idle_timeout` are dropped; at most `pool_max_idle_per_host` are kept per worker (newest
-//! first).
+//! A connection goes back to the pool as soon as its response body has been read to the end
+//! and its request was written whole; a body dropped early closes it. Idle connections are not
+//! polled: on checkout each is checked once without waiting (see [`Conn::usable`]), else it is
+//! dropped and the next one is tried. Idle connections older than `pool_idle_timeout` are
+//! dropped; at most `pool_max_idle_per_host` are kept per worker (newest first).
 
-use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Response;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
 
-use crate::body::Body;
-
-/// TCP, or TLS over TCP, to the upstream.
-pub(super) enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// One upstream connection: its request sender and the future that drives it.
-pub(super) struct Conn {
-    pub tx: http1::SendRequest<Body>,
-    pub conn: http1::Connection<TokioIo<Io>, Body>,
-    /// When it last went idle (for `pool_idle_timeout`).
-    idle_since: Instant,
-}
-
-impl Conn {
-    pub fn new(tx: http1::SendRequest<Body>, conn: http1::Connection<TokioIo<Io>, Body>) -> Self {
-        Conn {
-            tx,
-            conn,
-            idle_since: crate::clock::io_now(),
-        }
-    }
-
-    /// Polls an idle connection once, without waiting: `true` if it can take a request.
-    fn usable(&mut self) -> bool {
-        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        if Pin::new(&mut self.conn).poll(&mut cx).is_ready() {
-            return false; // closed by the peer, or failed
-        }
-        matches!(self.tx.poll_ready(&mut cx), Poll::Ready(Ok(())))
-    }
-}
-
-/// Why an exchange on a connection failed.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum ExchangeError {
-    #[error("upstream connection failed")]
-    Http(#[source] hyper::Error),
-    #[error("upstream closed the connection before answering")]
-    Closed,
-}
-
-/// Sends `req` on `conn` and drives the connection until the response head arrives. The
-/// connection comes back with the response unless it has already ended.
-pub(super) async fn exchange(
-    mut conn: Box<Conn>,
-    req: http::Request<Body>,
-) -> Result<(Response<Incoming>, Option<Box<Conn>>), ExchangeError> {
-    let mut response = std::pin::pin!(conn.tx.send_request(req));
-    let mut ended = false;
-    let result = std::future::poll_fn(|cx| {
-        // The connection first: it writes the request and reads the answer into the
-        // response future, which is then ready in the same poll (no self-wake-up).
-        let finished = if ended {
-            None
-        } else {
-            match Pin::new(&mut conn.conn).poll(cx) {
-                Poll::Ready(r) => {
-                    ended = true;
-                    Some(r)
-                }
-                Poll::Pending => None,
-            }
-        };
-        match response.as_mut().poll(cx) {
-            Poll::Ready(r) => Poll::Ready(r.map_err(ExchangeError::Http)),
-            // The dispatcher settles the pending request when it ends; if it did not,
-            // the connection's own outcome is the answer.
-            Poll::Pending => match finished {
-                Some(Err(e)) => Poll::Ready(Err(ExchangeError::Http(e))),
-                Some(Ok(())) => Poll::Ready(Err(ExchangeError::Closed)),
-                None if ended => Poll::Ready(Err(ExchangeError::Closed)),
-                None => Poll::Pending,
-            },
-        }
-    })
-    .await?;
-    Ok((result, (!ended).then_some(conn)))
-}
+use super::codec::{CodecError, Decoder, Step};
+use super::conn::Conn;
 
 /// Idle connections, newest last.
 #[derive(Clone)]
@@ -221,7 +68,7 @@ impl Pool {
     }
 
     /// The newest idle connection that can take a request; stale and closed ones are dropped.
-    pub fn checkout(&self) -> Option<Box<Conn>> {
+    pub(super) fn checkout(&self) -> Option<Box<Conn>> {
         let now = crate::clock::io_now();
         loop {
             let mut conn = {
@@ -237,7 +84,7 @@ impl Pool {
     }
 
     /// Keeps `conn` for the next request (the oldest idle one goes if the pool is full).
-    fn put_back(&self, mut conn: Box<Conn>) {
+    pub(super) fn put_back(&self, mut conn: Box<Conn>) {
         if self.inner.max_idle == 0 {
             return;
         }
@@ -261,45 +108,57 @@ impl Pool {
     }
 }
 
-/// A response body from the upstream that drives its connection while it is read, and gives
-/// the connection back to the pool once read to the end.
+/// A response body from the upstream, read from its connection as the client side asks for
+/// it; the connection goes back to the pool once the body has ended.
 pub struct UpstreamBody {
-    inner: Incoming,
-    lease: Option<(Box<Conn>, Pool)>,
-    finished: bool,
+    decoder: Decoder,
+    /// The connection, while the body is being read.
+    conn: Option<Box<Conn>>,
+    pool: Pool,
+    /// The connection can carry another request once this body has ended.
+    reusable: bool,
+}
+
+/// Why a response body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamBodyError {
+    #[error("upstream connection failed while sending the response body")]
+    Io(#[source] std::io::Error),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
 }
 
 impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamBody")
-            .field("pooled", &self.lease.is_some())
-            .field("finished", &self.finished)
-            .finish()
+            .field("decoder", &self.decoder)
+            .field("reusable", &self.reusable)
+            .finish_non_exhaustive()
     }
 }
 
 impl UpstreamBody {
-    pub(super) fn new(inner: Incoming, conn: Option<Box<Conn>>, pool: &Pool) -> Self {
-        let finished = http_body::Body::is_end_stream(&inner);
-        UpstreamBody {
-            inner,
-            lease: conn.map(|c| (c, pool.clone())),
-            finished,
+    /// The body of a response read on `conn`; a body that is already complete gives the
+    /// connection back at once.
+    pub(super) fn new(decoder: Decoder, conn: Box<Conn>, reusable: bool, pool: &Pool) -> Self {
+        let mut body = UpstreamBody {
+            decoder,
+            conn: Some(conn),
+            pool: pool.clone(),
+            reusable,
+        };
+        if body.decoder.is_done() {
+            body.release();
         }
+        body
     }
-}
 
-impl Drop for UpstreamBody {
-    /// A connection goes back only when its exchange is over on both sides: the response
-    /// read to its end *and* the request written to its end. Upstream may answer before
-    /// it has read the request body (a 413, an early 401); such a connection is closed, not
-    /// parked with a half-sent body that nobody would drive.
-    fn drop(&mut self) {
-        if self.finished {
-            if let Some((mut conn, pool)) = self.lease.take() {
-                if conn.usable() {
-                    pool.put_back(conn);
-                }
+    /// The body has ended: its connection goes back to the pool if it can carry another
+    /// request and nothing beyond the response arrived on it.
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.reusable && conn.read.is_empty() {
+                self.pool.put_back(conn);
             }
         }
     }
@@ -307,32 +166,56 @@ impl Drop for UpstreamBody {
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
         let this = self.get_mut();
-        if let Some((conn, _)) = this.lease.as_mut() {
-            if Pin::new(&mut conn.conn).poll(cx).is_ready() {
-                // The connection ended; what it delivered is in the body channel.
-                this.lease = None;
-            }
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let step = match this.decoder.decode(&mut conn.read) {
+                Ok(Step::More) => match ready!(conn.poll_fill(cx)) {
+                    Ok(0) => this.decoder.eof(),
+                    Ok(_) => continue,
+                    Err(e) => {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(UpstreamBodyError::Io(e))));
+                    }
+                },
+                other => other,
+            };
+            return Poll::Ready(match step {
+                Ok(Step::Data(data)) => {
+                    if this.decoder.is_done() {
+                        this.release();
+                    }
+                    Some(Ok(Frame::data(data)))
+                }
+                Ok(Step::End) => {
+                    this.release();
+                    None
+                }
+                Ok(Step::More) => continue,
+                Err(e) => {
+                    this.conn = None;
+                    Some(Err(e.into()))
+                }
+            });
         }
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        // A reader may stop at `is_end_stream` without polling for the final `None`.
-        if matches!(frame, Poll::Ready(None)) || this.inner.is_end_stream() {
-            this.finished = true;
-        }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
     }
 }

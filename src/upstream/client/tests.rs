@@ -294,3 +294,71 @@ async fn a_connection_answered_before_its_request_body_was_sent_is_not_pooled() 
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn interim_answers_are_skipped_and_a_chunked_body_is_decoded_on_a_kept_connection() {
+    let server = raw_server(|_| {
+        Some(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
+              content-length: 99\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\ntrailer: x\r\n\r\n",
+        )
+    })
+    .await;
+    let client = client(&server);
+    for i in 0..3 {
+        let response = client.send(get(&client, "/c")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            !response
+                .headers()
+                .contains_key(http::header::CONTENT_LENGTH),
+            "a length beside a transfer coding does not reach the client"
+        );
+        assert_eq!(text(response).await, "abcde", "request {i}");
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(client.pool.idle_count(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_that_sent_more_than_its_answer_is_not_reused() {
+    let server =
+        raw_server(|_| Some(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokSURPLUS")).await;
+    let client = client(&server);
+    for _ in 0..2 {
+        let response = client.send(get(&client, "/s")).await.unwrap();
+        assert_eq!(text(response).await, "ok");
+        assert_eq!(client.pool.idle_count(), 0);
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_cut_short_by_the_upstream_is_an_error_not_an_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Answers one request with half of the promised body, then closes.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort")
+            .await;
+    });
+    let server = Server {
+        address,
+        connections: Arc::default(),
+        requests: Arc::default(),
+    };
+    let client = client(&server);
+    let response = client.send(get(&client, "/t")).await.unwrap();
+    let read = response.into_body().collect().await;
+    let err = read.expect_err("a truncated body is an error");
+    assert!(
+        err.to_string().contains("before the response body ended"),
+        "{err}"
+    );
+    assert_eq!(client.pool.idle_count(), 0);
+}

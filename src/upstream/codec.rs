@@ -1,0 +1,311 @@
+//! HTTP/1.1 towards the upstream as pure functions over buffers.
+//!
+//! The request head is written from the parts the pipeline built, in one buffer the connection
+//! keeps; the response head is parsed by `httparse` into `http` types whose values share the
+//! connection's read buffer (no copy per field); the response body is cut out of that buffer by
+//! its framing (RFC 9112 §6.3): a length, chunks, or the end of the connection. Nothing here
+//! does I/O — `conn.rs` reads and writes — so the fuzz target drives these functions directly.
+//!
+//! The reader is strict where leniency would let the gateway and the client disagree on where a
+//! response ends: conflicting `Content-Length` values are refused, `Transfer-Encoding` wins over
+//! `Content-Length` (which is then removed), chunk lines need CRLF and at most 15 hex digits,
+//! and chunk extensions and trailers are bounded and dropped.
+
+use std::io::Write as _;
+
+use bytes::BytesMut;
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+/// Largest response head accepted (the same bound as for client heads).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields in a response head (hyper's default).
+pub const MAX_HEADERS: usize = 100;
+
+/// Why the upstream's answer cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("malformed upstream response head")]
+    Head,
+    #[error("upstream response head exceeds {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} fields")]
+    HeadTooLarge,
+    #[error("upstream response has an invalid Content-Length")]
+    ContentLength,
+    #[error("malformed chunk in the upstream response body")]
+    Chunk,
+    #[error("upstream closed the connection before the response body ended")]
+    Truncated,
+}
+
+/// How a request body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body, and no framing field.
+    Empty,
+    /// `Content-Length`: exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Picks the request body framing and sets the fields that announce it: a valid
+/// `Content-Length` from the client is kept; otherwise an exact size becomes one, and a body of
+/// unknown size goes chunked. A body-less POST, PUT or PATCH says `content-length: 0`.
+pub fn request_framing(
+    method: &Method,
+    headers: &mut HeaderMap,
+    end_stream: bool,
+    exact: Option<u64>,
+) -> RequestFraming {
+    headers.remove(TRANSFER_ENCODING);
+    let declared = {
+        let mut values = headers.get_all(CONTENT_LENGTH).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => parse_length(v.as_bytes()),
+            _ => None,
+        }
+    };
+    let framing = match (declared, end_stream, exact) {
+        (Some(n), _, _) => return RequestFraming::Length(n).or_empty(),
+        (None, true, _) => RequestFraming::Empty,
+        (None, false, Some(n)) => RequestFraming::Length(n),
+        (None, false, None) => RequestFraming::Chunked,
+    };
+    headers.remove(CONTENT_LENGTH);
+    match framing {
+        RequestFraming::Empty => {
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+        }
+        RequestFraming::Length(n) => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        RequestFraming::Chunked => {
+            headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
+    }
+    framing.or_empty()
+}
+
+impl RequestFraming {
+    fn or_empty(self) -> Self {
+        match self {
+            RequestFraming::Length(0) => RequestFraming::Empty,
+            other => other,
+        }
+    }
+}
+
+/// Writes `method target HTTP/1.1`, the fields and the blank line into `out`.
+pub fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap) {
+    out.reserve(256 + headers.len() * 48);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one chunk (size line, data, CRLF) of a chunked request body to `out`.
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return; // an empty chunk would end the body
+    }
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk of a chunked request body, without trailers.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub parts: http::response::Parts,
+    pub framing: BodyFraming,
+    /// The connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// Parses the response head at the start of `buf`, after any interim (1xx) responses, and
+/// removes it from `buf`. `Ok(None)`: the head is not complete yet (interim responses already
+/// read are removed). `head_request`: the answer to a HEAD has no body whatever it says.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, CodecError> {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut fields);
+        let len = match response.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                return Err(CodecError::HeadTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(CodecError::HeadTooLarge),
+            Err(_) => return Err(CodecError::Head),
+        };
+        if len > MAX_HEAD_BYTES {
+            return Err(CodecError::HeadTooLarge);
+        }
+        let code = response.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| CodecError::Head)?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // `100 Continue` and friends: the final answer follows on the same connection.
+            let _ = buf.split_to(len);
+            continue;
+        }
+        let version = match response.version {
+            Some(1) => Version::HTTP_11,
+            _ => Version::HTTP_10,
+        };
+        // Where each field lies in the head, so that names and values can share its bytes.
+        let base = buf.as_ptr() as usize;
+        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = response.headers.len();
+        for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
+            let name = field.name.as_ptr() as usize - base;
+            // An empty value may point anywhere; it needs no bytes of the head.
+            let value = if field.value.is_empty() {
+                name
+            } else {
+                field.value.as_ptr() as usize - base
+            };
+            *span = (
+                name,
+                name + field.name.len(),
+                value,
+                value + field.value.len(),
+            );
+        }
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        for &(name_from, name_to, from, to) in &spans[..count] {
+            let name =
+                HeaderName::from_bytes(&head[name_from..name_to]).map_err(|_| CodecError::Head)?;
+            let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+                .map_err(|_| CodecError::Head)?;
+            headers.append(name, value);
+        }
+        return head_of(status, version, headers, head_request).map(Some);
+    }
+}
+
+/// The framing and persistence of a response (RFC 9112 §6.3, §9.3).
+fn head_of(
+    status: StatusCode,
+    version: Version,
+    mut headers: HeaderMap,
+    head_request: bool,
+) -> Result<ResponseHead, CodecError> {
+    let close = has_token(&headers, &CONNECTION, b"close");
+    let mut keep_alive = version == Version::HTTP_11 && !close;
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
+        keep_alive = false; // the connection is no longer HTTP
+        BodyFraming::Empty
+    } else if bodiless {
+        // Whatever its fields say (a HEAD's length is the GET's).
+        BodyFraming::Empty
+    } else if headers.contains_key(TRANSFER_ENCODING) {
+        // A length next to a transfer coding is ignored, and must not reach the client.
+        headers.remove(CONTENT_LENGTH);
+        if last_coding_is_chunked(&headers) {
+            BodyFraming::Chunked
+        } else {
+            keep_alive = false;
+            BodyFraming::Close
+        }
+    } else if headers.contains_key(CONTENT_LENGTH) {
+        let mut length = None;
+        for value in headers.get_all(CONTENT_LENGTH) {
+            // `5, 5` and repeated fields are one length if they agree (RFC 9110 §8.6).
+            for item in value.as_bytes().split(|&b| b == b',') {
+                let n = parse_length(item.trim_ascii()).ok_or(CodecError::ContentLength)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(CodecError::ContentLength);
+                }
+                length = Some(n);
+            }
+        }
+        match length {
+            Some(0) | None => BodyFraming::Empty,
+            Some(n) => BodyFraming::Length(n),
+        }
+    } else {
+        keep_alive = false;
+        BodyFraming::Close
+    };
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(ResponseHead {
+        parts,
+        framing,
+        keep_alive,
+    })
+}
+
+/// A decimal `Content-Length`: digits only, at most 18 of them (no sign, no overflow).
+fn parse_length(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 18 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        bytes
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
+/// Whether a comma-separated field lists `token` (case-insensitive).
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &[u8]) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
+}
+
+/// Whether the last transfer coding of the message is `chunked`.
+fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+mod body;
+mod pieces;
+
+pub use body::{Decoder, Step};
+#[doc(hidden)]
+pub use pieces::read_in_pieces;
+
+#[cfg(test)]
+mod tests;
