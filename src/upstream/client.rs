@@ -174,9 +174,9 @@ impl UpstreamClient {
         }
         match exchange(&mut conn, req).await {
             Ok(answer) => {
-                let reusable = answer.head.keep_alive && answer.sent;
+                let reusable = answer.head.keep_alive && !answer.broken;
                 let decoder = Decoder::new(answer.head.framing);
-                let body = UpstreamBody::new(decoder, conn, reusable, &self.pool);
+                let body = UpstreamBody::new(decoder, conn, answer.writer, reusable, &self.pool);
                 Ok(Response::from_parts(answer.head.parts, body))
             }
             Err(ExchangeError::Body(e)) if is_body_too_large(&*e) => {

@@ -14,7 +14,7 @@
 use std::io::Write as _;
 
 use bytes::BytesMut;
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 /// Largest response head accepted (the same bound as for client heads).
@@ -51,6 +51,10 @@ pub enum RequestFraming {
 /// Picks the request body framing and sets the fields that announce it: a valid
 /// `Content-Length` from the client is kept; otherwise an exact size becomes one, and a body of
 /// unknown size goes chunked. A body-less POST, PUT or PATCH says `content-length: 0`.
+///
+/// `Expect` is removed: the body follows the head at once (the client's `100-continue` was
+/// answered on the client side), and an upstream told to expect a body it then refused might
+/// read that body as the connection's next request.
 pub fn request_framing(
     method: &Method,
     headers: &mut HeaderMap,
@@ -58,6 +62,7 @@ pub fn request_framing(
     exact: Option<u64>,
 ) -> RequestFraming {
     headers.remove(TRANSFER_ENCODING);
+    headers.remove(EXPECT);
     let declared = {
         let mut values = headers.get_all(CONTENT_LENGTH).iter();
         match (values.next(), values.next()) {
@@ -118,9 +123,14 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return; // an empty chunk would end the body
     }
-    let _ = write!(out, "{:x}\r\n", data.len());
+    encode_chunk_size(out, data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the size line of a chunk of `len` (> 0) bytes to `out`.
+pub fn encode_chunk_size(out: &mut Vec<u8>, len: usize) {
+    let _ = write!(out, "{len:x}\r\n");
 }
 
 /// The last chunk of a chunked request body, without trailers.
@@ -227,7 +237,17 @@ fn head_of(
         keep_alive = false; // the connection is no longer HTTP
         BodyFraming::Empty
     } else if bodiless {
-        // Whatever its fields say (a HEAD's length is the GET's).
+        // Whatever its fields say (a HEAD's length is the GET's). A 204 or 304 that claims
+        // a body may send one anyway: its connection is not trusted with another request.
+        let claims_body = headers.contains_key(TRANSFER_ENCODING)
+            || headers.get_all(CONTENT_LENGTH).iter().any(|v| {
+                v.as_bytes()
+                    .iter()
+                    .any(|&b| b != b'0' && b != b' ' && b != b',')
+            });
+        if !head_request && claims_body {
+            keep_alive = false;
+        }
         BodyFraming::Empty
     } else if headers.contains_key(TRANSFER_ENCODING) {
         // A length next to a transfer coding is ignored, and must not reach the client.

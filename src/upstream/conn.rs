@@ -26,6 +26,8 @@ use crate::body::{Body, BoxError};
 const READ_BUFFER: usize = 16 * 1024;
 /// Below this much free space the read buffer is topped up before a read.
 const MIN_READ: usize = 4 * 1024;
+/// A connection whose buffers grew beyond this is not reused.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
 /// Request body pieces up to this size are copied behind the head (one write); larger ones are
 /// written from where they lie.
 const COALESCE: usize = 8 * 1024;
@@ -106,8 +108,12 @@ pub(super) enum ExchangeError {
 /// The answer to an exchange.
 pub(super) struct Answer {
     pub head: ResponseHead,
-    /// The request went out whole (else the connection cannot carry another).
-    pub sent: bool,
+    /// The rest of the request, when upstream answered before it was sent whole: it goes on
+    /// being written while the response body is read (an upstream may stream its answer
+    /// from the request body it is still reading).
+    pub writer: Option<Box<Writer>>,
+    /// Writing the request failed: the connection cannot carry another.
+    pub broken: bool,
 }
 
 impl Conn {
@@ -123,6 +129,10 @@ impl Conn {
     /// Whether an idle connection can take a request: nothing unread, and a read attempted
     /// without waiting finds neither data, nor the end, nor an error.
     pub fn usable(&mut self) -> bool {
+        if self.read.capacity() > MAX_KEPT_BUFFER || self.write.capacity() > MAX_KEPT_BUFFER {
+            // A connection that once carried a huge head or chunk is not kept at that size.
+            return false;
+        }
         if !self.read.is_empty() {
             return false;
         }
@@ -161,6 +171,7 @@ pub(super) async fn exchange(conn: &mut Conn, req: Request<Body>) -> Result<Answ
     let mut writer = Writer {
         pos: 0,
         direct: Bytes::new(),
+        chunk_end: false,
         body,
         left: match framing {
             RequestFraming::Length(n) => n,
@@ -171,9 +182,12 @@ pub(super) async fn exchange(conn: &mut Conn, req: Request<Body>) -> Result<Answ
         done: false,
         failed: None,
     };
-    std::future::poll_fn(|cx| {
+    // A head can only be complete once a blank line has arrived: the head is parsed only
+    // then, not again for every piece of a head that trickles in.
+    let mut searched = 0;
+    let answer = std::future::poll_fn(|cx| {
         if !writer.done && writer.failed.is_none() {
-            match writer.poll(cx, &mut conn.io, &mut conn.write) {
+            match writer.poll_conn(cx, conn) {
                 Poll::Ready(Ok(())) => writer.done = true,
                 Poll::Ready(Err(WriteError::Io(e))) => {
                     // Upstream may have answered and closed: its answer, if any, comes first.
@@ -184,17 +198,19 @@ pub(super) async fn exchange(conn: &mut Conn, req: Request<Body>) -> Result<Answ
             }
         }
         loop {
-            if !conn.read.is_empty() {
+            if blank_line(&conn.read, searched) {
+                let before = conn.read.len();
                 match codec::parse_response(&mut conn.read, head_request) {
-                    Ok(Some(head)) => {
-                        return Poll::Ready(Ok(Answer {
-                            head,
-                            sent: writer.done,
-                        }))
-                    }
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    // Interim answers were taken off; the final one may be complete too.
+                    Ok(None) if conn.read.len() < before && blank_line(&conn.read, 0) => continue,
                     Ok(None) => {}
                     Err(e) => return Poll::Ready(Err(ExchangeError::Codec(e))),
                 }
+            }
+            searched = conn.read.len();
+            if searched > codec::MAX_HEAD_BYTES {
+                return Poll::Ready(Err(ExchangeError::Codec(CodecError::HeadTooLarge)));
             }
             match ready!(conn.poll_fill(cx)) {
                 Ok(0) => {
@@ -208,11 +224,26 @@ pub(super) async fn exchange(conn: &mut Conn, req: Request<Body>) -> Result<Answ
             }
         }
     })
-    .await
+    .await?;
+    let broken = writer.failed.is_some();
+    let writer = (!writer.done && !broken).then(|| Box::new(writer));
+    Ok(Answer {
+        head: answer,
+        writer,
+        broken,
+    })
+}
+
+/// Whether `buf` holds an empty line (`LF LF` or `LF CR LF`) that ends in its bytes from
+/// `from` on.
+fn blank_line(buf: &[u8], from: usize) -> bool {
+    let start = from.saturating_sub(2);
+    let tail = &buf[start.min(buf.len())..];
+    memchr::memmem::find(tail, b"\n\r\n").is_some() || memchr::memmem::find(tail, b"\n\n").is_some()
 }
 
 /// Why writing the request stopped.
-enum WriteError {
+pub(super) enum WriteError {
     /// The connection failed (upstream may still have answered).
     Io(io::Error),
     Exchange(ExchangeError),
@@ -225,11 +256,13 @@ impl From<io::Error> for WriteError {
 }
 
 /// Writes the request: the head in the connection's write buffer, then the body by its framing.
-struct Writer {
+pub(super) struct Writer {
     /// Written so far of the write buffer.
     pos: usize,
     /// A large body piece written from where it lies, after the write buffer.
     direct: Bytes,
+    /// The CRLF that ends a chunk written from where it lies.
+    chunk_end: bool,
     body: Body,
     framing: RequestFraming,
     /// Bytes of a `Content-Length` body still to come.
@@ -242,6 +275,15 @@ struct Writer {
 }
 
 impl Writer {
+    /// Writes what it can of the request on `conn`.
+    pub fn poll_conn(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Conn,
+    ) -> Poll<Result<(), WriteError>> {
+        self.poll(cx, &mut conn.io, &mut conn.write)
+    }
+
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
@@ -288,6 +330,9 @@ impl Writer {
                 }
                 self.direct.advance(n);
             }
+            if std::mem::take(&mut self.chunk_end) {
+                out.extend_from_slice(b"\r\n");
+            }
         }
     }
 
@@ -297,7 +342,12 @@ impl Writer {
             return Ok(());
         }
         match self.framing {
-            RequestFraming::Chunked => codec::encode_chunk(out, &data),
+            RequestFraming::Chunked if data.len() <= COALESCE => codec::encode_chunk(out, &data),
+            RequestFraming::Chunked => {
+                codec::encode_chunk_size(out, data.len());
+                self.direct = data;
+                self.chunk_end = true;
+            }
             RequestFraming::Length(_) => {
                 let len = data.len() as u64;
                 if len > self.left {

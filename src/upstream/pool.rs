@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use super::codec::{CodecError, Decoder, Step};
-use super::conn::Conn;
+use super::conn::{Conn, Writer};
 
 /// Idle connections, newest last.
 #[derive(Clone)]
@@ -115,8 +115,13 @@ pub struct UpstreamBody {
     /// The connection, while the body is being read.
     conn: Option<Box<Conn>>,
     pool: Pool,
-    /// The connection can carry another request once this body has ended.
+    /// The rest of a request that upstream answered before it was sent whole.
+    writer: Option<Box<Writer>>,
+    /// The connection can carry another request once this body has ended (and the request
+    /// has been written whole).
     reusable: bool,
+    /// The body failed: it fails again if polled again, it does not end.
+    failed: bool,
 }
 
 /// Why a response body could not be read to its end.
@@ -126,6 +131,8 @@ pub enum UpstreamBodyError {
     Io(#[source] std::io::Error),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error("upstream response body already failed")]
+    Failed,
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -140,12 +147,20 @@ impl std::fmt::Debug for UpstreamBody {
 impl UpstreamBody {
     /// The body of a response read on `conn`; a body that is already complete gives the
     /// connection back at once.
-    pub(super) fn new(decoder: Decoder, conn: Box<Conn>, reusable: bool, pool: &Pool) -> Self {
+    pub(super) fn new(
+        decoder: Decoder,
+        conn: Box<Conn>,
+        writer: Option<Box<Writer>>,
+        reusable: bool,
+        pool: &Pool,
+    ) -> Self {
         let mut body = UpstreamBody {
             decoder,
             conn: Some(conn),
             pool: pool.clone(),
+            writer,
             reusable,
+            failed: false,
         };
         if body.decoder.is_done() {
             body.release();
@@ -157,7 +172,7 @@ impl UpstreamBody {
     /// request and nothing beyond the response arrived on it.
     fn release(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if self.reusable && conn.read.is_empty() {
+            if self.reusable && self.writer.is_none() && conn.read.is_empty() {
                 self.pool.put_back(conn);
             }
         }
@@ -173,6 +188,20 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Some(Err(UpstreamBodyError::Failed)));
+        }
+        if let (Some(writer), Some(conn)) = (this.writer.as_mut(), this.conn.as_mut()) {
+            match writer.poll_conn(cx, conn) {
+                Poll::Ready(Ok(())) => this.writer = None,
+                Poll::Ready(Err(_)) => {
+                    // The answer may still arrive whole; the connection is done after it.
+                    this.writer = None;
+                    this.reusable = false;
+                }
+                Poll::Pending => {}
+            }
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -183,6 +212,7 @@ impl http_body::Body for UpstreamBody {
                     Ok(_) => continue,
                     Err(e) => {
                         this.conn = None;
+                        this.failed = true;
                         return Poll::Ready(Some(Err(UpstreamBodyError::Io(e))));
                     }
                 },
@@ -202,6 +232,7 @@ impl http_body::Body for UpstreamBody {
                 Ok(Step::More) => continue,
                 Err(e) => {
                     this.conn = None;
+                    this.failed = true;
                     Some(Err(e.into()))
                 }
             });
@@ -209,7 +240,7 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.decoder.is_done()
+        self.decoder.is_done() && !self.failed
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -362,3 +362,66 @@ async fn a_body_cut_short_by_the_upstream_is_an_error_not_an_end() {
     );
     assert_eq!(client.pool.idle_count(), 0);
 }
+
+#[tokio::test]
+async fn an_upstream_that_answers_while_it_reads_the_body_gets_all_of_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Sends its head at once, then echoes the request body as it reads it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let end = loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            seen.extend_from_slice(&buf[..n]);
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+        let length: usize = head
+            .split("content-length: ")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n");
+        stream.write_all(answer.as_bytes()).await.unwrap();
+        let mut echoed = seen.len() - end;
+        stream.write_all(&seen[end..]).await.unwrap();
+        while echoed < length {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the body stopped at {echoed} of {length}");
+            stream.write_all(&buf[..n]).await.unwrap();
+            echoed += n;
+        }
+        // Keeps the connection open for a second request.
+        let _ = stream.read(&mut buf).await;
+    });
+    let server = Server {
+        address,
+        connections: Arc::default(),
+        requests: Arc::default(),
+    };
+    let client = client(&server);
+    let body: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+    let post = Request::post(client.uri_for(PathAndQuery::from_static("/echo")))
+        .body(Body::full(body.clone()))
+        .unwrap();
+    let response = client.send(post).await.unwrap();
+    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        echoed == body,
+        "{} bytes came back of {}",
+        echoed.len(),
+        body.len()
+    );
+    assert_eq!(
+        client.pool.idle_count(),
+        1,
+        "sent whole and answered whole: kept"
+    );
+}
