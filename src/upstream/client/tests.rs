@@ -412,7 +412,12 @@ async fn an_upstream_that_answers_while_it_reads_the_body_gets_all_of_it() {
         .body(Body::full(body.clone()))
         .unwrap();
     let response = client.send(post).await.unwrap();
-    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    // Bounded: without the rest of the request, upstream and gateway would wait on each other.
+    let echoed = tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())
+        .await
+        .expect("the echo ends")
+        .unwrap()
+        .to_bytes();
     assert!(
         echoed == body,
         "{} bytes came back of {}",
