@@ -327,15 +327,7 @@ async fn send(
     credentials: &Credentials,
     request_id: &str,
 ) -> Result<Response<Body>, UpstreamError> {
-    let req = proxy::upstream_request(
-        &handles.upstream,
-        conn,
-        parts,
-        body,
-        path_and_query,
-        credentials,
-        request_id,
-    );
+    let req = proxy::upstream_request(conn, parts, body, path_and_query, credentials, request_id);
     let started = Stopwatch::start();
     let response = proxy::forward(&handles.upstream, req).await;
     handles.metrics.upstream_latency(started.elapsed());

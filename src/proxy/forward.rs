@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use http::header::{HeaderValue, AUTHORIZATION, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Request, Response, Version};
+use http::{Request, Response, Uri, Version};
 
 use super::headers::{client_address, set_forwarded, strip_hop_by_hop, strip_request};
 use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
@@ -50,7 +50,6 @@ impl ConnInfo {
 
 /// Builds the upstream request: hygiene, forwarded facts, credentials.
 pub fn upstream_request(
-    upstream: &UpstreamClient,
     conn: &ConnInfo,
     mut parts: Parts,
     body: Body,
@@ -102,7 +101,8 @@ pub fn upstream_request(
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(X_REQUEST_ID.clone(), id);
     }
-    parts.uri = upstream.uri_for(path_and_query);
+    // Origin form: the upstream connection writes only the path and query.
+    parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
     Request::from_parts(parts, body)
 }

@@ -14,7 +14,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::codec::Decoder;
-use super::conn::{exchange, Conn, ExchangeError, Io};
+use super::conn::{exchange, exchange_again, Answer, Conn, ExchangeError, Io};
 use super::pool::{Pool, UpstreamBody};
 use super::UpstreamSettings;
 use crate::body::{is_body_too_large, Body, BoxError};
@@ -142,30 +142,37 @@ impl UpstreamClient {
     /// fresh connection is upstream's answer, not a stale socket.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<UpstreamBody>, UpstreamError> {
         let pooled = self.pool.checkout();
-        let again = pooled.as_ref().and_then(|_| replayable(&req));
+        let method = req.method();
+        let head_request = *method == Method::HEAD;
+        let again = pooled.is_some()
+            && matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+            && http_body::Body::is_end_stream(req.body());
         let deadline = self.response_timeout;
         let first = tokio::time::timeout(deadline, self.send_once(req, pooled));
         match first.await {
             Err(_) => Err(UpstreamError::Timeout(deadline)),
-            Ok(Err(UpstreamError::Unreachable(e))) => match again {
-                Some(again) => tokio::time::timeout(deadline, self.send_once(again, None))
+            Ok(Ok(response)) => Ok(response),
+            // The head that went out is sent again as it was: no copy of the request is
+            // kept for a retry that is rarely needed.
+            Ok(Err((UpstreamError::Unreachable(_), head))) if again && !head.is_empty() => {
+                tokio::time::timeout(deadline, self.send_again(head, head_request))
                     .await
-                    .unwrap_or(Err(UpstreamError::Timeout(deadline))),
-                None => Err(UpstreamError::Unreachable(e)),
-            },
-            Ok(other) => other,
+                    .unwrap_or(Err(UpstreamError::Timeout(deadline)))
+            }
+            Ok(Err((e, _))) => Err(e),
         }
     }
 
-    /// One exchange on `pooled`, or on a new connection.
+    /// One exchange on `pooled`, or on a new connection; on failure, the error and the
+    /// request head as it was written (empty if it was not written whole).
     async fn send_once(
         &self,
         mut req: Request<Body>,
         pooled: Option<Box<Conn>>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, (UpstreamError, Vec<u8>)> {
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => self.connect().await?,
+            None => self.connect().await.map_err(|e| (e, Vec::new()))?,
         };
         // Origin form on the wire (the head carries only the path and query); `Host` from
         // the client, else the upstream's authority.
@@ -173,17 +180,30 @@ impl UpstreamClient {
             req.headers_mut().insert(HOST, self.host.clone());
         }
         match exchange(&mut conn, req).await {
-            Ok(answer) => {
-                let reusable = answer.head.keep_alive && !answer.broken;
-                let decoder = Decoder::new(answer.head.framing);
-                let body = UpstreamBody::new(decoder, conn, answer.writer, reusable, &self.pool);
-                Ok(Response::from_parts(answer.head.parts, body))
-            }
-            Err(ExchangeError::Body(e)) if is_body_too_large(&*e) => {
-                Err(UpstreamError::BodyTooLarge(e))
-            }
-            Err(e) => Err(UpstreamError::Unreachable(Box::new(e))),
+            Ok(answer) => Ok(self.response(answer, conn)),
+            Err(e) => Err((failure(e), std::mem::take(&mut conn.write))),
         }
+    }
+
+    /// Sends a body-less request head again, on a new connection.
+    async fn send_again(
+        &self,
+        head: Vec<u8>,
+        head_request: bool,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let mut conn = self.connect().await?;
+        match exchange_again(&mut conn, head, head_request).await {
+            Ok(answer) => Ok(self.response(answer, conn)),
+            Err(e) => Err(failure(e)),
+        }
+    }
+
+    /// The response whose body reads the rest from `conn`.
+    fn response(&self, answer: Answer, conn: Box<Conn>) -> Response<UpstreamBody> {
+        let reusable = answer.head.keep_alive && !answer.broken;
+        let decoder = Decoder::new(answer.head.framing);
+        let body = UpstreamBody::new(decoder, conn, answer.writer, reusable, &self.pool);
+        Response::from_parts(answer.head.parts, body)
     }
 
     /// A new connection (TCP, then TLS for `https`), within the connect timeout.
@@ -215,18 +235,12 @@ impl UpstreamClient {
     }
 }
 
-/// A copy of `req` to send again, if it is safe and has no body.
-fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe || !http_body::Body::is_end_stream(req.body()) {
-        return None;
+/// What a failed exchange means for the caller.
+fn failure(e: ExchangeError) -> UpstreamError {
+    match e {
+        ExchangeError::Body(e) if is_body_too_large(&*e) => UpstreamError::BodyTooLarge(e),
+        e => UpstreamError::Unreachable(Box::new(e)),
     }
-    let mut copy = Request::new(Body::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    Some(copy)
 }
 
 #[cfg(test)]

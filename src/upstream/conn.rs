@@ -83,8 +83,9 @@ pub(super) struct Conn {
     io: Io,
     /// Received and not yet consumed.
     pub read: BytesMut,
-    /// The request head (and small body pieces) on their way out.
-    write: Vec<u8>,
+    /// The request head (and small body pieces) on their way out; after a body-less
+    /// request, its head as written.
+    pub write: Vec<u8>,
     /// When it last went idle (for `pool_idle_timeout`).
     pub idle_since: Instant,
 }
@@ -168,20 +169,31 @@ pub(super) async fn exchange(conn: &mut Conn, req: Request<Body>) -> Result<Answ
     conn.write.clear();
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     codec::encode_head(&mut conn.write, &parts.method, target, &parts.headers);
-    let mut writer = Writer {
-        pos: 0,
-        direct: Bytes::new(),
-        chunk_end: false,
-        body,
-        left: match framing {
-            RequestFraming::Length(n) => n,
-            _ => 0,
-        },
-        framing,
-        ended: framing == RequestFraming::Empty,
-        done: false,
-        failed: None,
-    };
+    run(conn, Writer::new(body, framing), head_request).await
+}
+
+/// Sends again, on a fresh `conn`, a body-less request whose head another connection wrote
+/// (`head`, as it went on the wire) before it failed.
+pub(super) async fn exchange_again(
+    conn: &mut Conn,
+    head: Vec<u8>,
+    head_request: bool,
+) -> Result<Answer, ExchangeError> {
+    conn.write = head;
+    run(
+        conn,
+        Writer::new(Body::empty(), RequestFraming::Empty),
+        head_request,
+    )
+    .await
+}
+
+/// The head (and what else is ready) written, the answer read: the exchange itself.
+async fn run(
+    conn: &mut Conn,
+    mut writer: Writer,
+    head_request: bool,
+) -> Result<Answer, ExchangeError> {
     // A head can only be complete once a blank line has arrived: the head is parsed only
     // then, not again for every piece of a head that trickles in.
     let mut searched = 0;
@@ -275,6 +287,23 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    fn new(body: Body, framing: RequestFraming) -> Self {
+        Writer {
+            pos: 0,
+            direct: Bytes::new(),
+            chunk_end: false,
+            body,
+            left: match framing {
+                RequestFraming::Length(n) => n,
+                _ => 0,
+            },
+            framing,
+            ended: framing == RequestFraming::Empty,
+            done: false,
+            failed: None,
+        }
+    }
+
     /// Writes what it can of the request on `conn`.
     pub fn poll_conn(
         &mut self,
@@ -321,8 +350,11 @@ impl Writer {
                 }
                 self.pos += n;
             }
-            out.clear();
-            self.pos = 0;
+            if !self.ended {
+                // Room for the next pieces; a complete request stays (for `exchange_again`).
+                out.clear();
+                self.pos = 0;
+            }
             while !self.direct.is_empty() {
                 let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.direct))?;
                 if n == 0 {
