@@ -333,25 +333,37 @@ async fn a_connection_that_sent_more_than_its_answer_is_not_reused() {
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
 }
 
+/// A server that accepts one connection and hands it to `serve`.
+async fn one_connection<F, Fut>(serve: F) -> Server
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        serve(stream).await;
+    });
+    Server {
+        address,
+        connections: Arc::default(),
+        requests: Arc::default(),
+    }
+}
+
 #[tokio::test]
 async fn a_body_cut_short_by_the_upstream_is_an_error_not_an_end() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Answers one request with half of the promised body, then closes.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
+    let server = one_connection(|mut stream| async move {
         let mut buf = [0u8; 4096];
         let _ = stream.read(&mut buf).await;
         let _ = stream
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort")
             .await;
-    });
-    let server = Server {
-        address,
-        connections: Arc::default(),
-        requests: Arc::default(),
-    };
+    })
+    .await;
     let client = client(&server);
     let response = client.send(get(&client, "/t")).await.unwrap();
     let read = response.into_body().collect().await;
@@ -367,10 +379,7 @@ async fn a_body_cut_short_by_the_upstream_is_an_error_not_an_end() {
 async fn an_upstream_that_answers_while_it_reads_the_body_gets_all_of_it() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Sends its head at once, then echoes the request body as it reads it.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
+    let server = one_connection(|mut stream| async move {
         let mut seen = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         let end = loop {
@@ -400,12 +409,8 @@ async fn an_upstream_that_answers_while_it_reads_the_body_gets_all_of_it() {
         }
         // Keeps the connection open for a second request.
         let _ = stream.read(&mut buf).await;
-    });
-    let server = Server {
-        address,
-        connections: Arc::default(),
-        requests: Arc::default(),
-    };
+    })
+    .await;
     let client = client(&server);
     let body: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
     let post = Request::post(client.uri_for(PathAndQuery::from_static("/echo")))
