@@ -440,16 +440,14 @@ async fn read_replayable(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes
     })
 }
 
+/// What a replay needs of the request: method, target, version and fields (no extensions).
 fn clone_parts(parts: &Parts) -> Parts {
-    let mut builder = Request::builder()
-        .method(parts.method.clone())
-        .uri(parts.uri.clone())
-        .version(parts.version);
-    if let Some(headers) = builder.headers_mut() {
-        *headers = parts.headers.clone();
-    }
-    let (parts, ()) = builder.body(()).unwrap_or_default().into_parts();
-    parts
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
 }
 
 fn path_and_query(path: &str, query: Option<&str>) -> PathAndQuery {

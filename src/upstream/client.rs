@@ -163,8 +163,10 @@ impl UpstreamClient {
         }
     }
 
-    /// One exchange on `pooled`, or on a new connection; on failure, the error and the
-    /// request head as it was written (empty if it was not written whole).
+    /// One exchange on `pooled`, or on a new connection; on failure, the error and, when the
+    /// connection failed before a byte of an answer arrived, the request head as it was written
+    /// (the whole head for a body-less request), else nothing: a malformed or cut answer means
+    /// upstream got the request, and it is not sent again.
     async fn send_once(
         &self,
         mut req: Request<Body>,
@@ -181,7 +183,16 @@ impl UpstreamClient {
         }
         match exchange(&mut conn, req).await {
             Ok(answer) => Ok(self.response(answer, conn)),
-            Err(e) => Err((failure(e), std::mem::take(&mut conn.write))),
+            Err(e) => {
+                let stale = matches!(e, ExchangeError::Io(_) | ExchangeError::Closed)
+                    && conn.read.is_empty();
+                let head = if stale {
+                    std::mem::take(&mut conn.write)
+                } else {
+                    Vec::new()
+                };
+                Err((failure(e), head))
+            }
         }
     }
 

@@ -155,7 +155,7 @@ impl Conn {
 ///
 /// The request body is written while the answer is awaited: an upstream may answer before it
 /// has read the body (a 413, an early 401), and that answer is returned as soon as it is
-/// complete, with [`Answer::sent`] false.
+/// complete, with the rest of the request in [`Answer::writer`].
 pub(super) async fn exchange(conn: &mut Conn, req: Request<Body>) -> Result<Answer, ExchangeError> {
     let (mut parts, body) = req.into_parts();
     let head_request = parts.method == http::Method::HEAD;

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use super::codec::{CodecError, Decoder, Step};
-use super::conn::{Conn, Writer};
+use super::conn::{Conn, WriteError, Writer};
 
 /// Idle connections, newest last.
 #[derive(Clone)]
@@ -131,6 +131,9 @@ pub enum UpstreamBodyError {
     Io(#[source] std::io::Error),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The rest of a request upstream answered early could not be sent.
+    #[error("request body failed while upstream was answering")]
+    Request(#[source] crate::body::BoxError),
     #[error("upstream response body already failed")]
     Failed,
 }
@@ -194,10 +197,18 @@ impl http_body::Body for UpstreamBody {
         if let (Some(writer), Some(conn)) = (this.writer.as_mut(), this.conn.as_mut()) {
             match writer.poll_conn(cx, conn) {
                 Poll::Ready(Ok(())) => this.writer = None,
-                Poll::Ready(Err(_)) => {
+                Poll::Ready(Err(WriteError::Io(_))) => {
                     // The answer may still arrive whole; the connection is done after it.
                     this.writer = None;
                     this.reusable = false;
+                }
+                Poll::Ready(Err(WriteError::Exchange(e))) => {
+                    // The client's body failed (too large, gone): upstream would wait for the
+                    // rest forever. The connection is closed so that it sees the request cut.
+                    this.writer = None;
+                    this.conn = None;
+                    this.failed = true;
+                    return Poll::Ready(Some(Err(UpstreamBodyError::Request(Box::new(e)))));
                 }
                 Poll::Pending => {}
             }

@@ -26,6 +26,8 @@ struct Server {
     address: std::net::SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    /// Request heads as received (the raw server only).
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn server(mode: Mode) -> Server {
@@ -74,6 +76,7 @@ async fn server(mode: Mode) -> Server {
         address,
         connections,
         requests,
+        heads: Arc::default(),
     }
 }
 
@@ -176,6 +179,7 @@ async fn a_refused_connection_is_a_connect_error() {
         address,
         connections: Arc::default(),
         requests: Arc::default(),
+        heads: Arc::default(),
     };
     let client = client(&server);
     let err = client.send(get(&client, "/")).await.unwrap_err();
@@ -209,18 +213,22 @@ async fn raw_server(answer: fn(usize) -> Option<&'static [u8]>) -> Server {
     let address = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
-    let (c, r) = (connections.clone(), requests.clone());
+    let heads: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let (c, r, h) = (connections.clone(), requests.clone(), heads.clone());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
+            let (r, h) = (r.clone(), h.clone());
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 let mut n = 0;
                 let mut buf = [0u8; 4096];
                 loop {
                     while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
+                        let head = seen.drain(..end + 4).collect::<Vec<u8>>();
+                        h.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&head).into_owned());
                         n += 1;
                         r.fetch_add(1, Ordering::SeqCst);
                         match answer(n) {
@@ -242,6 +250,7 @@ async fn raw_server(answer: fn(usize) -> Option<&'static [u8]>) -> Server {
         address,
         connections,
         requests,
+        heads,
     }
 }
 
@@ -260,6 +269,14 @@ async fn only_a_safe_request_that_failed_on_a_reused_connection_is_sent_again() 
     let response = client.send(get(&client, "/2")).await.unwrap();
     assert_eq!(text(response).await, "ok");
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    {
+        // Sent again as it went the first time: same target, same `Host`, same fields.
+        let heads = server.heads.lock().unwrap();
+        assert_eq!(heads.len(), 3, "{heads:?}");
+        assert!(heads[1].starts_with("GET /2 HTTP/1.1\r\n"), "{}", heads[1]);
+        assert!(heads[1].contains(&format!("host: {}\r\n", server.address)));
+        assert_eq!(heads[1], heads[2]);
+    }
     // A DELETE on the same kind of connection is not sent twice: upstream may have acted.
     let delete = Request::delete(client.uri_for(PathAndQuery::from_static("/agents/a")))
         .body(Body::empty())
@@ -349,6 +366,7 @@ where
         address,
         connections: Arc::default(),
         requests: Arc::default(),
+        heads: Arc::default(),
     }
 }
 
@@ -434,4 +452,30 @@ async fn an_upstream_that_answers_while_it_reads_the_body_gets_all_of_it() {
         1,
         "sent whole and answered whole: kept"
     );
+}
+
+#[tokio::test]
+async fn a_malformed_answer_on_a_reused_connection_is_not_sent_again() {
+    // Each connection answers its first request, then garbles the second.
+    let server = raw_server(|n| {
+        Some(if n == 1 {
+            OK
+        } else {
+            b"HTTP/1.1 2x0 OK\r\n\r\n"
+        })
+    })
+    .await;
+    let client = client(&server);
+    assert_eq!(
+        text(client.send(get(&client, "/1")).await.unwrap()).await,
+        "ok"
+    );
+    let failed = client.send(get(&client, "/2")).await;
+    assert!(
+        matches!(failed, Err(UpstreamError::Unreachable(_))),
+        "{failed:?}"
+    );
+    // Upstream got the GET and answered: it is not sent a second time.
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
