@@ -39,8 +39,8 @@ use crate::session::SessionId;
 use crate::upstream::{BrokerError, UpstreamCredentials, UpstreamError};
 use admit::{AdminPrincipal, AdmitError, Principal};
 use answer::{Answer, AnswerError};
-use frame::FrameError;
 pub use frame::Limits;
+use frame::{FrameError, RequestId};
 pub use state::{Handles, Snapshot, State};
 #[doc(hidden)]
 pub use websocket::{parse_first_frame, Claimed};
@@ -169,9 +169,9 @@ pub async fn handle(
             .headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    if let Ok(id) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.header().clone());
     let status = response.status().as_u16();
     metrics.request(trace.access, status);
     if trace.admitted {
@@ -214,7 +214,7 @@ async fn handle_inner<'s>(
     conn: &ConnInfo,
     slot: &ConnSlot,
     req: Request<Incoming>,
-    request_id: &str,
+    request_id: &RequestId,
     trace: &mut Trace<'s>,
 ) -> Result<Response<Body>, GatewayError> {
     // 1. frame
@@ -325,7 +325,7 @@ async fn send(
     body: Body,
     path_and_query: PathAndQuery,
     credentials: &Credentials,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Result<Response<Body>, UpstreamError> {
     let req = proxy::upstream_request(conn, parts, body, path_and_query, credentials, request_id);
     let started = Stopwatch::start();
@@ -355,7 +355,7 @@ async fn forward_admin(
     body: Incoming,
     path_and_query: PathAndQuery,
     _admin: &AdminPrincipal,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Result<Response<Body>, GatewayError> {
     let creds = handles.broker.credentials().await?;
     let swap = |c: &UpstreamCredentials| Credentials::Swap {
@@ -411,7 +411,7 @@ async fn forward_admin(
         return Ok(response);
     }
     tracing::info!(
-        request_id,
+        request_id = &**request_id,
         "upstream refused the brokered session; logging in again and replaying"
     );
     let creds = handles.broker.relogin(creds.generation).await?;

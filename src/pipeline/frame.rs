@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use http::header::CONTENT_LENGTH;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use hyper::body::Incoming;
 
 use crate::arcp::X_REQUEST_ID;
@@ -96,8 +96,36 @@ pub fn check_head(req: &http::Request<Incoming>, names: &ServerNames) -> Result<
     Ok(())
 }
 
-/// A request id: the client's `X-Request-ID` if it is short and plain, else `req_<hex>`.
-pub fn request_id(headers: &HeaderMap) -> String {
+/// A request id, made once per request: the client's `X-Request-ID` if it is short and plain,
+/// else `req_<hex>`. Held as the header value both `X-Request-ID` fields share (clones are
+/// reference counts), and read as text by the log and the problem documents.
+#[derive(Clone, Debug)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The `X-Request-ID` value (upstream's and the client's).
+    pub fn header(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only `[A-Za-z0-9._:-]` is ever put in; `to_str` cannot fail on it.
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+impl PartialEq<&str> for RequestId {
+    fn eq(&self, other: &&str) -> bool {
+        &**self == *other
+    }
+}
+
+/// The request's id (see [`RequestId`]).
+pub fn request_id(headers: &HeaderMap) -> RequestId {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
         let b = v.as_bytes();
         if !b.is_empty()
@@ -105,19 +133,19 @@ pub fn request_id(headers: &HeaderMap) -> String {
             && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
         {
-            // Checked ASCII above.
-            return String::from_utf8_lossy(b).into_owned();
+            // Shared with the client's field, not copied.
+            return RequestId(v.clone());
         }
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 12] = rand::random();
-    let mut id = String::with_capacity(4 + 24);
-    id.push_str("req_");
-    for b in bytes {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 0xf)]));
+    let mut id = [0u8; 4 + 24];
+    id[..4].copy_from_slice(b"req_");
+    for (i, b) in bytes.into_iter().enumerate() {
+        id[4 + 2 * i] = HEX[usize::from(b >> 4)];
+        id[5 + 2 * i] = HEX[usize::from(b & 0xf)];
     }
-    id
+    RequestId(HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("req_unknown")))
 }
 
 /// Checks the limits on a request head.
@@ -326,8 +354,10 @@ mod tests {
         let generated = request_id(&h);
         assert!(
             generated.starts_with("req_") && generated.len() == 28,
-            "{generated}"
+            "{}",
+            &*generated
         );
+        assert_eq!(generated.header().as_bytes(), generated.as_bytes());
         h.insert(&X_REQUEST_ID, "client-abc_1".parse().unwrap());
         assert_eq!(request_id(&h), "client-abc_1");
         h.insert(&X_REQUEST_ID, "evil\"id <script>".parse().unwrap());

@@ -10,6 +10,7 @@ use http::{Request, Response, Uri, Version};
 use super::headers::{client_address, set_forwarded, strip_hop_by_hop, strip_request};
 use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::body::Body;
+use crate::pipeline::frame::RequestId;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// What happens to the client's credentials on the way up.
@@ -55,7 +56,7 @@ pub fn upstream_request(
     body: Body,
     path_and_query: PathAndQuery,
     credentials: &Credentials,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Request<Body> {
     let host = parts.headers.get(HOST).cloned().or_else(|| {
         parts
@@ -98,9 +99,7 @@ pub fn upstream_request(
         // Kept as the client sent it: upstream's DPoP `htu` and TrustedHost depend on it.
         headers.insert(HOST, host);
     }
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(X_REQUEST_ID.clone(), id);
-    }
+    headers.insert(X_REQUEST_ID.clone(), request_id.header().clone());
     // Origin form: the upstream connection writes only the path and query.
     parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
