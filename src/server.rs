@@ -13,6 +13,7 @@
 mod accept;
 mod activity;
 mod framing;
+pub(crate) use framing::head_end;
 #[doc(hidden)]
 pub use framing::scan_in_pieces;
 pub mod proxy_header;

@@ -248,7 +248,7 @@ impl Scanner {
 
 /// Where the head that `buf` began ends in `data`: the length of `data` up to and including
 /// the LF of its empty line (a LF after LF or after LF CR), if it is there.
-fn head_end(buf: &[u8], data: &[u8]) -> Option<usize> {
+pub(crate) fn head_end(buf: &[u8], data: &[u8]) -> Option<usize> {
     // The byte `back` places before `data[i]`, looking into `buf` across the boundary.
     let before = |i: usize, back: usize| -> Option<u8> {
         match i.checked_sub(back) {

@@ -246,12 +246,11 @@ async fn run(
     })
 }
 
-/// Whether `buf` holds an empty line (`LF LF` or `LF CR LF`) that ends in its bytes from
-/// `from` on.
+/// Whether an empty line (the end of a head) ends in `buf`'s bytes from `from` on: the client
+/// side's head finder, looking back across `from`.
 fn blank_line(buf: &[u8], from: usize) -> bool {
-    let start = from.saturating_sub(2);
-    let tail = &buf[start.min(buf.len())..];
-    memchr::memmem::find(tail, b"\n\r\n").is_some() || memchr::memmem::find(tail, b"\n\n").is_some()
+    let from = from.min(buf.len());
+    crate::server::head_end(&buf[..from], &buf[from..]).is_some()
 }
 
 /// Why writing the request stopped.
