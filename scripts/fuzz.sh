@@ -41,6 +41,11 @@ else
 fi
 
 cd fuzz
+# Targets that write scratch files (config_parse) write them here; libFuzzer ends the
+# process without running destructors, so the directory is removed on the way out.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/arcp-gateway-fuzz.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR=$scratch
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 # Build once (for `all`, one cargo invocation builds every target on shared dependencies).
 if [[ $target == all ]]; then

@@ -33,7 +33,9 @@ export ARCP_ADMIN_PASSWORD="${ARCP_ADMIN_PASSWORD:-check-config-placeholder}"
 export ARCP_JWT_SECRET="${ARCP_JWT_SECRET:-check-config-placeholder}"
 export ARCP_GATEWAY_SIGNING_SECRET="${ARCP_GATEWAY_SIGNING_SECRET:-check-config-placeholder-0123456789abcdef}"
 
-cargo build -j2 --locked --bins
+# One build serves both: the test build also puts the binary at target/debug/arcp-gateway
+# (a separate `cargo build` would compile the crate a second time, with other features).
+cargo test -j2 --locked --all-targets --no-run
 for f in config/*.yaml; do
   ./target/debug/arcp-gateway check-config "$f"
 done
