@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request};
 
 use arcp_gateway::auth::{credentials, Tokens};
@@ -17,12 +18,12 @@ use arcp_gateway::clock::Clock;
 use arcp_gateway::config::{self, Settings};
 use arcp_gateway::pipeline::admit::admit;
 use arcp_gateway::pipeline::frame::normalise_path;
+use arcp_gateway::pipeline::frame::request_id;
 use arcp_gateway::policy::{Access, Route};
 use arcp_gateway::problem::{Problem, ProblemKind};
-use arcp_gateway::proxy::headers::{
-    client_address, set_forwarded, strip_hop_by_hop, strip_spoofable,
-};
+use arcp_gateway::proxy::{ConnInfo, Credentials, Proxied};
 use arcp_gateway::session::SessionStore;
+use arcp_gateway::upstream::codec::encode_request;
 
 const UPSTREAM_SECRET: &str = "bench-upstream-jwt-secret-0123456789abcdef";
 
@@ -169,18 +170,38 @@ fn bench(c: &mut Criterion) {
     let peer = "127.0.0.1"
         .parse()
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    c.bench_function("headers/hygiene (hop-by-hop, spoofable, forwarded)", |b| {
-        // Formatted once per connection.
-        let forwarded_for = client_address(peer);
-        b.iter(|| {
-            let mut h = client_headers.clone();
-            strip_hop_by_hop(&mut h);
-            strip_spoofable(&mut h);
-            let host = h.get("host").cloned();
-            set_forwarded(&mut h, &forwarded_for, "https", host.as_ref());
-            black_box(h)
-        })
-    });
+    c.bench_function(
+        "upstream/head (hygiene, forwarded, credential swap, written in one pass)",
+        |b| {
+            // Formatted once per connection, made once per request, decided once per session.
+            let conn = ConnInfo::new(std::net::SocketAddr::new(peer, 40000), true);
+            let (parts, ()) = {
+                let mut req = Request::new(());
+                *req.headers_mut() = client_headers.clone();
+                req.into_parts()
+            };
+            let request_id = request_id(&parts.headers);
+            let target = PathAndQuery::from_static("/agents/stats");
+            let swap = Credentials::Swap {
+                authorization: HeaderValue::from_static("Bearer upstream.jwt.token"),
+                fingerprint: HeaderValue::from_static("gateway-fingerprint"),
+            };
+            let default_host = HeaderValue::from_static("127.0.0.1:8001");
+            let mut out = Vec::with_capacity(1024);
+            b.iter(|| {
+                out.clear();
+                let head = Proxied::new(&conn, &parts, &target, &swap, &request_id);
+                black_box(encode_request(
+                    &mut out,
+                    &head,
+                    &default_host,
+                    true,
+                    Some(0),
+                ));
+                black_box(&out);
+            })
+        },
+    );
 
     c.bench_function("frame/normalise_path clean", |b| {
         b.iter(|| black_box(normalise_path(black_box("/agents/agent-1/heartbeat")).is_ok()))

@@ -306,9 +306,9 @@ async fn handle_inner<'s>(
     let response = send(
         handles,
         conn,
-        parts,
+        &parts,
         body,
-        path_and_query,
+        &path_and_query,
         &credentials,
         request_id,
     )
@@ -317,19 +317,20 @@ async fn handle_inner<'s>(
     Ok(response)
 }
 
-/// Builds the upstream request (hygiene, forwarded facts, credentials) and sends it.
+/// Sends the request upstream, its head written from the client's parts with the gateway's
+/// hygiene, forwarded facts and credentials.
 async fn send(
     handles: &Handles,
     conn: &ConnInfo,
-    parts: Parts,
+    parts: &Parts,
     body: Body,
-    path_and_query: PathAndQuery,
+    target: &PathAndQuery,
     credentials: &Credentials,
     request_id: &RequestId,
 ) -> Result<Response<Body>, UpstreamError> {
-    let req = proxy::upstream_request(conn, parts, body, path_and_query, credentials, request_id);
+    let head = proxy::Proxied::new(conn, parts, target, credentials, request_id);
     let started = Stopwatch::start();
-    let response = proxy::forward(&handles.upstream, req).await;
+    let response = proxy::forward(&handles.upstream, &head, body).await;
     handles.metrics.upstream_latency(started.elapsed());
     response
 }
@@ -374,9 +375,9 @@ async fn forward_admin(
         let response = send(
             handles,
             conn,
-            parts,
+            &parts,
             body,
-            path_and_query,
+            &path_and_query,
             &swap(&creds),
             request_id,
         )
@@ -400,9 +401,9 @@ async fn forward_admin(
     let response = send(
         handles,
         conn,
-        clone_parts(&parts),
+        &parts,
         Body::full(bytes.clone()),
-        path_and_query.clone(),
+        &path_and_query,
         &swap(&creds),
         request_id,
     )
@@ -419,9 +420,9 @@ async fn forward_admin(
     Ok(send(
         handles,
         conn,
-        parts,
+        &parts,
         Body::full(bytes),
-        path_and_query,
+        &path_and_query,
         &creds,
         request_id,
     )
@@ -438,16 +439,6 @@ async fn read_replayable(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes
             })
         }
     })
-}
-
-/// What a replay needs of the request: method, target, version and fields (no extensions).
-fn clone_parts(parts: &Parts) -> Parts {
-    let (mut copy, ()) = Request::new(()).into_parts();
-    copy.method = parts.method.clone();
-    copy.uri = parts.uri.clone();
-    copy.version = parts.version;
-    copy.headers = parts.headers.clone();
-    copy
 }
 
 fn path_and_query(path: &str, query: Option<&str>) -> PathAndQuery {

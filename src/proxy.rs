@@ -5,5 +5,5 @@ pub(crate) mod forward;
 pub mod headers;
 pub(crate) mod websocket;
 
-pub use forward::ConnInfo;
-pub(crate) use forward::{forward, upstream_request, Credentials};
+pub(crate) use forward::forward;
+pub use forward::{ConnInfo, Credentials, Proxied};

@@ -7,13 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HOST;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, Uri};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::codec::Decoder;
+use super::codec::{Decoder, RequestHead};
 use super::conn::{exchange, exchange_again, Answer, Conn, ExchangeError, Io};
 use super::pool::{Pool, UpstreamBody};
 use super::UpstreamSettings;
@@ -141,21 +140,31 @@ impl UpstreamClient {
     /// else gets the error: a PUT or DELETE may have been acted on, and a failure on a
     /// fresh connection is upstream's answer, not a stale socket.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let (parts, body) = req.into_parts();
+        self.send_head(&Request::from_parts(parts, ()), body).await
+    }
+
+    /// [`send`](Self::send) for a head written straight from its fields (the proxied request's).
+    pub async fn send_head(
+        &self,
+        head: &(dyn RequestHead + Sync),
+        body: Body,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let pooled = self.pool.checkout();
-        let method = req.method();
+        let method = head.method();
         let head_request = *method == Method::HEAD;
         let again = pooled.is_some()
             && matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-            && http_body::Body::is_end_stream(req.body());
+            && http_body::Body::is_end_stream(&body);
         let deadline = self.response_timeout;
-        let first = tokio::time::timeout(deadline, self.send_once(req, pooled));
+        let first = tokio::time::timeout(deadline, self.send_once(head, body, pooled));
         match first.await {
             Err(_) => Err(UpstreamError::Timeout(deadline)),
             Ok(Ok(response)) => Ok(response),
             // The head that went out is sent again as it was: no copy of the request is
             // kept for a retry that is rarely needed.
-            Ok(Err((UpstreamError::Unreachable(_), head))) if again && !head.is_empty() => {
-                tokio::time::timeout(deadline, self.send_again(head, head_request))
+            Ok(Err((UpstreamError::Unreachable(_), written))) if again && !written.is_empty() => {
+                tokio::time::timeout(deadline, self.send_again(written, head_request))
                     .await
                     .unwrap_or(Err(UpstreamError::Timeout(deadline)))
             }
@@ -169,19 +178,16 @@ impl UpstreamClient {
     /// upstream got the request, and it is not sent again.
     async fn send_once(
         &self,
-        mut req: Request<Body>,
+        head: &(dyn RequestHead + Sync),
+        body: Body,
         pooled: Option<Box<Conn>>,
     ) -> Result<Response<UpstreamBody>, (UpstreamError, Vec<u8>)> {
         let mut conn = match pooled {
             Some(conn) => conn,
             None => self.connect().await.map_err(|e| (e, Vec::new()))?,
         };
-        // Origin form on the wire (the head carries only the path and query); `Host` from
-        // the client, else the upstream's authority.
-        if !req.headers().contains_key(HOST) {
-            req.headers_mut().insert(HOST, self.host.clone());
-        }
-        match exchange(&mut conn, req).await {
+        // `Host` from the request, else the upstream's authority.
+        match exchange(&mut conn, head, &self.host, body).await {
             Ok(answer) => Ok(self.response(answer, conn)),
             Err(e) => {
                 let stale = matches!(e, ExchangeError::Io(_) | ExchangeError::Closed)

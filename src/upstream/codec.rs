@@ -1,8 +1,9 @@
 //! HTTP/1.1 towards the upstream as pure functions over buffers.
 //!
-//! The request head is written from the parts the pipeline built, in one buffer the connection
-//! keeps; the response head is parsed by `httparse` into `http` types whose values share the
-//! connection's read buffer (no copy per field); the response body is cut out of that buffer by
+//! The request head is written in one pass from the request's fields (the proxied request's
+//! after hygiene) into one buffer the connection keeps; the response head is parsed by
+//! `httparse` into `http` types whose values share the connection's read buffer (no copy per
+//! field); the response body is cut out of that buffer by
 //! its framing (RFC 9112 §6.3): a length, chunks, or the end of the connection. Nothing here
 //! does I/O — `conn.rs` reads and writes — so the fuzz target drives these functions directly.
 //!
@@ -14,7 +15,7 @@
 use std::io::Write as _;
 
 use bytes::BytesMut;
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 /// Largest response head accepted (the same bound as for client heads).
@@ -48,49 +49,108 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Picks the request body framing and sets the fields that announce it: a valid
-/// `Content-Length` from the client is kept; otherwise an exact size becomes one, and a body of
-/// unknown size goes chunked. A body-less POST, PUT or PATCH says `content-length: 0`.
+/// An upstream request head as the connection writes it: the proxied request's (the client's
+/// fields after hygiene, then the gateway's own: `proxy::forward`), or a plain
+/// [`http::Request`] (the broker's login).
+pub trait RequestHead {
+    fn method(&self) -> &Method;
+    /// The target in origin form: path and query.
+    fn target(&self) -> &str;
+    /// The `Host` to send, if the request names one.
+    fn host(&self) -> Option<&HeaderValue>;
+    /// Hands each field to send to `field`, in order. `Host` and the body's framing
+    /// (`Content-Length`, `Transfer-Encoding`, `Expect`) may be among them: the codec writes
+    /// those itself.
+    fn fields(&self, field: &mut dyn FnMut(&HeaderName, &HeaderValue));
+}
+
+impl<B> RequestHead for http::Request<B> {
+    fn method(&self) -> &Method {
+        self.method()
+    }
+
+    fn target(&self) -> &str {
+        self.uri().path_and_query().map_or("/", |pq| pq.as_str())
+    }
+
+    fn host(&self) -> Option<&HeaderValue> {
+        self.headers().get(HOST)
+    }
+
+    fn fields(&self, field: &mut dyn FnMut(&HeaderName, &HeaderValue)) {
+        for (name, value) in self.headers() {
+            field(name, value);
+        }
+    }
+}
+
+/// Writes a request head into `out` in one pass — the request line in origin form, `Host`
+/// (`default_host` when the head names none), the fields, the field announcing the body, the
+/// blank line — and returns how the body follows.
 ///
-/// `Expect` is removed: the body follows the head at once (the client's `100-continue` was
+/// The body's framing: a valid `Content-Length` from the client (one value) is kept; otherwise
+/// an exact size becomes one, and a body of unknown size goes chunked. A body-less POST, PUT
+/// or PATCH says `content-length: 0`. The client's `Transfer-Encoding` never goes up, and
+/// neither does `Expect`: the body follows the head at once (the client's `100-continue` was
 /// answered on the client side), and an upstream told to expect a body it then refused might
 /// read that body as the connection's next request.
-pub fn request_framing(
-    method: &Method,
-    headers: &mut HeaderMap,
+pub fn encode_request(
+    out: &mut Vec<u8>,
+    head: &dyn RequestHead,
+    default_host: &HeaderValue,
     end_stream: bool,
     exact: Option<u64>,
 ) -> RequestFraming {
-    headers.remove(TRANSFER_ENCODING);
-    headers.remove(EXPECT);
-    let declared = {
-        let mut values = headers.get_all(CONTENT_LENGTH).iter();
-        match (values.next(), values.next()) {
-            (Some(v), None) => parse_length(v.as_bytes()),
-            _ => None,
+    let method = head.method();
+    let target = head.target();
+    out.reserve(512);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    field_line(
+        out,
+        HOST.as_str(),
+        head.host().unwrap_or(default_host).as_bytes(),
+    );
+    // The client's length: `Some(Some(n))` for one valid value, `Some(None)` for none usable.
+    let mut declared: Option<Option<u64>> = None;
+    head.fields(&mut |name, value| {
+        if name == CONTENT_LENGTH {
+            declared = match declared {
+                None => Some(parse_length(value.as_bytes())),
+                Some(_) => Some(None),
+            };
+        } else if name != HOST && name != TRANSFER_ENCODING && name != EXPECT {
+            field_line(out, name.as_str(), value.as_bytes());
         }
-    };
-    let framing = match (declared, end_stream, exact) {
-        (Some(n), _, _) => return RequestFraming::Length(n).or_empty(),
+    });
+    let framing = match (declared.flatten(), end_stream, exact) {
+        (Some(n), _, _) => RequestFraming::Length(n),
         (None, true, _) => RequestFraming::Empty,
         (None, false, Some(n)) => RequestFraming::Length(n),
         (None, false, None) => RequestFraming::Chunked,
     };
-    headers.remove(CONTENT_LENGTH);
     match framing {
-        RequestFraming::Empty => {
-            if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-            }
+        RequestFraming::Empty if matches!(*method, Method::POST | Method::PUT | Method::PATCH) => {
+            out.extend_from_slice(b"content-length: 0\r\n");
         }
+        RequestFraming::Empty => {}
         RequestFraming::Length(n) => {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            let _ = write!(out, "content-length: {n}\r\n");
         }
-        RequestFraming::Chunked => {
-            headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
+    out.extend_from_slice(b"\r\n");
     framing.or_empty()
+}
+
+/// `name: value` and CRLF.
+fn field_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 impl RequestFraming {
@@ -100,22 +160,6 @@ impl RequestFraming {
             other => other,
         }
     }
-}
-
-/// Writes `method target HTTP/1.1`, the fields and the blank line into `out`.
-pub fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap) {
-    out.reserve(256 + headers.len() * 48);
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends one chunk (size line, data, CRLF) of a chunked request body to `out`.

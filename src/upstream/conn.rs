@@ -13,13 +13,13 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::Request;
+use http::HeaderValue;
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::codec::{self, CodecError, RequestFraming, ResponseHead};
+use super::codec::{self, CodecError, RequestFraming, RequestHead, ResponseHead};
 use crate::body::{Body, BoxError};
 
 /// Capacity of a connection's read buffer.
@@ -151,24 +151,27 @@ impl Conn {
     }
 }
 
-/// Sends `req` on `conn` and reads until the response head has arrived.
+/// Sends a request (`head`, `Host` defaulting to `default_host`, then `body`) on `conn` and
+/// reads until the response head has arrived.
 ///
 /// The request body is written while the answer is awaited: an upstream may answer before it
 /// has read the body (a 413, an early 401), and that answer is returned as soon as it is
 /// complete, with the rest of the request in [`Answer::writer`].
-pub(super) async fn exchange(conn: &mut Conn, req: Request<Body>) -> Result<Answer, ExchangeError> {
-    let (mut parts, body) = req.into_parts();
-    let head_request = parts.method == http::Method::HEAD;
-    let exact = body.size_hint().exact();
-    let framing = codec::request_framing(
-        &parts.method,
-        &mut parts.headers,
-        body.is_end_stream(),
-        exact,
-    );
+pub(super) async fn exchange(
+    conn: &mut Conn,
+    head: &(dyn RequestHead + Sync),
+    default_host: &HeaderValue,
+    body: Body,
+) -> Result<Answer, ExchangeError> {
+    let head_request = *head.method() == http::Method::HEAD;
     conn.write.clear();
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    codec::encode_head(&mut conn.write, &parts.method, target, &parts.headers);
+    let framing = codec::encode_request(
+        &mut conn.write,
+        head,
+        default_host,
+        body.is_end_stream(),
+        body.size_hint().exact(),
+    );
     run(conn, Writer::new(body, framing), head_request).await
 }
 
