@@ -32,6 +32,8 @@ STAGES = [
     ("  framing: request id, limits, path", ["arcp_gateway::pipeline::frame"]),
     ("  route lookup (policy)", ["arcp_gateway::policy"]),
     ("  upstream request build + header hygiene", ["arcp_gateway::proxy::forward::upstream_request",
+                                                   "arcp_gateway::proxy::forward::Proxied",
+                                                   "arcp_gateway::upstream::codec::encode_request",
                                                    "arcp_gateway::proxy::headers"]),
     ("  problem documents", ["arcp_gateway::problem"]),
     ("  access log / tracing", ["arcp_gateway::observability", "tracing_subscriber::", "tracing_core::"]),
