@@ -119,24 +119,36 @@ def table(rows, title, show_spread=True):
 
 
 def targets(rows):
-    """The throughput/CPU targets for the admin route (docs/performance.md), same rounds."""
+    """The forwarding-path targets (docs/performance.md), as medians of same-round ratios."""
     by_round = {(r["round"], r["contender"], r["front"], r["conc"]): r for r in rows}
-    print("== admin route (d) against its targets (medians of same-round ratios)")
+
+    def same_round(num, den, front, conc, key):
+        """The median over rounds of num's `key` ÷ den's, and each round's ratio."""
+        ratios = [r[key] / by_round[(r["round"], den, front, conc)][key]
+                  for r in sorted(rows, key=lambda r: int(r["round"]))
+                  if r["contender"] == num and r["front"] == front and r["conc"] == conc
+                  and (r["round"], den, front, conc) in by_round]
+        return med(ratios), ratios
+
+    def show(label, ratio, target):
+        median, ratios = ratio
+        rounds = " ".join(f"{x:.2f}" for x in ratios)
+        return f"{label} {fmt(median, '.2f')} ({rounds}; target {target})"
+
+    print("== admin route (d) and public route (f) against their targets (medians of same-round ratios)")
     for conc in sorted({r["conc"] for r in rows}, key=int):
         for front in ("plain", "tls"):
-            d = [r for r in rows if r["contender"] == "d" and r["front"] == front and r["conc"] == conc]
-            if not d:
+            if not any(r["contender"] == "d" and r["front"] == front and r["conc"] == conc for r in rows):
                 continue
-            vs_b = med([r["rps"] / by_round[(r["round"], "b", front, conc)]["rps"]
-                        for r in d if (r["round"], "b", front, conc) in by_round])
-            vs_c = med([r["rps"] / by_round[(r["round"], "c", front, conc)]["rps"]
-                        for r in d if (r["round"], "c", front, conc) in by_round])
-            cpu = med([r["cpu_us_req"] for r in d])
-            cpu_b = med([r["cpu_us_req"] for r in rows
-                         if r["contender"] == "b" and r["front"] == front and r["conc"] == conc])
-            print(f"  {front:<5} c{conc:<4} CPU {cpu:6.2f} µs/req (target ≤ 15; nginx here {cpu_b:.2f})"
-                  f"   req/s ÷ nginx {fmt(vs_b, '.2f')} (target ≥ 1.0)"
-                  f"   req/s ÷ haproxy jwt {fmt(vs_c, '.2f')} (target ≥ 1.1)")
+            print(f"  {front:<5} c{conc:<4} "
+                  + show("CPU (d)÷(c) haproxy jwt", same_round("d", "c", front, conc, "cpu_us_req"), "≤ 1.0"))
+            print(f"  {'':<12}"
+                  + show("CPU (d)÷(b) nginx", same_round("d", "b", front, conc, "cpu_us_req"), "≤ 1.0, stretch"))
+            print(f"  {'':<12}"
+                  + show("req/s (d)÷(c) haproxy jwt", same_round("d", "c", front, conc, "rps"), "≥ 1.0"))
+            print(f"  {'':<12}"
+                  + show("CPU (f)÷(b) nginx, public route", same_round("f", "b", front, conc, "cpu_us_req"),
+                         "≤ 1.0"))
     print()
 
 
