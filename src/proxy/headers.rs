@@ -76,13 +76,18 @@ impl<'a> Listed<'a> {
         Listed(headers.get_all(CONNECTION))
     }
 
-    /// Whether `name` is listed (as bytes: a value with obs-text still lists its names).
+    /// Whether `name` is listed.
     pub fn names(&self, name: &HeaderName) -> bool {
-        let name = name.as_str().as_bytes();
+        self.token(name.as_str().as_bytes())
+    }
+
+    /// Whether `token` (`close`, a field name) is listed, case-insensitively; read as bytes, so a
+    /// value with obs-text still lists its names.
+    pub fn token(&self, token: &[u8]) -> bool {
         self.0.iter().any(|v| {
             v.as_bytes()
                 .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
         })
     }
 }

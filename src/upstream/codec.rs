@@ -3,9 +3,9 @@
 //! The request head is written in one pass from the request's fields (the proxied request's
 //! after hygiene) into one buffer the connection keeps; the response head is parsed by
 //! `httparse` into `http` types whose values share the connection's read buffer (no copy per
-//! field); the response body is cut out of that buffer by
-//! its framing (RFC 9112 §6.3): a length, chunks, or the end of the connection. Nothing here
-//! does I/O — `conn.rs` reads and writes — so the fuzz target drives these functions directly.
+//! field); the response body is cut out of that buffer by its framing (RFC 9112 §6.3): a
+//! length, chunks, or the end of the connection. Nothing here does I/O — `conn.rs` reads and
+//! writes — so the fuzz target drives these functions directly.
 //!
 //! The reader is strict where leniency would let the gateway and the client disagree on where a
 //! response ends: conflicting `Content-Length` values are refused, `Transfer-Encoding` wins over
@@ -15,8 +15,10 @@
 use std::io::Write as _;
 
 use bytes::BytesMut;
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+use crate::proxy::headers::Listed;
 
 /// Largest response head accepted (the same bound as for client heads).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -271,7 +273,7 @@ fn head_of(
     mut headers: HeaderMap,
     head_request: bool,
 ) -> Result<ResponseHead, CodecError> {
-    let close = has_token(&headers, &CONNECTION, b"close");
+    let close = Listed::of(&headers).token(b"close");
     let mut keep_alive = version == Version::HTTP_11 && !close;
     let bodiless = head_request
         || status.is_informational()
@@ -343,15 +345,6 @@ fn parse_length(bytes: &[u8]) -> Option<u64> {
             .iter()
             .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
     )
-}
-
-/// Whether a comma-separated field lists `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &[u8]) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    })
 }
 
 /// Whether the last transfer coding of the message is `chunked`.
