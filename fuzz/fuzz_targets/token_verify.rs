@@ -8,7 +8,8 @@
 //!   says so): the upstream-claims checks.
 //! * `m`: byte edits (`index`, `byte` pairs) applied to a genuine gateway token.
 //!
-//! Invariants: a verified gateway token is unexpired, agrees with the general path
+//! Invariants: the per-thread kept verdict equals a fresh verification; a verified gateway
+//! token is unexpired, agrees with the general path
 //! (`gateway_claims`) whenever that accepts it, and an edited genuine token that still
 //! verifies names the same session and expiry; a verified upstream token is never `admin`.
 #![no_main]
@@ -53,7 +54,11 @@ fn split_once(data: &[u8]) -> (&[u8], &[u8]) {
 
 fn check(f: &Fixture, token: &str, edited_genuine: bool) {
     let now = f.tokens.clock().now();
+    // Each token is verified twice: the second answer may be the kept verdict of the first
+    // (or of an earlier input), and must be what a fresh verification says.
     let verified = f.tokens.verify(token);
+    assert_eq!(f.tokens.verify(token), verified, "a kept verdict differs");
+    assert_eq!(f.tokens.verify_afresh(token), verified, "a kept verdict differs afresh");
     let general = f.tokens.gateway_claims(token);
     match &verified {
         Ok(Verified::Gateway(t)) => {

@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(frame.get("fingerprint"), Some(&Value::String(fingerprint)));
             let token = token_of(&frame);
             assert_eq!(f.tokens.verify(&token), Ok(Verified::Gateway(t)));
+            assert_eq!(f.tokens.verify_afresh(&token), Ok(Verified::Gateway(t)));
         }
         Ok(Claimed::Upstream(claims)) => {
             assert!(!claims.is_registration_phase(), "a registration-phase token opened an agent socket");
@@ -77,6 +78,7 @@ fuzz_target!(|data: &[u8]| {
                 serde_json::from_str(&text).expect("an accepted frame is a JSON object");
             let token = token_of(&frame);
             assert!(matches!(f.tokens.verify(&token), Ok(Verified::Upstream(_))));
+            assert!(matches!(f.tokens.verify_afresh(&token), Ok(Verified::Upstream(_))));
         }
     }
 });

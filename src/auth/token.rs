@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -210,6 +211,8 @@ struct Inner {
     fast: Vec<FastKey>,
     upstream: Option<UpstreamTokens>,
     clock: Clock,
+    /// Names this set of keys in the per-thread verdicts ([`verdicts`]).
+    generation: u64,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -263,6 +266,7 @@ impl Tokens {
                 fast,
                 upstream,
                 clock,
+                generation: verdicts::next_generation(),
             }),
         }
     }
@@ -274,11 +278,36 @@ impl Tokens {
     /// Verifies any bearer token: classified by its header `kid` (never by trying keys),
     /// then checked with the one key and algorithm that class allows. The one entry point
     /// for admission, the gateway's answers and the WebSocket first frame.
+    /// A token this thread already verified under these keys gets the same verdict while its
+    /// lifetime lasts ([`verdicts`]).
     pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
-        match self.classify(token)? {
-            Kind::Gateway => self.verify_gateway(token).map(Verified::Gateway),
-            Kind::Upstream => self.verify_upstream(token).map(Verified::Upstream),
+        let generation = self.inner.generation;
+        if let Some(verified) = verdicts::recall(generation, token, self.inner.clock.now()) {
+            return Ok(verified);
         }
+        let (verified, holds) = self.verify_in_full(token)?;
+        verdicts::remember(generation, token, &verified, holds);
+        Ok(verified)
+    }
+
+    /// [`Tokens::verify`] without the per-thread verdicts, neither read nor kept (the fuzz
+    /// targets hold the two to the same answer).
+    pub fn verify_afresh(&self, token: &str) -> Result<Verified, TokenError> {
+        self.verify_in_full(token).map(|(verified, _)| verified)
+    }
+
+    /// The verdict, and the seconds of the clock over which it holds.
+    fn verify_in_full(&self, token: &str) -> Result<(Verified, Range<i64>), TokenError> {
+        Ok(match self.classify(token)? {
+            Kind::Gateway => {
+                let gateway = self.verify_gateway(token)?;
+                (Verified::Gateway(gateway), i64::MIN..gateway.exp)
+            }
+            Kind::Upstream => {
+                let (claims, holds) = self.verify_upstream(token)?;
+                (Verified::Upstream(claims), holds)
+            }
+        })
     }
 
     /// Classifies a token by its header `kid`.
@@ -394,8 +423,10 @@ impl Tokens {
         self.check_lifetime(sid, claims.exp)
     }
 
-    /// Verifies an upstream-minted token as strictly as ARCP would.
-    fn verify_upstream(&self, token: &str) -> Result<UpstreamClaims, TokenError> {
+    /// Verifies an upstream-minted token as strictly as ARCP would; with its claims, the
+    /// seconds of the clock over which that verdict holds (from the latest `iat`/`nbf` less
+    /// the leeway, until the margin before `exp`).
+    fn verify_upstream(&self, token: &str) -> Result<(UpstreamClaims, Range<i64>), TokenError> {
         let up = self
             .inner
             .upstream
@@ -428,14 +459,18 @@ impl Tokens {
         let exp = number("exp").ok_or(TokenError::Invalid)??;
         // Refused from `expiry_margin` before `exp`: upstream, which tolerates `leeway` past
         // `exp`, then has margin + leeway against transit time and clock skew.
-        if (exp as i64) - (up.expiry_margin.as_secs() as i64) <= now {
+        let refused_from = (exp as i64).saturating_sub(up.expiry_margin.as_secs() as i64);
+        if refused_from <= now {
             return Err(TokenError::Expired { sid: None });
         }
+        let mut valid_from = i64::MIN;
         for future_claim in ["iat", "nbf"] {
             if let Some(t) = number(future_claim) {
-                if t? as i64 > now + leeway {
+                let from = (t? as i64).saturating_sub(leeway);
+                if from > now {
                     return Err(TokenError::Invalid);
                 }
+                valid_from = valid_from.max(from);
             }
         }
         let string = |name: &str| match claims.get(name) {
@@ -454,14 +489,15 @@ impl Tokens {
         if role == "admin" {
             return Err(TokenError::ForeignAdmin);
         }
-        Ok(UpstreamClaims {
+        let claims = UpstreamClaims {
             sub,
             agent_id,
             role,
             token_type: string("token_type").ok().flatten(),
             aud: string("aud").ok().flatten(),
             temp_registration: claims.get("temp_registration") == Some(&Value::Bool(true)),
-        })
+        };
+        Ok((claims, valid_from..refused_from))
     }
 }
 
@@ -477,6 +513,8 @@ fn header_segment(kid: &str) -> Option<String> {
     .ok()?;
     token.split('.').next().map(str::to_owned)
 }
+
+mod verdicts;
 
 #[cfg(test)]
 mod tests;

@@ -157,15 +157,17 @@ fn upstream_tokens_are_verified_like_arcp() {
     let agent = serde_json::json!({"sub":"agent-1","agent_id":"agent-1","role":"agent","iat":now,"exp":now+600});
     let token = sign(Header::new(Algorithm::HS256), &agent, UPSTREAM);
     assert!(matches!(t.classify(&token), Ok(Kind::Upstream)));
-    let claims = t.verify_upstream(&token).unwrap();
+    let (claims, holds) = t.verify_upstream(&token).unwrap();
     assert_eq!(claims.role, "agent");
+    assert_eq!(holds, now - 60..now + 600 - 10);
     // ARCP accepts HS512 under an HS256 configuration; so does the gateway.
     assert!(t
         .verify_upstream(&sign(Header::new(Algorithm::HS512), &agent, UPSTREAM))
         .is_ok());
     // bad signature
     assert_eq!(
-        t.verify_upstream(&sign(Header::new(Algorithm::HS256), &agent, SECRET)),
+        t.verify_upstream(&sign(Header::new(Algorithm::HS256), &agent, SECRET))
+            .map(|(c, _)| c),
         Err(TokenError::Invalid)
     );
     // expired, or about to: refused from the margin (10 s) before `exp`, so no token can
@@ -174,7 +176,8 @@ fn upstream_tokens_are_verified_like_arcp() {
     for exp in [now - 120, now - 30, now, now + 10] {
         old["exp"] = exp.into();
         assert_eq!(
-            t.verify_upstream(&sign(Header::new(Algorithm::HS256), &old, UPSTREAM)),
+            t.verify_upstream(&sign(Header::new(Algorithm::HS256), &old, UPSTREAM))
+                .map(|(c, _)| c),
             Err(TokenError::Expired { sid: None }),
             "exp {exp}, now {now}"
         );
@@ -203,7 +206,129 @@ fn upstream_tokens_are_verified_like_arcp() {
     let mut admin = agent.clone();
     admin["role"] = "admin".into();
     assert_eq!(
-        t.verify_upstream(&sign(Header::new(Algorithm::HS256), &admin, UPSTREAM)),
+        t.verify_upstream(&sign(Header::new(Algorithm::HS256), &admin, UPSTREAM))
+            .map(|(c, _)| c),
         Err(TokenError::ForeignAdmin)
     );
+}
+
+#[test]
+fn verdicts_are_kept_per_token_within_their_lifetime() {
+    let clock = Clock::system();
+    let t = tokens(clock.clone());
+    let now = clock.now();
+    let sid = SessionId::random();
+    let gateway = t.issue("ARCP", &sid, now + 60).unwrap();
+    let first = t.verify(&gateway).unwrap();
+    assert_eq!(verdicts::kept(), 1);
+    assert_eq!(
+        verdicts::recall(t.inner.generation, &gateway, now),
+        Some(first.clone())
+    );
+    assert_eq!(t.verify(&gateway).unwrap(), first);
+    assert_eq!(t.verify_afresh(&gateway).unwrap(), first);
+
+    // A token differing in one byte (here: its signature), or a prefix of the kept one, is
+    // not the kept one: it is verified in full, fails, and is not kept.
+    let mut forged = gateway.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let prefix = &gateway[..gateway.len() - 1];
+    for other in [forged.as_str(), prefix] {
+        assert_eq!(verdicts::recall(t.inner.generation, other, now), None);
+        assert_eq!(t.verify(other), Err(TokenError::Invalid));
+    }
+    assert_eq!(verdicts::kept(), 1);
+
+    // The lifetime is checked on every use: at `exp` the kept verdict no longer holds, it is
+    // dropped, and the full path says why.
+    clock.advance(60);
+    assert_eq!(
+        t.verify(&gateway),
+        Err(TokenError::Expired { sid: Some(sid) })
+    );
+    assert_eq!(verdicts::kept(), 0);
+}
+
+#[test]
+fn kept_upstream_verdicts_hold_only_between_iat_and_the_margin_before_exp() {
+    let clock = Clock::system();
+    let t = tokens(clock.clone());
+    let now = clock.now();
+    let agent = serde_json::json!({"sub":"a","agent_id":"a","role":"agent","iat":now,"exp":now+30});
+    let agent = sign(Header::new(Algorithm::HS256), &agent, UPSTREAM);
+    assert!(matches!(t.verify(&agent), Ok(Verified::Upstream(_))));
+    let generation = t.inner.generation;
+    // From `iat` less the leeway (60 s) until the margin (10 s) before `exp`.
+    assert!(verdicts::recall(generation, &agent, now - 60).is_some());
+    assert!(verdicts::recall(generation, &agent, now + 19).is_some());
+    assert_eq!(verdicts::recall(generation, &agent, now + 20), None);
+    // A clock stepped back past the leeway refuses the token as a fresh verification does.
+    assert!(t.verify(&agent).is_ok());
+    clock.advance(-61);
+    assert_eq!(t.verify(&agent), Err(TokenError::Invalid));
+    assert_eq!(t.verify_afresh(&agent), Err(TokenError::Invalid));
+    clock.advance(61 + 20);
+    assert_eq!(t.verify(&agent), Err(TokenError::Expired { sid: None }));
+}
+
+#[test]
+fn verdicts_are_forgotten_with_the_keys_they_were_reached_under() {
+    let clock = Clock::system();
+    let t = tokens(clock.clone());
+    let now = clock.now();
+    let gateway = t.issue("ARCP", &SessionId::random(), now + 60).unwrap();
+    let agent = serde_json::json!({"sub":"a","agent_id":"a","iat":now,"exp":now+600});
+    let agent = sign(Header::new(Algorithm::HS256), &agent, UPSTREAM);
+    assert!(t.verify(&gateway).is_ok());
+    assert!(t.verify(&agent).is_ok());
+    assert_eq!(verdicts::kept(), 2);
+
+    // A reload to other keys: `k1` gone, another upstream secret. Neither token verifies
+    // under them, and the old verdicts are dropped when the new keys are first used.
+    const OTHER: &[u8] = b"another-gateway-secret-0123456789abcdef";
+    let mut settings = auth();
+    settings.keys[0].kid = "k2".into();
+    settings.keys[0].decoding = DecodingKey::from_secret(OTHER);
+    settings.keys[0].encoding = Some(EncodingKey::from_secret(OTHER));
+    settings.keys[0].hmac_secret = Some(crate::secret::Secret::new(
+        std::str::from_utf8(OTHER).unwrap(),
+    ));
+    settings.signing_kid = "k2".into();
+    settings.upstream_tokens = Some(UpstreamTokens {
+        algorithm: Algorithm::HS256,
+        key: DecodingKey::from_secret(b"another-upstream-secret-0123456789abcdef"),
+        leeway: Duration::from_secs(60),
+        expiry_margin: Duration::from_secs(10),
+    });
+    let reloaded = Tokens::new(&settings, clock.clone());
+    assert_ne!(reloaded.inner.generation, t.inner.generation);
+    assert_eq!(reloaded.verify(&gateway), Err(TokenError::UnknownKid));
+    assert_eq!(verdicts::kept(), 0);
+    assert_eq!(reloaded.verify(&agent), Err(TokenError::Invalid));
+    // The same keys rebuilt (a reload that changed something else) are a new generation too.
+    let rebuilt = tokens(clock.clone());
+    assert!(rebuilt.verify(&gateway).is_ok());
+    assert_eq!(verdicts::recall(t.inner.generation, &gateway, now), None);
+}
+
+#[test]
+fn verdicts_are_bounded_in_count_and_token_length() {
+    let clock = Clock::system();
+    let t = tokens(clock.clone());
+    let now = clock.now();
+    // A token longer than the bound verifies, and is not kept.
+    let name = "a".repeat(verdicts::LONGEST);
+    let agent = serde_json::json!({"sub":name,"agent_id":name,"iat":now,"exp":now+600});
+    let long = sign(Header::new(Algorithm::HS256), &agent, UPSTREAM);
+    assert!(long.len() > verdicts::LONGEST);
+    assert!(t.verify(&long).is_ok());
+    assert_eq!(verdicts::kept(), 0);
+    for _ in 0..verdicts::CAPACITY + 10 {
+        let token = t.issue("ARCP", &SessionId::random(), now + 60).unwrap();
+        assert!(t.verify(&token).is_ok());
+        assert!(verdicts::kept() <= verdicts::CAPACITY);
+    }
+    assert_eq!(verdicts::kept(), verdicts::CAPACITY);
 }
