@@ -11,9 +11,10 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, Uri};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::codec::{Decoder, RequestHead};
-use super::conn::{exchange, exchange_again, Answer, Conn, ExchangeError, Io};
+use super::conn::{exchange_again, exchange_by, Answer, Conn, ExchangeError, Io};
 use super::pool::{Pool, UpstreamBody};
 use super::UpstreamSettings;
 use crate::body::{is_body_too_large, Body, BoxError};
@@ -150,46 +151,51 @@ impl UpstreamClient {
         head: &(dyn RequestHead + Sync),
         body: Body,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let pooled = self.pool.checkout();
+        let now = crate::clock::io_now();
+        let deadline = self.response_timeout;
+        let pooled = self.pool.checkout(now);
         let method = head.method();
         let head_request = *method == Method::HEAD;
         let again = pooled.is_some()
             && matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
             && http_body::Body::is_end_stream(&body);
-        let deadline = self.response_timeout;
-        let first = tokio::time::timeout(deadline, self.send_once(head, body, pooled));
-        match first.await {
-            Err(_) => Err(UpstreamError::Timeout(deadline)),
-            Ok(Ok(response)) => Ok(response),
+        match self.send_once(head, body, pooled, now + deadline).await {
+            Ok(response) => Ok(response),
             // The head that went out is sent again as it was: no copy of the request is
             // kept for a retry that is rarely needed.
-            Ok(Err((UpstreamError::Unreachable(_), written))) if again && !written.is_empty() => {
+            Err((UpstreamError::Unreachable(_), written)) if again && !written.is_empty() => {
                 tokio::time::timeout(deadline, self.send_again(written, head_request))
                     .await
                     .unwrap_or(Err(UpstreamError::Timeout(deadline)))
             }
-            Ok(Err((e, _))) => Err(e),
+            Err((e, _)) => Err(e),
         }
     }
 
-    /// One exchange on `pooled`, or on a new connection; on failure, the error and, when the
-    /// connection failed before a byte of an answer arrived, the request head as it was written
-    /// (the whole head for a body-less request), else nothing: a malformed or cut answer means
-    /// upstream got the request, and it is not sent again.
+    /// One exchange on `pooled`, or on a new connection, answered by `due`; on failure, the
+    /// error and, when the connection failed before a byte of an answer arrived, the request
+    /// head as it was written (the whole head for a body-less request), else nothing: a
+    /// malformed or cut answer means upstream got the request, and it is not sent again.
     async fn send_once(
         &self,
         head: &(dyn RequestHead + Sync),
         body: Body,
         pooled: Option<Box<Conn>>,
+        due: Instant,
     ) -> Result<Response<UpstreamBody>, (UpstreamError, Vec<u8>)> {
+        let timed_out = || (UpstreamError::Timeout(self.response_timeout), Vec::new());
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => self.connect().await.map_err(|e| (e, Vec::new()))?,
+            None => tokio::time::timeout_at(due, self.connect())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| (e, Vec::new()))?,
         };
         // `Host` from the request, else the upstream's authority.
-        match exchange(&mut conn, head, &self.host, body).await {
-            Ok(answer) => Ok(self.response(answer, conn)),
-            Err(e) => {
+        match exchange_by(&mut conn, due, head, &self.host, body).await {
+            None => Err(timed_out()),
+            Some(Ok(answer)) => Ok(self.response(answer, conn)),
+            Some(Err(e)) => {
                 let stale = matches!(e, ExchangeError::Io(_) | ExchangeError::Closed)
                     && conn.read.is_empty();
                 let head = if stale {

@@ -88,6 +88,11 @@ pub(super) struct Conn {
     pub write: Vec<u8>,
     /// When it last went idle (for `pool_idle_timeout`).
     pub idle_since: Instant,
+    /// The response deadline of the exchange on it, moved forward for each request
+    /// ([`exchange_by`]): a later deadline is an atomic store on a timer registered once,
+    /// instead of a timer registered and removed per request. Idle in the pool, it may fire
+    /// once per deadline and wake the task that last waited on it, which finds nothing to do.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Why an exchange on a connection failed.
@@ -124,6 +129,7 @@ impl Conn {
             read: BytesMut::with_capacity(READ_BUFFER),
             write: Vec::with_capacity(1024),
             idle_since: crate::clock::io_now(),
+            deadline: None,
         }
     }
 
@@ -173,6 +179,34 @@ pub(super) async fn exchange(
         body.size_hint().exact(),
     );
     run(conn, Writer::new(body, framing), head_request).await
+}
+
+/// [`exchange`] within `due`: `None` if `due` passed before the response head was complete
+/// (the connection is then in an unknown state and must be dropped).
+pub(super) async fn exchange_by(
+    conn: &mut Conn,
+    due: Instant,
+    head: &(dyn RequestHead + Sync),
+    default_host: &HeaderValue,
+    body: Body,
+) -> Option<Result<Answer, ExchangeError>> {
+    let mut deadline = match conn.deadline.take() {
+        Some(mut deadline) => {
+            deadline.as_mut().reset(due);
+            deadline
+        }
+        None => Box::pin(tokio::time::sleep_until(due)),
+    };
+    let answer = {
+        let mut exchange = std::pin::pin!(exchange(conn, head, default_host, body));
+        std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+            Poll::Ready(answer) => Poll::Ready(Some(answer)),
+            Poll::Pending => deadline.as_mut().poll(cx).map(|()| None),
+        })
+        .await
+    };
+    conn.deadline = Some(deadline);
+    answer
 }
 
 /// Sends again, on a fresh `conn`, a body-less request whose head another connection wrote

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use tokio::time::Instant;
 
 use super::codec::{CodecError, Decoder, Step};
 use super::conn::{Conn, WriteError, Writer};
@@ -67,9 +68,9 @@ impl Pool {
         }
     }
 
-    /// The newest idle connection that can take a request; stale and closed ones are dropped.
-    pub(super) fn checkout(&self) -> Option<Box<Conn>> {
-        let now = crate::clock::io_now();
+    /// The newest idle connection that can take a request at `now`; stale and closed ones are
+    /// dropped.
+    pub(super) fn checkout(&self, now: Instant) -> Option<Box<Conn>> {
         loop {
             let mut conn = {
                 let mut idle = shard(&self.inner.idle).lock().ok()?;

@@ -372,6 +372,65 @@ where
 }
 
 #[tokio::test]
+async fn the_response_deadline_moves_with_each_request_on_a_kept_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    async fn next_head(stream: &mut tokio::net::TcpStream) {
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "connection ended");
+            seen.push(byte[0]);
+        }
+    }
+    // One connection only: every request below that succeeds went on the kept one.
+    let server = one_connection(|mut stream| async move {
+        for delay in [0, 250, 100] {
+            next_head(&mut stream).await;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            stream.write_all(OK).await.unwrap();
+        }
+        // The fourth request is never answered; the connection stays open.
+        next_head(&mut stream).await;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let mut client = client(&server);
+    client.response_timeout = TIMEOUT;
+    assert_eq!(
+        text(client.send(get(&client, "/1")).await.unwrap()).await,
+        "ok"
+    );
+    // Sent within the first request's deadline and answered after it: the deadline is the
+    // second request's own.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        text(client.send(get(&client, "/2")).await.unwrap()).await,
+        "ok"
+    );
+    // Idle past the deadline (its timer fires in the pool), then used again.
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(200)).await;
+    assert_eq!(
+        text(client.send(get(&client, "/3")).await.unwrap()).await,
+        "ok"
+    );
+    assert_eq!(client.pool.idle_count(), 1);
+    // Unanswered: a timeout after the deadline, not before, and the connection is dropped.
+    let started = crate::clock::io_now();
+    let failed = client.send(get(&client, "/4")).await;
+    assert!(
+        matches!(failed, Err(UpstreamError::Timeout(t)) if t == TIMEOUT),
+        "{failed:?}"
+    );
+    assert!(
+        started.elapsed() >= TIMEOUT,
+        "timed out after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.pool.idle_count(), 0);
+}
+
+#[tokio::test]
 async fn a_body_cut_short_by_the_upstream_is_an_error_not_an_end() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Answers one request with half of the promised body, then closes.
