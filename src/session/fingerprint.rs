@@ -5,7 +5,6 @@
 //! a log never shows the value, and comparison does not leak how much of it matched.
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint([u8; 32]);
@@ -38,24 +37,10 @@ impl Fingerprint {
         self.same(&Self::of(presented))
     }
 
-    /// Constant-time comparison of two hashes: word by word, every word always; the
-    /// differences are OR-ed together and only the total is compared (subtle's slice
-    /// comparison costs a barrier per byte).
+    /// Constant-time comparison of two hashes.
     fn same(&self, other: &Fingerprint) -> bool {
-        let diff = self
-            .0
-            .chunks_exact(8)
-            .zip(other.0.chunks_exact(8))
-            .fold(0u64, |acc, (a, b)| acc | (word(a) ^ word(b)));
-        diff.ct_eq(&0).into()
+        crate::secret::same_bytes(&self.0, &other.0)
     }
-}
-
-/// Eight bytes of a hash as one word.
-fn word(bytes: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(bytes);
-    u64::from_ne_bytes(w)
 }
 
 impl std::fmt::Debug for Fingerprint {

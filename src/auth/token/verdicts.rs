@@ -25,8 +25,6 @@ use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use subtle::ConstantTimeEq;
-
 use super::Verified;
 
 /// Verdicts kept per thread.
@@ -84,7 +82,7 @@ pub(super) fn recall(generation: u64, token: &str, now: i64) -> Option<Verified>
         }
         let slot = table.hasher.hash_one(token.as_bytes());
         let kept = table.kept.get(&slot)?;
-        if !bool::from(kept.token.as_ref().ct_eq(token.as_bytes())) {
+        if !crate::secret::same_bytes(&kept.token, token.as_bytes()) {
             return None;
         }
         if kept.holds.contains(&now) {
