@@ -201,7 +201,11 @@ pub(super) async fn exchange_by(
         let mut exchange = std::pin::pin!(exchange(conn, head, default_host, body));
         std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
             Poll::Ready(answer) => Poll::Ready(Some(answer)),
-            Poll::Pending => deadline.as_mut().poll(cx).map(|()| None),
+            // Outside tokio's per-task budget: an exchange that used it up (an upstream
+            // flooding interim answers) must not keep the deadline from being looked at.
+            Poll::Pending => std::pin::pin!(tokio::task::coop::unconstrained(deadline.as_mut()))
+                .poll(cx)
+                .map(|()| None),
         })
         .await
     };

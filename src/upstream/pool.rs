@@ -4,7 +4,8 @@
 //! and its request was written whole; a body dropped early closes it. Idle connections are not
 //! polled: on checkout each is checked once without waiting (see [`Conn::usable`]), else it is
 //! dropped and the next one is tried. Idle connections older than `pool_idle_timeout` are
-//! dropped; at most `pool_max_idle_per_host` are kept per worker (newest first).
+//! dropped; at most `pool_max_idle_per_host` are kept per worker (newest first), for the first
+//! 1024 workers.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -24,8 +25,11 @@ pub(super) struct Pool {
     inner: Arc<PoolInner>,
 }
 
-/// Shards of idle connections: one per worker thread (up to 256 workers), one for the rest.
-const SHARDS: usize = 257;
+/// Shards of idle connections: one for the threads that are not workers (one runtime), then
+/// one per worker thread. Workers past the last shard keep no idle connections: a shard is
+/// never shared by two runtimes (a connection's socket and deadline belong to the runtime
+/// that opened it).
+const SHARDS: usize = 1 + 1024;
 
 /// One shard of idle connections, newest last.
 // Boxed on purpose: a connection moves pool → request → response body → pool as one
@@ -43,10 +47,9 @@ struct PoolInner {
     idle_timeout: Duration,
 }
 
-/// This thread's shard.
-fn shard(idle: &[Idle]) -> &Idle {
-    let i = crate::server::workers::current().map_or(0, |w| 1 + w % (SHARDS - 1));
-    &idle[i]
+/// This thread's shard, if it has one.
+fn shard(idle: &[Idle]) -> Option<&Idle> {
+    idle.get(crate::server::workers::current().map_or(0, |w| 1 + w))
 }
 
 impl std::fmt::Debug for Pool {
@@ -73,7 +76,7 @@ impl Pool {
     pub(super) fn checkout(&self, now: Instant) -> Option<Box<Conn>> {
         loop {
             let mut conn = {
-                let mut idle = shard(&self.inner.idle).lock().ok()?;
+                let mut idle = shard(&self.inner.idle)?.lock().ok()?;
                 idle.pop()?
             };
             if now.saturating_duration_since(conn.idle_since) < self.inner.idle_timeout
@@ -90,7 +93,7 @@ impl Pool {
             return;
         }
         conn.idle_since = crate::clock::io_now();
-        if let Ok(mut idle) = shard(&self.inner.idle).lock() {
+        if let Some(Ok(mut idle)) = shard(&self.inner.idle).map(Mutex::lock) {
             if idle.len() >= self.inner.max_idle {
                 idle.remove(0);
             }

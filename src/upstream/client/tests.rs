@@ -374,7 +374,7 @@ where
 #[tokio::test]
 async fn the_response_deadline_moves_with_each_request_on_a_kept_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const TIMEOUT: Duration = Duration::from_millis(300);
+    const TIMEOUT: Duration = Duration::from_millis(1000);
     async fn next_head(stream: &mut tokio::net::TcpStream) {
         let mut seen = Vec::new();
         let mut byte = [0u8; 1];
@@ -385,7 +385,7 @@ async fn the_response_deadline_moves_with_each_request_on_a_kept_connection() {
     }
     // One connection only: every request below that succeeds went on the kept one.
     let server = one_connection(|mut stream| async move {
-        for delay in [0, 250, 100] {
+        for delay in [0, 700, 100] {
             next_head(&mut stream).await;
             tokio::time::sleep(Duration::from_millis(delay)).await;
             stream.write_all(OK).await.unwrap();
@@ -401,9 +401,9 @@ async fn the_response_deadline_moves_with_each_request_on_a_kept_connection() {
         text(client.send(get(&client, "/1")).await.unwrap()).await,
         "ok"
     );
-    // Sent within the first request's deadline and answered after it: the deadline is the
-    // second request's own.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Sent 600 ms into the first request's deadline and answered 700 ms later, after that
+    // deadline and 300 ms before its own: the deadline is the second request's own.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         text(client.send(get(&client, "/2")).await.unwrap()).await,
         "ok"
@@ -415,19 +415,80 @@ async fn the_response_deadline_moves_with_each_request_on_a_kept_connection() {
         "ok"
     );
     assert_eq!(client.pool.idle_count(), 1);
-    // Unanswered: a timeout after the deadline, not before, and the connection is dropped.
+    // Unanswered: a timeout at the deadline, and the connection is dropped.
     let started = crate::clock::io_now();
     let failed = client.send(get(&client, "/4")).await;
+    let took = started.elapsed();
     assert!(
         matches!(failed, Err(UpstreamError::Timeout(t)) if t == TIMEOUT),
         "{failed:?}"
     );
     assert!(
-        started.elapsed() >= TIMEOUT,
-        "timed out after {:?}",
-        started.elapsed()
+        took >= TIMEOUT && took < TIMEOUT * 4,
+        "timed out after {took:?}"
     );
     assert_eq!(client.pool.idle_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_flooding_interim_answers_still_meets_the_deadline() {
+    use tokio::io::AsyncWriteExt;
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    // Interim answers without end, as fast as the socket takes them: every poll of the
+    // exchange finds more to read and uses up the task's budget.
+    let server = one_connection(|mut stream| async move {
+        let flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(40_000);
+        while stream.write_all(&flood).await.is_ok() {}
+    })
+    .await;
+    let mut client = client(&server);
+    client.response_timeout = TIMEOUT;
+    // The socket is full before the request goes out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = tokio::time::timeout(Duration::from_secs(20), client.send(get(&client, "/flood")));
+    let failed = sent
+        .await
+        .expect("the response deadline was never looked at");
+    assert!(
+        matches!(failed, Err(UpstreamError::Timeout(t)) if t == TIMEOUT),
+        "{failed:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_connection_is_made_within_the_response_deadline() {
+    // TCP is accepted, the TLS handshake never answered: the connect timeout (30 s) is not
+    // what ends the request, the response deadline is.
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    let server = one_connection(|stream| async move {
+        let _held = stream;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let client = UpstreamClient::new(&UpstreamSettings {
+        url: format!("https://{}", server.address).parse().unwrap(),
+        ca: None,
+        connect_timeout: Duration::from_secs(30),
+        response_timeout: TIMEOUT,
+        pool_idle_timeout: Duration::from_secs(90),
+        pool_max_idle_per_host: 4,
+        service_account: None,
+        session_refresh_margin: Duration::from_secs(60),
+        replay_buffer_bytes: 0,
+        login_backoff_max: Duration::from_secs(5),
+    })
+    .unwrap();
+    let started = crate::clock::io_now();
+    let failed = client.send(get(&client, "/tls")).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(failed, Err(UpstreamError::Timeout(t)) if t == TIMEOUT),
+        "{failed:?}"
+    );
+    assert!(
+        took >= TIMEOUT && took < TIMEOUT * 10,
+        "timed out after {took:?}"
+    );
 }
 
 #[tokio::test]
