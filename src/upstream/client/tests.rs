@@ -82,11 +82,25 @@ async fn server(mode: Mode) -> Server {
 }
 
 fn client(server: &Server) -> UpstreamClient {
+    client_with(
+        "http",
+        server,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+}
+
+fn client_with(
+    scheme: &str,
+    server: &Server,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> UpstreamClient {
     UpstreamClient::new(&UpstreamSettings {
-        url: format!("http://{}", server.address).parse().unwrap(),
+        url: format!("{scheme}://{}", server.address).parse().unwrap(),
         ca: None,
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(5),
+        connect_timeout,
+        response_timeout,
         pool_idle_timeout: Duration::from_secs(90),
         pool_max_idle_per_host: 4,
         service_account: None,
@@ -395,8 +409,7 @@ async fn the_response_deadline_moves_with_each_request_on_a_kept_connection() {
         std::future::pending::<()>().await;
     })
     .await;
-    let mut client = client(&server);
-    client.response_timeout = TIMEOUT;
+    let client = client_with("http", &server, Duration::from_secs(2), TIMEOUT);
     assert_eq!(
         text(client.send(get(&client, "/1")).await.unwrap()).await,
         "ok"
@@ -416,18 +429,22 @@ async fn the_response_deadline_moves_with_each_request_on_a_kept_connection() {
     );
     assert_eq!(client.pool.idle_count(), 1);
     // Unanswered: a timeout at the deadline, and the connection is dropped.
+    times_out(&client, "/4", TIMEOUT * 4).await;
+    assert_eq!(client.pool.idle_count(), 0);
+}
+
+/// Sends a GET to `path` and expects the response timeout, no earlier than it and before
+/// `within`.
+async fn times_out(client: &UpstreamClient, path: &'static str, within: Duration) {
     let started = crate::clock::io_now();
-    let failed = client.send(get(&client, "/4")).await;
+    let failed = client.send(get(client, path)).await;
     let took = started.elapsed();
+    let timeout = client.response_timeout;
     assert!(
-        matches!(failed, Err(UpstreamError::Timeout(t)) if t == TIMEOUT),
+        matches!(failed, Err(UpstreamError::Timeout(t)) if t == timeout),
         "{failed:?}"
     );
-    assert!(
-        took >= TIMEOUT && took < TIMEOUT * 4,
-        "timed out after {took:?}"
-    );
-    assert_eq!(client.pool.idle_count(), 0);
+    assert!(took >= timeout && took < within, "timed out after {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,8 +458,7 @@ async fn an_upstream_flooding_interim_answers_still_meets_the_deadline() {
         while stream.write_all(&flood).await.is_ok() {}
     })
     .await;
-    let mut client = client(&server);
-    client.response_timeout = TIMEOUT;
+    let client = client_with("http", &server, Duration::from_secs(2), TIMEOUT);
     // The socket is full before the request goes out.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = tokio::time::timeout(Duration::from_secs(20), client.send(get(&client, "/flood")));
@@ -465,30 +481,8 @@ async fn the_connection_is_made_within_the_response_deadline() {
         std::future::pending::<()>().await;
     })
     .await;
-    let client = UpstreamClient::new(&UpstreamSettings {
-        url: format!("https://{}", server.address).parse().unwrap(),
-        ca: None,
-        connect_timeout: Duration::from_secs(30),
-        response_timeout: TIMEOUT,
-        pool_idle_timeout: Duration::from_secs(90),
-        pool_max_idle_per_host: 4,
-        service_account: None,
-        session_refresh_margin: Duration::from_secs(60),
-        replay_buffer_bytes: 0,
-        login_backoff_max: Duration::from_secs(5),
-    })
-    .unwrap();
-    let started = crate::clock::io_now();
-    let failed = client.send(get(&client, "/tls")).await;
-    let took = started.elapsed();
-    assert!(
-        matches!(failed, Err(UpstreamError::Timeout(t)) if t == TIMEOUT),
-        "{failed:?}"
-    );
-    assert!(
-        took >= TIMEOUT && took < TIMEOUT * 10,
-        "timed out after {took:?}"
-    );
+    let client = client_with("https", &server, Duration::from_secs(30), TIMEOUT);
+    times_out(&client, "/tls", TIMEOUT * 10).await;
 }
 
 #[tokio::test]
