@@ -261,7 +261,7 @@ impl SessionStore {
     /// so the next request on another replica sees the activity).
     pub async fn record_activity(&self, session: &Session) {
         match self.touch_shared(session) {
-            Some(flush) if self.shared.is_some() => flush.await,
+            Some(flush) if self.shared.is_some() => Box::pin(flush).await,
             _ => self.touch(session),
         }
     }
@@ -356,7 +356,9 @@ impl SessionStore {
     /// request is admitted.
     pub async fn lookup(&self, id: &SessionId) -> Lookup {
         if let Some(shared) = &self.shared {
-            return self.lookup_shared(shared, id).await;
+            // Boxed, like the other rare or large branches below: the in-process lookup
+            // is every admin request's, and its future would otherwise carry their size.
+            return Box::pin(self.lookup_shared(shared, id)).await;
         }
         let idle_ms = self.settings.idle_timeout.as_millis() as u64;
         match self.sessions.get(id).await {
@@ -370,7 +372,7 @@ impl SessionStore {
                 Lookup::Active(session)
             }
             Some(_) => {
-                self.sessions.invalidate(id).await;
+                Box::pin(self.sessions.invalidate(id)).await;
                 Lookup::Expired
             }
             None => match self.tombstones.get(id).await {

@@ -374,7 +374,8 @@ async fn admin_session(
         });
     };
     if let Err(e) = check_fingerprint(&admin, presented) {
-        sessions.fingerprint_mismatch(&admin.session).await;
+        // Boxed: rare, and its future would otherwise be carried by every admin request's.
+        Box::pin(sessions.fingerprint_mismatch(&admin.session)).await;
         return Err(e);
     }
     sessions.record_activity(&admin.session).await;

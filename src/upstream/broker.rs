@@ -202,7 +202,9 @@ impl Broker {
         if let Some(c) = self.fresh() {
             return Ok(c);
         }
-        self.login_once(None).await
+        // Boxed: a login is rare and its future large; every admin request's future would
+        // otherwise carry (and move) its size.
+        Box::pin(self.login_once(None)).await
     }
 
     /// New credentials after upstream refused those of `generation`.

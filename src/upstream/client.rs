@@ -164,7 +164,9 @@ impl UpstreamClient {
             // The head that went out is sent again as it was: no copy of the request is
             // kept for a retry that is rarely needed.
             Err((UpstreamError::Unreachable(_), written)) if again && !written.is_empty() => {
-                tokio::time::timeout(deadline, self.send_again(written, head_request))
+                // Boxed, as the connect below: rare, and their futures would otherwise be
+                // carried (and moved) by every request's.
+                tokio::time::timeout(deadline, Box::pin(self.send_again(written, head_request)))
                     .await
                     .unwrap_or(Err(UpstreamError::Timeout(deadline)))
             }
@@ -186,7 +188,7 @@ impl UpstreamClient {
         let timed_out = || (UpstreamError::Timeout(self.response_timeout), Vec::new());
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => tokio::time::timeout_at(due, self.connect())
+            None => tokio::time::timeout_at(due, Box::pin(self.connect()))
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| (e, Vec::new()))?,
