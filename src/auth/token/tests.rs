@@ -144,6 +144,25 @@ fn forged_and_confused_gateway_tokens_fail() {
     assert!(t.verify_gateway(&genuine).is_ok());
 }
 
+#[test]
+fn a_token_for_the_longest_user_name_of_escaped_characters_verifies() {
+    // 255 characters that JSON escapes (6 bytes each as `\u0001`): the payload is far longer
+    // than the fast path's stack buffer.
+    let clock = Clock::system();
+    let t = tokens(clock.clone());
+    let sid = SessionId::random();
+    let name = "\u{1}".repeat(255);
+    let token = t.issue(&name, &sid, clock.now() + 60).unwrap();
+    assert!(token.len() > 3000);
+    assert_eq!(
+        t.verify_afresh(&token),
+        Ok(Verified::Gateway(GatewayToken {
+            sid,
+            exp: clock.now() + 60
+        }))
+    );
+}
+
 fn base64_url(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
