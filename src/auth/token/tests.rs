@@ -1,6 +1,7 @@
 use super::GatewayKey;
 use super::*;
 use jsonwebtoken::EncodingKey;
+use serde_json::Value;
 use std::time::Duration;
 
 const SECRET: &[u8] = b"gateway-test-secret-0123456789abcdef";
