@@ -162,6 +162,34 @@ fn a_token_for_the_longest_user_name_of_escaped_characters_verifies() {
             exp: clock.now() + 60
         }))
     );
+    // The same size with a claim wrong is refused as the fast path refuses it.
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("k1".into());
+    let now = clock.now();
+    let claims = serde_json::json!({"iss":"arcp-gateway","sub":name,"sid":sid.to_hex(),
+        "role":"admin","agent_id":format!("user_{name}"),"scopes":["admin"],"iat":now,"exp":now+60});
+    assert!(t.verify_afresh(&sign(h.clone(), &claims, SECRET)).is_ok());
+    for (claim, value) in [
+        ("iss", serde_json::json!("someone-else")),
+        ("role", serde_json::json!("agent")),
+        ("sid", serde_json::json!("not-hex")),
+    ] {
+        let mut wrong = claims.clone();
+        wrong[claim] = value;
+        let token = sign(h.clone(), &wrong, SECRET);
+        assert!(token.len() > 3000);
+        assert_eq!(t.verify_afresh(&token), Err(TokenError::Invalid), "{claim}");
+    }
+    let mut expired = claims.clone();
+    expired["exp"] = (now - 1).into();
+    assert_eq!(
+        t.verify_afresh(&sign(h.clone(), &expired, SECRET)),
+        Err(TokenError::Expired { sid: Some(sid) })
+    );
+    assert_eq!(
+        t.verify_afresh(&sign(h, &claims, b"another-secret-0123456789abcdef")),
+        Err(TokenError::Invalid)
+    );
 }
 
 fn base64_url(b: &[u8]) -> String {
