@@ -22,6 +22,7 @@ use arcp_gateway::pipeline::frame::request_id;
 use arcp_gateway::policy::{Access, Route};
 use arcp_gateway::problem::{Problem, ProblemKind};
 use arcp_gateway::proxy::{ConnInfo, Credentials, Proxied};
+use arcp_gateway::server::scan_in_pieces;
 use arcp_gateway::session::SessionStore;
 use arcp_gateway::upstream::codec::encode_request;
 
@@ -202,6 +203,16 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+
+    // The framing reader on an admin request head as clients send it (token ~300 bytes).
+    let raw_head = format!(
+        "GET /agents/stats HTTP/1.1\r\nHost: gateway.example:8443\r\nUser-Agent: curl/8.5.0\r\n\
+         Accept: */*\r\nAuthorization: Bearer {}\r\nX-Client-Fingerprint: fp-0123456789abcdef\r\n\r\n",
+        "a".repeat(300)
+    );
+    c.bench_function("framing/scan (strict HTTP/1.1 framing of one head)", |b| {
+        b.iter(|| black_box(scan_in_pieces(black_box(raw_head.as_bytes()), &[]).1))
+    });
 
     c.bench_function("frame/normalise_path clean", |b| {
         b.iter(|| black_box(normalise_path(black_box("/agents/agent-1/heartbeat")).is_ok()))

@@ -308,50 +308,43 @@ fn step(chunk: Chunk, data: &[u8]) -> (State, usize) {
 }
 
 /// Checks one complete head; returns how its body is framed, or why it is ambiguous.
+///
+/// One pass over the line ends: a NUL, bare CR or bare LF anywhere is the answer (the first
+/// in byte order), else the first fault of a field line, else what the framing fields say.
 fn examine(head: &[u8]) -> Result<State, &'static str> {
     if head.starts_with(b"PRI * HTTP/2.0") {
         return Ok(State::Aside);
     }
-    for i in memchr::memchr3_iter(0, b'\r', b'\n', head) {
+    let mut fields = Fields::default();
+    let mut ends = memchr::memchr3_iter(0, b'\r', b'\n', head);
+    let mut start = 0;
+    while let Some(i) = ends.next() {
         match head[i] {
             0 => return Err("NUL in the request head"),
-            b'\n' if i == 0 || head[i - 1] != b'\r' => return Err("bare LF in the request head"),
-            b'\r' if head.get(i + 1) != Some(&b'\n') => return Err("bare CR in the request head"),
-            _ => {}
+            b'\n' => return Err("bare LF in the request head"),
+            _ if head.get(i + 1) != Some(&b'\n') => return Err("bare CR in the request head"),
+            _ => {
+                ends.next(); // the LF just checked
+                fields.line(&head[start..i], start == 0);
+                start = i + 2;
+            }
         }
     }
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let request_line = lines.next().unwrap_or_default();
-    let mut aside = request_line.starts_with(b"CONNECT ");
-    let (mut lengths, mut codings) = (Vec::new(), Vec::new());
-    for line in lines.filter(|l| !l.is_empty()) {
-        if line[0] == b' ' || line[0] == b'\t' {
-            return Err("obsolete line folding in the request head");
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return Err("a header line without a colon");
-        };
-        let name = &line[..colon];
-        let value = trim(&line[colon + 1..]);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            lengths.push(value);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            codings.push(value);
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            aside = true;
-        }
+    // A head always ends with its empty line; anything after the last line end is a line too.
+    fields.line(&head[start..], start == 0);
+    if let Some(fault) = fields.fault {
+        return Err(fault);
     }
-    let next = match (lengths.as_slice(), codings.as_slice()) {
-        (&[_, ..], &[_, ..]) => return Err("Content-Length together with Transfer-Encoding"),
-        (&[_, _, ..], _) => return Err("repeated Content-Length"),
-        (_, &[_, _, ..]) => return Err("repeated Transfer-Encoding"),
-        (&[], &[coding]) if coding.eq_ignore_ascii_case(b"chunked") => {
+    let next = match (fields.lengths, fields.codings) {
+        (1.., 1..) => return Err("Content-Length together with Transfer-Encoding"),
+        (2.., _) => return Err("repeated Content-Length"),
+        (_, 2..) => return Err("repeated Transfer-Encoding"),
+        (0, 1) if fields.coding.eq_ignore_ascii_case(b"chunked") => {
             State::Chunked(Chunk::Size { size: 0, digits: 0 })
         }
-        (&[], &[_]) => return Err("a transfer coding other than chunked"),
-        (&[length], &[]) => {
+        (0, 1) => return Err("a transfer coding other than chunked"),
+        (1, 0) => {
+            let length = fields.length;
             let digits = !length.is_empty() && length.len() <= 19;
             let parsed = std::str::from_utf8(length)
                 .ok()
@@ -367,9 +360,55 @@ fn examine(head: &[u8]) -> Result<State, &'static str> {
                 _ => return Err("an invalid Content-Length"),
             }
         }
-        (&[], &[]) => State::default(),
+        _ => State::default(),
     };
-    Ok(if aside { State::Aside } else { next })
+    Ok(if fields.aside { State::Aside } else { next })
+}
+
+/// What the field lines of one head said about its framing.
+#[derive(Default)]
+struct Fields<'h> {
+    lengths: u32,
+    length: &'h [u8],
+    codings: u32,
+    coding: &'h [u8],
+    /// A `CONNECT` request or an `Upgrade` field: the bytes after the head are not followed.
+    aside: bool,
+    /// The first field line that is not one.
+    fault: Option<&'static str>,
+}
+
+impl<'h> Fields<'h> {
+    /// One line of the head, without its line end.
+    fn line(&mut self, line: &'h [u8], first: bool) {
+        if first {
+            self.aside = line.starts_with(b"CONNECT ");
+        } else if !line.is_empty() && self.fault.is_none() {
+            self.fault = self.take(line).err();
+        }
+    }
+
+    /// One field line.
+    fn take(&mut self, line: &'h [u8]) -> Result<(), &'static str> {
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err("obsolete line folding in the request head");
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            return Err("a header line without a colon");
+        };
+        let name = &line[..colon];
+        let value = trim(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.lengths = self.lengths.saturating_add(1);
+            self.length = value;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.codings = self.codings.saturating_add(1);
+            self.coding = value;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.aside = true;
+        }
+        Ok(())
+    }
 }
 
 /// RFC 9110 §5.5: optional whitespace around a field value.
