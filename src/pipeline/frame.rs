@@ -145,7 +145,11 @@ pub fn request_id(headers: &HeaderMap) -> RequestId {
         id[4 + 2 * i] = HEX[usize::from(b >> 4)];
         id[5 + 2 * i] = HEX[usize::from(b & 0xf)];
     }
-    RequestId(HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("req_unknown")))
+    // One allocation that every clone shares (the response's field, upstream's, the log's).
+    let shared = bytes::Bytes::from_owner(id);
+    RequestId(
+        HeaderValue::from_maybe_shared(shared).unwrap_or(HeaderValue::from_static("req_unknown")),
+    )
 }
 
 /// Checks the limits on a request head.
