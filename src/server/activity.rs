@@ -217,10 +217,38 @@ where
     // shorter idle deadline to the first-request one.
     let timer = tokio::time::sleep_until(activity.load.opened + recheck);
     let mut timer = std::pin::pin!(timer);
+    // The stop signal is checked on every wake-up by comparing versions (an atomic load).
+    // Its notification is registered once, with a second receiver, and not polled again:
+    // polling it takes the lock of the channel's list of waiters, which every connection of
+    // every worker shares. It is polled outside tokio's budget, which the connection may
+    // have spent in the same poll: a budget-refused poll would register nothing. The server
+    // only ever sends `true`, so any new value means stop.
+    let mut heard = stop.clone();
+    let mut notified = std::pin::pin!(tokio::task::coop::unconstrained(heard.changed()));
+    let mut registered = false;
+    let mut stopping = *stop.borrow_and_update();
     let why = loop {
-        tokio::select! {
-            r = conn.as_mut() => return (Closed::Finished, r.err()),
-            () = timer.as_mut() => {
+        if stopping {
+            break Closed::Shutdown;
+        }
+        let woke = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Woke::Finished(r));
+            }
+            if !registered {
+                registered = true;
+                let _ = notified.as_mut().poll(cx);
+            }
+            if stop_given(&stop) {
+                return Poll::Ready(Woke::Stop);
+            }
+            timer.as_mut().poll(cx).map(|()| Woke::Timer)
+        })
+        .await;
+        match woke {
+            Woke::Finished(r) => return (Closed::Finished, r.err()),
+            Woke::Stop => stopping = true,
+            Woke::Timer => {
                 let now = crate::clock::io_now();
                 match activity.deadline(deadlines) {
                     Some((due, why)) if due <= now => break why,
@@ -228,7 +256,6 @@ where
                     None => timer.as_mut().reset(now + recheck),
                 }
             }
-            _ = stopped(&mut stop) => break Closed::Shutdown,
         }
     };
     graceful(conn.as_mut());
@@ -247,187 +274,21 @@ where
     }
 }
 
-/// Resolves once the server is stopping (never, if the signal is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    if stop.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
+/// Whether the stop signal came since `stop` last looked: a new value, or a closed channel
+/// that holds `true`.
+fn stop_given(stop: &watch::Receiver<bool>) -> bool {
+    match stop.has_changed() {
+        Ok(changed) => changed,
+        Err(_closed) => *stop.borrow(),
     }
+}
+
+/// What woke the supervisor.
+enum Woke<R> {
+    Finished(R),
+    Stop,
+    Timer,
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use super::*;
-
-    const DEADLINES: Deadlines = Deadlines {
-        head: Duration::from_secs(5),
-        idle: Duration::from_secs(60),
-    };
-
-    /// A connection that never ends by itself.
-    fn silent() -> impl Future<Output = Result<(), ()>> {
-        std::future::pending()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_without_a_request_closes_after_the_first_request_deadline() {
-        let activity = Activity::new();
-        let (_tx, stop) = watch::channel(false);
-        let asked = AtomicBool::new(false);
-        let started = crate::clock::io_now();
-        let (why, _) = supervise(
-            silent(),
-            |_| asked.store(true, Ordering::SeqCst),
-            &activity,
-            DEADLINES,
-            stop,
-        )
-        .await;
-        assert_eq!(why, Closed::NoRequest);
-        assert!(asked.load(Ordering::SeqCst));
-        let took = started.elapsed();
-        assert!(took >= DEADLINES.head && took <= DEADLINES.head + CLOSE_GRACE);
-    }
-
-    /// Runs `script` beside a supervised silent connection; returns why and when it closed.
-    async fn closes<F>(
-        deadlines: Deadlines,
-        script: impl FnOnce(Activity) -> F,
-    ) -> (Closed, Duration)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let activity = Activity::new();
-        let (_tx, stop) = watch::channel(false);
-        let task = tokio::spawn(script(activity.clone()));
-        let started = crate::clock::io_now();
-        let (why, _) = supervise(silent(), |_| {}, &activity, deadlines, stop).await;
-        let took = started.elapsed();
-        task.abort();
-        (why, took)
-    }
-
-    /// One request as a connection reports it: its head begins, completes, is answered.
-    fn answer(a: &Activity) {
-        a.heads_begun(1);
-        drop(a.begin());
-    }
-
-    fn within_grace(took: Duration, expected: Duration) -> bool {
-        took >= expected && took <= expected + CLOSE_GRACE
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn idle_counts_from_the_end_of_the_last_response_and_never_cuts_one_in_flight() {
-        let (why, took) = closes(DEADLINES, |a| async move {
-            a.heads_begun(1);
-            let guard = a.begin();
-            tokio::time::sleep(Duration::from_secs(600)).await; // a long response
-            drop(guard);
-        })
-        .await;
-        assert_eq!(why, Closed::Idle);
-        let expected = Duration::from_secs(600) + DEADLINES.idle;
-        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_deadline_shorter_than_the_first_request_one_holds_from_the_first_request() {
-        let deadlines = Deadlines {
-            head: Duration::from_secs(30),
-            idle: Duration::from_secs(5),
-        };
-        let (why, took) = closes(deadlines, |a| async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            answer(&a); // one quick request
-        })
-        .await;
-        assert_eq!(why, Closed::Idle);
-        let expected = Duration::from_millis(100) + deadlines.idle;
-        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_kept_alive_connection_waiting_for_its_next_head_lasts_the_idle_deadline() {
-        let (why, took) = closes(DEADLINES, |a| async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            answer(&a);
-        })
-        .await;
-        assert_eq!(why, Closed::Idle);
-        let expected = Duration::from_millis(100) + DEADLINES.idle;
-        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_head_begun_on_a_kept_alive_connection_is_cut_at_the_head_deadline() {
-        let (why, took) = closes(DEADLINES, |a| async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            answer(&a);
-            tokio::time::sleep(Duration::from_secs(20)).await;
-            a.heads_begun(1); // and the rest of it never comes
-            std::future::pending::<()>().await;
-        })
-        .await;
-        assert_eq!(why, Closed::SlowHead);
-        let expected = Duration::from_millis(20_100) + DEADLINES.head;
-        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_complete_head_stops_the_head_deadline() {
-        let (why, took) = closes(DEADLINES, |a| async move {
-            answer(&a);
-            tokio::time::sleep(Duration::from_secs(20)).await;
-            a.heads_begun(1);
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            drop(a.begin()); // complete and answered
-        })
-        .await;
-        assert_eq!(why, Closed::Idle);
-        let expected = Duration::from_secs(22) + DEADLINES.idle;
-        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_pipelined_head_is_timed_from_the_response_before_it() {
-        let (why, took) = closes(DEADLINES, |a| async move {
-            a.heads_begun(1);
-            let first = a.begin();
-            a.heads_begun(1); // pipelined behind a long response, then stalled
-            tokio::time::sleep(Duration::from_secs(600)).await;
-            drop(first);
-            std::future::pending::<()>().await;
-        })
-        .await;
-        assert_eq!(why, Closed::SlowHead);
-        let expected = Duration::from_secs(600) + DEADLINES.head;
-        assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn shutdown_asks_the_connection_to_finish() {
-        let activity = Activity::new();
-        let (tx, stop) = watch::channel(false);
-        let _guard = activity.begin();
-        let asked = AtomicBool::new(false);
-        let conn = async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            Ok::<(), ()>(())
-        };
-        tx.send(true).unwrap();
-        let (why, err) = supervise(
-            conn,
-            |_| asked.store(true, Ordering::SeqCst),
-            &activity,
-            DEADLINES,
-            stop,
-        )
-        .await;
-        assert_eq!((why, err), (Closed::Shutdown, None));
-        assert!(asked.load(Ordering::SeqCst));
-    }
-}
+mod tests;

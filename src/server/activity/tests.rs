@@ -1,0 +1,301 @@
+//! The supervisor: deadlines, the grace after asking to close, and the stop signal.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::*;
+
+const DEADLINES: Deadlines = Deadlines {
+    head: Duration::from_secs(5),
+    idle: Duration::from_secs(60),
+};
+
+/// A connection that never ends by itself.
+fn silent() -> impl Future<Output = Result<(), ()>> {
+    std::future::pending()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_without_a_request_closes_after_the_first_request_deadline() {
+    let activity = Activity::new();
+    let (_tx, stop) = watch::channel(false);
+    let asked = AtomicBool::new(false);
+    let started = crate::clock::io_now();
+    let (why, _) = supervise(
+        silent(),
+        |_| asked.store(true, Ordering::SeqCst),
+        &activity,
+        DEADLINES,
+        stop,
+    )
+    .await;
+    assert_eq!(why, Closed::NoRequest);
+    assert!(asked.load(Ordering::SeqCst));
+    let took = started.elapsed();
+    assert!(took >= DEADLINES.head && took <= DEADLINES.head + CLOSE_GRACE);
+}
+
+/// Runs `script` beside a supervised silent connection; returns why and when it closed.
+async fn closes<F>(deadlines: Deadlines, script: impl FnOnce(Activity) -> F) -> (Closed, Duration)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let activity = Activity::new();
+    let (_tx, stop) = watch::channel(false);
+    let task = tokio::spawn(script(activity.clone()));
+    let started = crate::clock::io_now();
+    let (why, _) = supervise(silent(), |_| {}, &activity, deadlines, stop).await;
+    let took = started.elapsed();
+    task.abort();
+    (why, took)
+}
+
+/// One request as a connection reports it: its head begins, completes, is answered.
+fn answer(a: &Activity) {
+    a.heads_begun(1);
+    drop(a.begin());
+}
+
+/// At `expected`, give or take the timer's millisecond.
+fn within(took: Duration, expected: Duration) -> bool {
+    took >= expected && took <= expected + Duration::from_millis(2)
+}
+
+fn within_grace(took: Duration, expected: Duration) -> bool {
+    took >= expected && took <= expected + CLOSE_GRACE
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_counts_from_the_end_of_the_last_response_and_never_cuts_one_in_flight() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        a.heads_begun(1);
+        let guard = a.begin();
+        tokio::time::sleep(Duration::from_secs(600)).await; // a long response
+        drop(guard);
+    })
+    .await;
+    assert_eq!(why, Closed::Idle);
+    let expected = Duration::from_secs(600) + DEADLINES.idle;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_deadline_shorter_than_the_first_request_one_holds_from_the_first_request() {
+    let deadlines = Deadlines {
+        head: Duration::from_secs(30),
+        idle: Duration::from_secs(5),
+    };
+    let (why, took) = closes(deadlines, |a| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer(&a); // one quick request
+    })
+    .await;
+    assert_eq!(why, Closed::Idle);
+    let expected = Duration::from_millis(100) + deadlines.idle;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_alive_connection_waiting_for_its_next_head_lasts_the_idle_deadline() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer(&a);
+    })
+    .await;
+    assert_eq!(why, Closed::Idle);
+    let expected = Duration::from_millis(100) + DEADLINES.idle;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_begun_on_a_kept_alive_connection_is_cut_at_the_head_deadline() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer(&a);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        a.heads_begun(1); // and the rest of it never comes
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::SlowHead);
+    let expected = Duration::from_millis(20_100) + DEADLINES.head;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_complete_head_stops_the_head_deadline() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        answer(&a);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        a.heads_begun(1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(a.begin()); // complete and answered
+    })
+    .await;
+    assert_eq!(why, Closed::Idle);
+    let expected = Duration::from_secs(22) + DEADLINES.idle;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pipelined_head_is_timed_from_the_response_before_it() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        a.heads_begun(1);
+        let first = a.begin();
+        a.heads_begun(1); // pipelined behind a long response, then stalled
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        drop(first);
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::SlowHead);
+    let expected = Duration::from_secs(600) + DEADLINES.head;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_asks_the_connection_to_finish() {
+    let activity = Activity::new();
+    let (tx, stop) = watch::channel(false);
+    let _guard = activity.begin();
+    let asked = AtomicBool::new(false);
+    let conn = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok::<(), ()>(())
+    };
+    tx.send(true).unwrap();
+    let (why, err) = supervise(
+        conn,
+        |_| asked.store(true, Ordering::SeqCst),
+        &activity,
+        DEADLINES,
+        stop,
+    )
+    .await;
+    assert_eq!((why, err), (Closed::Shutdown, None));
+    assert!(asked.load(Ordering::SeqCst));
+}
+
+/// A connection that does nothing until asked to close, then ends; `greedy` spends tokio's
+/// whole budget in its first poll (as a burst of reads and writes would), the poll in which
+/// the supervisor registers for the stop signal.
+fn obliging(asked: Arc<AtomicBool>, greedy: bool) -> impl Future<Output = Result<(), ()>> {
+    let mut first = greedy;
+    std::future::poll_fn(move |cx| {
+        if std::mem::take(&mut first) {
+            while let Poll::Ready(unit) = tokio::task::coop::poll_proceed(cx) {
+                unit.made_progress();
+            }
+        }
+        if asked.load(Ordering::SeqCst) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    })
+}
+
+/// Supervises a connection with a request in flight (so no deadline closes it) while
+/// `script` runs with the stop signal's sender; returns why and when it closed, and whether
+/// the connection was asked to close. A stop that is not heard fails the test at 60 s
+/// instead of hanging it.
+async fn stopped_by<F>(
+    greedy: bool,
+    script: impl FnOnce(watch::Sender<bool>) -> F,
+) -> (Closed, Duration)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let activity = Activity::new();
+    let (tx, stop) = watch::channel(false);
+    let _guard = activity.begin();
+    let asked = Arc::new(AtomicBool::new(false));
+    let conn = obliging(asked.clone(), greedy);
+    let task = tokio::spawn(script(tx));
+    let started = crate::clock::io_now();
+    let ask = |_: Pin<&mut _>| asked.store(true, Ordering::SeqCst);
+    let supervised = supervise(conn, ask, &activity, DEADLINES, stop);
+    let (why, _) = tokio::time::timeout(Duration::from_secs(60), supervised)
+        .await
+        .expect("the stop signal was not heard");
+    let took = started.elapsed();
+    task.abort();
+    assert!(
+        asked.load(Ordering::SeqCst),
+        "the connection was not asked to close"
+    );
+    (why, took)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_given_while_the_supervisor_waits_is_heard_at_once() {
+    let (why, took) = stopped_by(false, |tx| async move {
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        tx.send(true).unwrap();
+        // Kept: a dropped sender must not be what ends the wait.
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::Shutdown);
+    assert!(within(took, Duration::from_secs(7)), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_is_heard_when_the_connection_spent_the_task_budget_first() {
+    let (why, took) = stopped_by(true, |tx| async move {
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        tx.send(true).unwrap();
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::Shutdown);
+    assert!(within(took, Duration::from_secs(7)), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_whose_sender_is_dropped_at_once_is_heard() {
+    let (why, took) = stopped_by(false, |tx| async move {
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        tx.send(true).unwrap();
+        drop(tx);
+    })
+    .await;
+    assert_eq!(why, Closed::Shutdown);
+    assert!(within(took, Duration::from_secs(7)), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_accepted_after_the_stop_stops_at_once() {
+    let activity = Activity::new();
+    let (tx, _first) = watch::channel(false);
+    tx.send(true).unwrap();
+    // Subscribed after the stop: this receiver has seen the stop's version already, so only
+    // the value can tell it.
+    let stop = tx.subscribe();
+    let _guard = activity.begin();
+    let asked = Arc::new(AtomicBool::new(false));
+    let conn = obliging(asked.clone(), false);
+    let ask = |_: Pin<&mut _>| asked.store(true, Ordering::SeqCst);
+    let started = crate::clock::io_now();
+    let supervised = supervise(conn, ask, &activity, DEADLINES, stop);
+    let (why, _) = tokio::time::timeout(Duration::from_secs(60), supervised)
+        .await
+        .expect("the stop signal was not heard");
+    assert_eq!(why, Closed::Shutdown);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_signal_whose_sender_is_gone_never_stops_the_connection() {
+    let activity = Activity::new();
+    let (tx, stop) = watch::channel(false);
+    drop(tx);
+    let started = crate::clock::io_now();
+    let (why, _) = supervise(silent(), |_| {}, &activity, DEADLINES, stop).await;
+    // Not a shutdown: the first-request deadline closed it (the silent connection is then
+    // dropped after the grace).
+    assert_eq!(why, Closed::NoRequest);
+    let took = started.elapsed();
+    assert!(within_grace(took, DEADLINES.head), "{took:?}");
+}
