@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
@@ -100,7 +101,8 @@ struct Inner {
     fingerprint: HeaderValue,
     margin: Duration,
     backoff_max: Duration,
-    current: RwLock<Option<Current>>,
+    /// Read on every admin request by every worker: a lock-free load, no shared write.
+    current: ArcSwapOption<Current>,
     backoff: RwLock<Backoff>,
     login_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
@@ -171,7 +173,7 @@ impl Broker {
                 fingerprint,
                 margin: settings.session_refresh_margin,
                 backoff_max: settings.login_backoff_max,
-                current: RwLock::new(None),
+                current: ArcSwapOption::empty(),
                 backoff: RwLock::new(Backoff {
                     until: None,
                     delay: Duration::from_millis(500),
@@ -213,13 +215,13 @@ impl Broker {
     }
 
     fn fresh(&self) -> Option<UpstreamCredentials> {
-        let guard = self.inner.current.read().ok()?;
+        let guard = self.inner.current.load();
         let current = guard.as_ref()?;
         (self.inner.clock.instant() < current.expires_at).then(|| current.creds.clone())
     }
 
     fn current_generation(&self) -> Option<u64> {
-        let guard = self.inner.current.read().ok()?;
+        let guard = self.inner.current.load();
         guard.as_ref().map(|c| c.creds.generation)
     }
 
@@ -353,14 +355,12 @@ impl Broker {
             fingerprint: self.inner.fingerprint.clone(),
             generation,
         };
-        if let Ok(mut cur) = self.inner.current.write() {
-            *cur = Some(Current {
-                creds: creds.clone(),
-                refresh_at: started + refresh_in,
-                // Treat the session as gone a little early: upstream counts from its clock.
-                expires_at: started + lifetime.saturating_sub(Duration::from_secs(5)),
-            });
-        }
+        self.inner.current.store(Some(Arc::new(Current {
+            creds: creds.clone(),
+            refresh_at: started + refresh_in,
+            // Treat the session as gone a little early: upstream counts from its clock.
+            expires_at: started + lifetime.saturating_sub(Duration::from_secs(5)),
+        })));
         if let Ok(mut b) = self.inner.backoff.write() {
             b.until = None;
             b.delay = Duration::from_millis(500);
@@ -394,12 +394,7 @@ impl Broker {
                 return;
             }
             loop {
-                let refresh_at = broker
-                    .inner
-                    .current
-                    .read()
-                    .ok()
-                    .and_then(|c| c.as_ref().map(|c| c.refresh_at));
+                let refresh_at = broker.inner.current.load().as_ref().map(|c| c.refresh_at);
                 if let Some(at) = refresh_at {
                     broker.sleep_until(at).await;
                 }

@@ -88,13 +88,11 @@ impl Broker {
         self.inner
             .generation
             .fetch_max(record.generation, Ordering::Relaxed);
-        if let Ok(mut cur) = self.inner.current.write() {
-            *cur = Some(Current {
-                creds: creds.clone(),
-                refresh_at: at(record.refresh_at_ms),
-                expires_at: at(record.expires_at_ms),
-            });
-        }
+        self.inner.current.store(Some(Arc::new(Current {
+            creds: creds.clone(),
+            refresh_at: at(record.refresh_at_ms),
+            expires_at: at(record.expires_at_ms),
+        })));
         self.inner.ready.store(true, Ordering::Relaxed);
         tracing::debug!(
             generation = record.generation,
@@ -105,7 +103,7 @@ impl Broker {
 
     /// The current credentials as the other replicas will read them.
     fn export(&self) -> Option<SharedRecord> {
-        let guard = self.inner.current.read().ok()?;
+        let guard = self.inner.current.load();
         let c = guard.as_ref()?;
         let now = self.inner.clock.instant();
         let now_ms = self.inner.clock.now_ms();
