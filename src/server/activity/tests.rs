@@ -228,41 +228,34 @@ where
     (why, took)
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_stop_given_while_the_supervisor_waits_is_heard_at_once() {
-    let (why, took) = stopped_by(false, |tx| async move {
+/// A stop sent 7 s in is heard then; `keep_sender` holds the sender past the send (so a
+/// dropped sender cannot be what ends the wait), else drops it right after.
+async fn heard_at_seven(greedy: bool, keep_sender: bool) {
+    let (why, took) = stopped_by(greedy, move |tx| async move {
         tokio::time::sleep(Duration::from_secs(7)).await;
         tx.send(true).unwrap();
-        // Kept: a dropped sender must not be what ends the wait.
-        std::future::pending::<()>().await;
+        if keep_sender {
+            std::future::pending::<()>().await;
+        }
     })
     .await;
     assert_eq!(why, Closed::Shutdown);
     assert!(within(took, Duration::from_secs(7)), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_given_while_the_supervisor_waits_is_heard_at_once() {
+    heard_at_seven(false, true).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_is_heard_when_the_connection_spent_the_task_budget_first() {
-    let (why, took) = stopped_by(true, |tx| async move {
-        tokio::time::sleep(Duration::from_secs(7)).await;
-        tx.send(true).unwrap();
-        std::future::pending::<()>().await;
-    })
-    .await;
-    assert_eq!(why, Closed::Shutdown);
-    assert!(within(took, Duration::from_secs(7)), "{took:?}");
+    heard_at_seven(true, true).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_whose_sender_is_dropped_at_once_is_heard() {
-    let (why, took) = stopped_by(false, |tx| async move {
-        tokio::time::sleep(Duration::from_secs(7)).await;
-        tx.send(true).unwrap();
-        drop(tx);
-    })
-    .await;
-    assert_eq!(why, Closed::Shutdown);
-    assert!(within(took, Duration::from_secs(7)), "{took:?}");
+    heard_at_seven(false, false).await;
 }
 
 #[tokio::test(start_paused = true)]
