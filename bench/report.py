@@ -133,7 +133,8 @@ def targets(rows):
     def show(label, ratio, target):
         median, ratios = ratio
         rounds = " ".join(f"{x:.2f}" for x in ratios)
-        return f"{label} {fmt(median, '.2f')} ({rounds}; target {target})"
+        goal = f"; target {target}" if target else "; no target, like for like"
+        return f"{label} {fmt(median, '.2f')} ({rounds}{goal})"
 
     print("== admin route (d) and public route (f) against their targets (medians of same-round ratios)")
     for conc in sorted({r["conc"] for r in rows}, key=int):
@@ -149,6 +150,12 @@ def targets(rows):
             print(f"  {'':<12}"
                   + show("CPU (f)÷(b) nginx, public route", same_round("f", "b", front, conc, "cpu_us_req"),
                          "≤ 1.0"))
+            if any(r["contender"] == "e" and r["front"] == front and r["conc"] == conc for r in rows):
+                # Not a target of its own: the agent route verifies the same kind of token as
+                # HAProxy's jwt_verify, so this is the like-for-like comparison.
+                print(f"  {'':<12}"
+                      + show("CPU (e)÷(c) haproxy jwt, agent route", same_round("e", "c", front, conc,
+                                                                       "cpu_us_req"), None))
     print()
 
 
