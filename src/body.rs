@@ -28,6 +28,52 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("request body exceeds the configured limit")]
 pub struct BodyTooLarge;
 
+/// A client's request body as it arrived: hyper's stream for requests hyper read, nothing
+/// for the bodyless HTTP/1.1 requests the gateway reads itself (`server::h1`).
+#[derive(Debug, Default)]
+pub enum Inbound {
+    /// No body (no `Content-Length`, or `Content-Length: 0`, and no `Transfer-Encoding`).
+    #[default]
+    Empty,
+    /// A body hyper reads from the connection.
+    Hyper(Incoming),
+}
+
+impl From<Incoming> for Inbound {
+    fn from(inner: Incoming) -> Self {
+        Inbound::Hyper(inner)
+    }
+}
+
+impl http_body::Body for Inbound {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Inbound::Empty => Poll::Ready(None),
+            Inbound::Hyper(inner) => Pin::new(inner).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inbound::Empty => true,
+            Inbound::Hyper(inner) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inbound::Empty => SizeHint::with_exact(0),
+            Inbound::Hyper(inner) => inner.size_hint(),
+        }
+    }
+}
+
 /// Body of every request the gateway forwards and every response it sends.
 #[derive(Debug, Default)]
 pub enum Body {
@@ -37,9 +83,9 @@ pub enum Body {
     /// A complete body held in memory (rendered documents, replayable small requests).
     Full(Option<Bytes>),
     /// A body streamed from a peer as it arrives.
-    Incoming(Incoming),
+    Incoming(Inbound),
     /// A client request body streamed with a remaining byte budget.
-    Limited { inner: Incoming, remaining: u64 },
+    Limited { inner: Inbound, remaining: u64 },
     /// An upstream response body; reading it drives its upstream connection.
     Upstream(UpstreamBody),
 }
@@ -58,7 +104,7 @@ impl Body {
         }
     }
 
-    pub fn incoming(inner: Incoming) -> Self {
+    pub fn incoming(inner: Inbound) -> Self {
         Body::Incoming(inner)
     }
 
@@ -66,7 +112,7 @@ impl Body {
         Body::Upstream(inner)
     }
 
-    pub fn limited(inner: Incoming, limit: u64) -> Self {
+    pub fn limited(inner: Inbound, limit: u64) -> Self {
         Body::Limited {
             inner,
             remaining: limit,

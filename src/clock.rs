@@ -93,6 +93,27 @@ pub fn log_time() -> std::time::SystemTime {
     std::time::SystemTime::now()
 }
 
+/// The current time as an HTTP `Date` value (RFC 9110 §5.6.7), formatted at most once a
+/// second per thread.
+pub fn http_date<R>(with: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    #[allow(clippy::disallowed_methods)] // the `Date` of a response, like hyper's own
+    let now = std::time::SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second {
+            *cached = (second, httpdate::fmt_http_date(now));
+        }
+        with(cached.1.as_bytes())
+    })
+}
+
 /// The current UTC time as RFC 3339 with microseconds and a `Z`, as ARCP writes it.
 pub fn rfc3339_now() -> String {
     #[allow(clippy::disallowed_methods)] // the one place that reads the calendar clock

@@ -24,11 +24,10 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
-use hyper::body::Incoming;
 
 use crate::arcp::X_REQUEST_ID;
 use crate::audit::AuditEvent;
-use crate::body::{read_limited, Body, Pace, ReadError};
+use crate::body::{read_limited, Body, Inbound, Pace, ReadError};
 use crate::clock::Stopwatch;
 use crate::metrics::LoginOutcome;
 use crate::observability::{self, AccessLog};
@@ -113,7 +112,7 @@ pub async fn handle(
     state: Arc<State>,
     conn: &ConnInfo,
     slot: &ConnSlot,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     framing: Option<&'static str>,
 ) -> Response<Body> {
     let started = Stopwatch::start();
@@ -213,7 +212,7 @@ async fn handle_inner<'s>(
     handles: &Handles,
     conn: &ConnInfo,
     slot: &ConnSlot,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     request_id: &RequestId,
     trace: &mut Trace<'s>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -353,7 +352,7 @@ async fn forward_admin(
     handles: &Handles,
     conn: &ConnInfo,
     parts: Parts,
-    body: Incoming,
+    body: Inbound,
     path_and_query: PathAndQuery,
     _admin: &AdminPrincipal,
     request_id: &RequestId,
@@ -429,7 +428,7 @@ async fn forward_admin(
     .await?)
 }
 
-async fn read_replayable(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes, GatewayError> {
+async fn read_replayable(body: Inbound, limit: u64, pace: Pace) -> Result<Bytes, GatewayError> {
     read_limited(body, limit, pace).await.map_err(|e| match e {
         ReadError::TooSlow { .. } => GatewayError::BodyTooSlow(e),
         ReadError::TooLarge { .. } | ReadError::Body(_) => {

@@ -1,8 +1,9 @@
 //! Listeners, the accept loop and graceful drain.
 //!
 //! Each connection lives in its own task: the TLS handshake runs there under a deadline
-//! (a slow client never stalls the accept loop), then hyper-util's auto builder serves
-//! HTTP/1.1 or HTTP/2 on it. A semaphore bounds concurrent connections: at the limit the loop
+//! (a slow client never stalls the accept loop), then the gateway's own loop serves bodyless
+//! HTTP/1.1 requests on it ([`h1`]) and hands the connection to hyper-util's auto builder at
+//! the first request it does not serve (a body, an upgrade, HTTP/2, anything unusual). A semaphore bounds concurrent connections: at the limit the loop
 //! stops accepting and the kernel's backlog holds new clients; one client address (an IPv6 /64)
 //! holds at most `max_connections_per_address` of them ([`crate::per_address`]). Every stage a client
 //! could stall has a deadline ([`activity`]), and HTTP/1.1 framing is checked as strictly as
@@ -13,6 +14,8 @@
 mod accept;
 mod activity;
 mod framing;
+pub mod h1;
+mod hyper_conn;
 pub(crate) use framing::head_end;
 #[doc(hidden)]
 pub use framing::scan_in_pieces;
@@ -24,8 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -33,14 +35,15 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use accept::AcceptCtx;
-use activity::{Activity, Closed, Deadlines, Tracked};
-use framing::{HeadLog, Scanned};
+use activity::{Activity, Closed, Deadlines};
+use h1::serve::{Closing, Ended, Rewind};
+use hyper_conn::Hyper;
 use proxy_header::Trusted;
 
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::per_address::PerAddress;
-use crate::pipeline::{self, ConnSlot, Handles, State};
+use crate::pipeline::{ConnSlot, Handles, State};
 use crate::proxy::ConnInfo;
 use crate::reload::{snapshot_of, Reloader};
 use crate::tls::TlsSettings;
@@ -386,6 +389,9 @@ async fn serve_connection(
 }
 
 /// Serves HTTP on an established stream until it ends, a deadline closes it, or shutdown.
+///
+/// HTTP/1.1 begins on the gateway's own loop for bodyless requests ([`h1`]); the first
+/// request that loop does not serve, and everything after it, is hyper's, as is HTTP/2.
 async fn serve_http<S>(stream: S, tls: bool, http1: bool, conn: Connection)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -399,32 +405,40 @@ where
         slot,
     } = conn;
     let info = Arc::new(ConnInfo::new(peer, tls));
-    let heads = Arc::new(HeadLog::default());
     let activity = Activity::new();
-    let service = {
-        let (heads, activity) = (heads.clone(), activity.clone());
-        service_fn(move |req| {
-            let state = state.clone();
-            let slot = slot.clone();
-            let info = info.clone();
-            let in_flight = activity.begin();
-            let framing = heads.next_request();
-            async move {
-                let response = pipeline::handle(state, &info, &slot, req, framing).await;
-                Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, in_flight)))
-            }
-        })
+    let closing = Arc::new(Closing::default());
+    let connection = {
+        let (activity, closing) = (activity.clone(), closing.clone());
+        async move {
+            let mut stream = stream;
+            let (read, counted) = if http1 {
+                let ctx = h1::serve::Ctx {
+                    state: &state,
+                    info: &info,
+                    slot: &slot,
+                    activity: &activity,
+                    closing: &closing,
+                };
+                match h1::serve::serve(&mut stream, ctx).await? {
+                    Ended::Closed => return Ok(()),
+                    Ended::HandOff(read) => (read, 1),
+                }
+            } else {
+                (bytes::Bytes::new(), 0)
+            };
+            let io = Rewind::new(read, stream);
+            let hyper = Hyper {
+                state,
+                info,
+                slot,
+                activity,
+                builder,
+            };
+            Box::pin(hyper.serve(io, http1, counted, &closing)).await
+        }
     };
-    let io = TokioIo::new(Scanned::new(stream, http1, heads, activity.clone()));
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    let (why, error) = activity::supervise(
-        connection,
-        |c| c.graceful_shutdown(),
-        &activity,
-        deadlines,
-        stop,
-    )
-    .await;
+    let (why, error) =
+        activity::supervise(connection, |_| closing.ask(), &activity, deadlines, stop).await;
     match why {
         Closed::NoRequest => tracing::debug!(%peer, "closed: no request within the deadline"),
         Closed::SlowHead => tracing::debug!(%peer, "closed: request head not complete in time"),

@@ -3,6 +3,8 @@
 //!
 //! * [`framing`]: ambiguous HTTP/1.1 framing (RFC 9112 §6, as strict as nginx ≥ 1.21.1),
 //!   smuggling after a benign request, and well-formed framing still forwarded.
+//! * [`handover`]: the gateway's own loop for bodyless HTTP/1.1 requests and hyper on one
+//!   connection: pipelining across the hand-over, deadlines after it, smuggling behind it.
 //! * [`stalls`]: every stage a client can stall is cut at its deadline; four stalled clients
 //!   holding every slot cannot lock out a fifth (the acceptance).
 //! * [`caps`]: one address cannot take every connection slot.
@@ -26,6 +28,8 @@ mod common;
 mod caps;
 #[path = "hostile_connections/framing.rs"]
 mod framing;
+#[path = "hostile_connections/handover.rs"]
+mod handover;
 #[path = "hostile_connections/http2.rs"]
 mod http2;
 #[path = "hostile_connections/stalls.rs"]

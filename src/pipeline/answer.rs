@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use super::admit::{AdminPrincipal, Principal, Probe};
@@ -17,7 +16,7 @@ use super::{ConnInfo, Trace};
 use crate::arcp::X_CLIENT_FINGERPRINT;
 use crate::auth::login::{self, Login, LoginError};
 use crate::auth::pin::{self, PinError};
-use crate::body::{read_limited, Body, Pace, ReadError};
+use crate::body::{read_limited, Body, Inbound, Pace, ReadError};
 use crate::policy::Endpoint;
 use crate::ratelimit::{Busy, Refused, Throttled};
 use crate::session::Ended;
@@ -67,7 +66,7 @@ pub enum AnswerError {
 pub enum Answer {
     Respond(Response<Body>),
     /// A verified upstream token (`/tokens/refresh`, `/tokens/validate`): forward it.
-    Forward(Principal, Box<Request<Incoming>>),
+    Forward(Principal, Box<Request<Inbound>>),
 }
 
 /// Serves `endpoint` for the principal admission produced.
@@ -77,7 +76,7 @@ pub async fn answer(
     snapshot: &Snapshot,
     handles: &Handles,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     trace: &mut Trace<'_>,
 ) -> Result<Answer, AnswerError> {
     let ok = |body: Value| Ok(Answer::Respond(json_response(StatusCode::OK, &body)));
@@ -160,7 +159,7 @@ fn session_status(admin: &AdminPrincipal) -> Value {
 /// `POST` reads `?token=`): verified upstream tokens are forwarded; gateway tokens are
 /// answered here with upstream's shapes (valid while their session lives); anything else
 /// is answered `valid: false` without reaching the upstream.
-fn token_validate(probe: Probe, req: Request<Incoming>) -> Answer {
+fn token_validate(probe: Probe, req: Request<Inbound>) -> Answer {
     let is_get = req.method() == Method::GET;
     match probe {
         Probe::Upstream {
@@ -197,7 +196,7 @@ async fn login(
     snapshot: &Snapshot,
     handles: &Handles,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     trace: &mut Trace<'_>,
 ) -> Result<Answer, AnswerError> {
     let ip = conn.peer.ip();
@@ -254,7 +253,7 @@ fn is_json(headers: &http::HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn read_pin(req: Request<Incoming>, pace: Pace) -> Result<String, AnswerError> {
+async fn read_pin(req: Request<Inbound>, pace: Pace) -> Result<String, AnswerError> {
     let fields = read_object(req, pace).await?;
     match fields.get("pin") {
         Some(Value::String(p)) => Ok(p.clone()),
@@ -263,10 +262,7 @@ async fn read_pin(req: Request<Incoming>, pace: Pace) -> Result<String, AnswerEr
 }
 
 /// Reads a small JSON object body, at the server's minimum pace.
-async fn read_object(
-    req: Request<Incoming>,
-    pace: Pace,
-) -> Result<Map<String, Value>, AnswerError> {
+async fn read_object(req: Request<Inbound>, pace: Pace) -> Result<Map<String, Value>, AnswerError> {
     let body = read_limited(req.into_body(), MAX_BODY, pace)
         .await
         .map_err(|e| match e {

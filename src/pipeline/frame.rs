@@ -7,7 +7,6 @@ use std::borrow::Cow;
 
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderValue};
-use hyper::body::Incoming;
 
 use crate::arcp::X_REQUEST_ID;
 use crate::proxy::headers::header_bytes;
@@ -75,7 +74,7 @@ impl ServerNames {
 }
 
 /// Refuses duplicated decision fields and hosts outside `names`.
-pub fn check_head(req: &http::Request<Incoming>, names: &ServerNames) -> Result<(), FrameError> {
+pub fn check_head<B>(req: &http::Request<B>, names: &ServerNames) -> Result<(), FrameError> {
     let headers = req.headers();
     for (name, display) in SINGLE {
         if headers.get_all(name).iter().nth(1).is_some() {
@@ -153,7 +152,7 @@ pub fn request_id(headers: &HeaderMap) -> RequestId {
 }
 
 /// Checks the limits on a request head.
-pub fn check_limits(req: &http::Request<Incoming>, limits: &Limits) -> Result<(), FrameError> {
+pub fn check_limits<B>(req: &http::Request<B>, limits: &Limits) -> Result<(), FrameError> {
     let uri_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
     if uri_len > limits.max_uri_bytes {
         return Err(FrameError::UriTooLong {

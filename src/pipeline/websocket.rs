@@ -47,7 +47,6 @@ use http::header::{
     UPGRADE, USER_AGENT,
 };
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -64,7 +63,7 @@ use super::{ConnInfo, GatewayError};
 use crate::audit::AuditEvent;
 use crate::auth::token::TokenError;
 use crate::auth::{Tokens, Verified};
-use crate::body::Body;
+use crate::body::{Body, Inbound};
 use crate::policy::Access;
 use crate::proxy::websocket::{
     self as relay, Connected, FirstFrame, Greeting, SocketError, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
@@ -133,7 +132,7 @@ pub async fn upgrade(
     handles: &Handles,
     conn: &ConnInfo,
     slot: &ConnSlot,
-    mut req: Request<Incoming>,
+    mut req: Request<Inbound>,
     access: Access,
     path: &str,
     request_id: &str,

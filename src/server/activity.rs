@@ -2,7 +2,8 @@
 //!
 //! hyper bounds HTTP/2 liveness (PING); everything else is bounded here, by [`supervise`],
 //! from what the connection reports through [`Activity`]: the HTTP/1.1 reader
-//! (`server::framing`) counts request heads as their first byte arrives, the service counts
+//! (`server::framing`, or the gateway's own loop, `server::h1`) counts request heads as their
+//! first byte arrives, the service counts
 //! requests as their head is complete, and a request is in flight until its response body is
 //! finished or dropped. Both only update counters; the supervisor reads them when its single
 //! timer fires, so a request arms no timer of its own (hyper's `header_read_timeout`, which

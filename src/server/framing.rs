@@ -13,6 +13,9 @@
 //! It also tells the connection's [`Activity`] when a head's first byte arrives, so that the
 //! connection's supervisor bounds the time to complete a head without a timer per request.
 //!
+//! The gateway's own loop for bodyless requests (`server::h1`) serves a head only when
+//! [`bodyless`] finds it unambiguous; any other head goes to hyper, through this reader.
+//!
 //! What this does not do: parse HTTP/2 (after the preface it stands aside), or follow a
 //! connection past an `Upgrade`/`CONNECT` request (the bytes then belong to another protocol).
 
@@ -55,6 +58,9 @@ pub(crate) struct Scanned<S> {
     scanner: Scanner,
     log: Arc<HeadLog>,
     activity: Activity,
+    /// Heads the connection's activity already counted that this reader will see again
+    /// (the one `server::h1` hands over with its bytes).
+    counted: u64,
 }
 
 impl<S> Scanned<S> {
@@ -69,7 +75,14 @@ impl<S> Scanned<S> {
             scanner,
             log,
             activity,
+            counted: 0,
         }
+    }
+
+    /// The first `n` heads this reader sees were counted already.
+    pub(crate) fn counted(mut self, n: u64) -> Self {
+        self.counted = n;
+        self
     }
 }
 
@@ -88,8 +101,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Scanned<S> {
                 let _ = this.log.flagged.set(flag);
             }
             if this.scanner.begun != begun {
-                // Several pipelined heads may begin in one read; each counts.
-                this.activity.heads_begun(this.scanner.begun - begun);
+                // Several pipelined heads may begin in one read; each counts, once.
+                let begun = this.scanner.begun - begun;
+                let seen = begun.min(this.counted);
+                this.counted -= seen;
+                if begun > seen {
+                    this.activity.heads_begun(begun - seen);
+                }
             }
         }
         polled
@@ -305,6 +323,12 @@ fn step(chunk: Chunk, data: &[u8]) -> (State, usize) {
         _ => return (State::Aside, 1),
     };
     (State::Chunked(next), 1)
+}
+
+/// Whether one complete head is unambiguous, has no body and stays HTTP/1.1 after it (no
+/// `Upgrade`, no `CONNECT`, not the HTTP/2 preface): the requests `server::h1` serves.
+pub(crate) fn bodyless(head: &[u8]) -> bool {
+    matches!(examine(head), Ok(State::Head(_)))
 }
 
 /// Checks one complete head; returns how its body is framed, or why it is ambiguous.

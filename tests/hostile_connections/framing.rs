@@ -10,7 +10,7 @@ use super::common::{
 
 /// A gateway in front of a recording stub, every route public (so anything the gateway lets
 /// through would reach the stub).
-async fn public_gateway(server: &[(&'static str, &str)]) -> (Stub, TestGateway) {
+pub(super) async fn public_gateway(server: &[(&'static str, &str)]) -> (Stub, TestGateway) {
     let stub = Stub::start().await;
     let mut opts = GatewayOptions::new(stub.url());
     for (k, v) in server {

@@ -1,0 +1,244 @@
+//! HTTP/1.1 towards clients for the common request, as pure functions over buffers.
+//!
+//! Most requests an ARCP gateway sees are bodyless HTTP/1.1 requests: dashboard and agent
+//! `GET`s, `DELETE`s, `POST`s with `Content-Length: 0`. For those the connection's own loop
+//! ([`serve`]) reads the head, builds the request from it (field values share the head's
+//! buffer), runs the pipeline and writes the response, without hyper's server connection.
+//! Everything else — a body, `Expect`, `Upgrade`, `CONNECT`, HTTP/1.0, an absolute or `*`
+//! target, the HTTP/2 preface, more than [`MAX_HEADERS`] fields, a head longer than
+//! [`HAND_OFF_AT`], anything ambiguous or malformed — is hyper's: the loop hands the
+//! connection over with the bytes it has read, and hyper serves it from that request on. So
+//! this reader only ever says "mine" or "not mine"; every refusal, and every protocol feature
+//! beyond the bodyless request, keeps hyper's behaviour.
+//!
+//! The response is encoded the way hyper encodes it (lower-case names, `content-length` from
+//! an exact body size or else `transfer-encoding: chunked`, no body for `HEAD`, 204 and 304,
+//! `connection: close` when the connection ends after it, a `date` field).
+
+pub(super) mod serve;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+
+use crate::body::Inbound;
+
+/// Most header fields in a request head served here (hyper's default; more is hyper's to
+/// refuse).
+pub const MAX_HEADERS: usize = 100;
+/// A head not complete within this many bytes is handed to hyper, which allows up to its
+/// `max_buf_size` and answers 431 beyond.
+pub const HAND_OFF_AT: usize = 16 * 1024;
+
+/// A bodyless HTTP/1.1 request, parsed from its complete head.
+#[derive(Debug)]
+pub struct Parsed {
+    pub request: Request<Inbound>,
+    /// The client asked to close the connection after the response (`Connection: close`).
+    pub close: bool,
+}
+
+/// Parses `head` (one complete request head, up to and including its empty line, already
+/// found unambiguous and bodyless by `server::framing`) into a request, or `None` when the
+/// request is not one this module serves.
+pub fn parse_request(head: &Bytes) -> Option<Parsed> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut fields);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        _ => return None,
+    }
+    if parsed.version != Some(1) {
+        return None;
+    }
+    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
+    if method == Method::CONNECT {
+        return None;
+    }
+    let target = parsed.path?;
+    if !target.starts_with('/') {
+        return None;
+    }
+    let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes())).ok()?;
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut close = false;
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        if name == EXPECT || name == TRANSFER_ENCODING {
+            return None;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value)).ok()?;
+        if name == CONNECTION && has_token(value.as_bytes(), b"close") {
+            close = true;
+        }
+        headers.append(name, value);
+    }
+    // At most one `Content-Length`, and it says 0 (the framing check refused the rest already;
+    // this keeps the function safe on its own).
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    if let Some(length) = lengths.next() {
+        let digits = length.as_bytes().trim_ascii();
+        if digits.is_empty() || digits.iter().any(|&b| b != b'0') || lengths.next().is_some() {
+            return None;
+        }
+    }
+    let mut request = Request::new(Inbound::Empty);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Some(Parsed { request, close })
+}
+
+/// Whether the comma-separated list `value` holds `token` (ASCII case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// What the response body is, as far as its framing goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySize {
+    /// Already at its end.
+    Empty,
+    /// Exactly this many bytes.
+    Known(u64),
+    /// Not known before it ends.
+    Unknown,
+}
+
+/// How the response body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body is sent (`HEAD`, 1xx, 204, 304, or an empty body).
+    None,
+    /// `Content-Length`: exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// How a response head was written: the body's framing, and whether the connection closes
+/// after this response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub framing: Framing,
+    pub close: bool,
+}
+
+/// Writes the response head into `out`, as hyper would for the same response: `head_request`
+/// is whether it answers a `HEAD`, `close` whether the connection ends after it (the client
+/// asked, or the server is closing), `date` the value of the `date` field to add when the
+/// response has none.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    head_request: bool,
+    body: BodySize,
+    close: bool,
+    date: &[u8],
+) -> Written {
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // RFC 9110 §6.4.1, §8.6: no content for these, and no length for the last two.
+    let no_length = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let can_have_body = !head_request && !no_length;
+    let mut close = close;
+    let mut says_close = false;
+    let mut dated = false;
+    let mut declared = None;
+    let mut length_written = false;
+    for (name, value) in headers {
+        match *name {
+            CONTENT_LENGTH => match body {
+                // Where the response put it, with the body's own size.
+                BodySize::Known(n) => {
+                    if !length_written {
+                        length_written = true;
+                        let mut digits = itoa::Buffer::new();
+                        field(out, b"content-length", digits.format(n).as_bytes());
+                    }
+                    continue;
+                }
+                // A HEAD answer keeps the length of what a GET would have sent.
+                BodySize::Empty if !head_request => continue,
+                BodySize::Empty => {}
+                BodySize::Unknown => match (declared, parse_length(value.as_bytes())) {
+                    (None, Some(n)) => declared = Some(n),
+                    _ => continue,
+                },
+            },
+            // The framing is the body's, written below.
+            TRANSFER_ENCODING => continue,
+            CONNECTION if has_token(value.as_bytes(), b"close") => {
+                close = true;
+                says_close = true;
+            }
+            DATE => dated = true,
+            _ => {}
+        }
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    // Where hyper puts it: after the response's own fields.
+    if close && !says_close {
+        field(out, b"connection", b"close");
+    }
+    let mut framing = Framing::None;
+    match (body, declared) {
+        (BodySize::Unknown, Some(n)) => framing = Framing::Length(n),
+        (BodySize::Unknown, None) if can_have_body => {
+            field(out, b"transfer-encoding", b"chunked");
+            framing = Framing::Chunked;
+        }
+        (BodySize::Unknown, None) => {}
+        (BodySize::Known(n), _) if n > 0 => {
+            if !no_length && !length_written {
+                let mut digits = itoa::Buffer::new();
+                field(out, b"content-length", digits.format(n).as_bytes());
+            }
+            framing = Framing::Length(n);
+        }
+        (BodySize::Known(_) | BodySize::Empty, _) => {
+            if !no_length && !head_request {
+                field(out, b"content-length", b"0");
+            }
+        }
+    }
+    if !can_have_body {
+        framing = Framing::None;
+    }
+    if !dated {
+        field(out, b"date", date);
+    }
+    out.extend_from_slice(b"\r\n");
+    Written { framing, close }
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A `Content-Length` value: digits only, at most 19 of them.
+fn parse_length(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,334 @@
+//! The connection loop for bodyless HTTP/1.1 requests, and the hand-over to hyper.
+//!
+//! One request at a time, in order: read a head, serve it through the pipeline, write the
+//! response, and look at what follows. The connection's [`Activity`] is told what hyper's
+//! reader and service would tell it (a head begun, a request in flight until its response
+//! body ended), so the supervisor's deadlines apply unchanged; the supervisor's request to
+//! close ([`Closing`]) is heard while the loop waits for a head, and a response being written
+//! then says `connection: close`.
+
+use std::future::Future as _;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::Method;
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::{encode_head, parse_request, BodySize, Framing, HAND_OFF_AT};
+use crate::pipeline::{self, ConnSlot, State};
+use crate::proxy::ConnInfo;
+use crate::server::activity::Activity;
+use crate::server::framing::{bodyless, head_end};
+use crate::upstream::codec::{encode_chunk_size, LAST_CHUNK};
+
+/// Body data up to this size is copied next to the head (one write); larger pieces are
+/// written on their own.
+const COALESCE: usize = 16 * 1024;
+
+/// The supervisor's request that the connection close: set once, read by the loop.
+#[derive(Debug, Default)]
+pub(crate) struct Closing(AtomicBool);
+
+impl Closing {
+    pub(crate) fn ask(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn asked(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// How the loop ended.
+pub(crate) enum Ended {
+    /// The connection is finished (the client closed it, or it was asked to close).
+    Closed,
+    /// A request this loop does not serve begins at the front of these bytes: hyper's.
+    HandOff(Bytes),
+}
+
+/// What the loop serves requests with.
+pub(crate) struct Ctx<'a> {
+    pub state: &'a Arc<State>,
+    pub info: &'a ConnInfo,
+    pub slot: &'a ConnSlot,
+    pub activity: &'a Activity,
+    pub closing: &'a Closing,
+}
+
+/// Serves bodyless HTTP/1.1 requests on `io` until the connection ends or a request comes
+/// that is hyper's.
+pub(crate) async fn serve<S>(io: &mut S, ctx: Ctx<'_>) -> io::Result<Ended>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        if ctx.closing.asked() {
+            return Ok(Ended::Closed);
+        }
+        let end = match next_head(io, &mut buf, &ctx).await? {
+            Next::Head(end) => end,
+            Next::Long => return Ok(Ended::HandOff(buf.freeze())),
+            Next::Ended => return Ok(Ended::Closed),
+        };
+        if !bodyless(&buf[..end]) {
+            return Ok(Ended::HandOff(buf.freeze()));
+        }
+        let head = Bytes::copy_from_slice(&buf[..end]);
+        let Some(parsed) = parse_request(&head) else {
+            return Ok(Ended::HandOff(buf.freeze()));
+        };
+        buf.advance(end);
+        let in_flight = ctx.activity.begin();
+        let head_request = parsed.request.method() == Method::HEAD;
+        let request = parsed.request;
+        let response = pipeline::handle(ctx.state.clone(), ctx.info, ctx.slot, request, None).await;
+        drop(head);
+        let (parts, body) = response.into_parts();
+        let size = if body.is_end_stream() {
+            BodySize::Empty
+        } else {
+            match body.size_hint().exact() {
+                Some(n) => BodySize::Known(n),
+                None => BodySize::Unknown,
+            }
+        };
+        let close = parsed.close || ctx.closing.asked();
+        out.clear();
+        let written = crate::clock::http_date(|date| {
+            encode_head(
+                &mut out,
+                parts.status,
+                &parts.headers,
+                head_request,
+                size,
+                close,
+                date,
+            )
+        });
+        drop(parts);
+        let complete = write_body(io, &mut out, body, written.framing).await?;
+        drop(in_flight);
+        io.write_all(&out).await?;
+        io.flush().await?;
+        if written.close || !complete {
+            let _ = io.shutdown().await;
+            return Ok(Ended::Closed);
+        }
+    }
+}
+
+/// What is at the front of the connection's buffer.
+enum Next {
+    /// A complete head of this many bytes.
+    Head(usize),
+    /// A head not complete within [`HAND_OFF_AT`] bytes: hyper's to judge.
+    Long,
+    /// The connection ended, or was asked to close, before a head began or while it came.
+    Ended,
+}
+
+/// Reads until a complete head is at the front of `buf`.
+async fn next_head<S>(io: &mut S, buf: &mut BytesMut, ctx: &Ctx<'_>) -> io::Result<Next>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut begun = false;
+    // Bytes already searched for the head's end.
+    let mut searched = 0;
+    loop {
+        if !begun {
+            // RFC 9112 §2.2: empty lines before a request line are ignored.
+            let skip = buf
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(buf.len());
+            buf.advance(skip);
+            if !buf.is_empty() {
+                begun = true;
+                ctx.activity.heads_begun(1);
+            }
+        }
+        if begun {
+            if let Some(used) = head_end(&buf[..searched], &buf[searched..]) {
+                return Ok(Next::Head(searched + used));
+            }
+            searched = buf.len();
+            if buf.len() >= HAND_OFF_AT {
+                return Ok(Next::Long);
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        // One read, unless the supervisor asks the connection to close first.
+        let read = std::future::poll_fn(|cx| {
+            if ctx.closing.asked() {
+                return Poll::Ready(Ok(0));
+            }
+            let read = io.read_buf(&mut *buf);
+            std::pin::pin!(read).poll(cx)
+        });
+        if read.await? == 0 {
+            return Ok(Next::Ended);
+        }
+    }
+}
+
+/// Writes the body after the head in `out` as `framing` says; the last bytes are left in
+/// `out` for the caller to write. `false` when the body ended early or failed: the response
+/// is cut and the connection must close.
+async fn write_body<S, B>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    body: B,
+    framing: Framing,
+) -> io::Result<bool>
+where
+    S: AsyncWrite + Unpin,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let mut left = match framing {
+        // As hyper does: the body of a response without one is not read.
+        Framing::None => return Ok(true),
+        Framing::Length(n) => Some(n),
+        Framing::Chunked => None,
+    };
+    let mut body = std::pin::pin!(body);
+    loop {
+        // What is ready goes out with what is buffered; what is not is waited for with the
+        // buffer written (a slow stream must not hold back what came before it).
+        let frame = match std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await
+        {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                io.write_all(out).await?;
+                io.flush().await?;
+                out.clear();
+                body.frame().await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed; closing the connection");
+                return Ok(false);
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_trailers) => continue,
+            },
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match &mut left {
+            Some(left) => {
+                if data.len() as u64 > *left {
+                    tracing::debug!("response body longer than its length; closing the connection");
+                    return Ok(false);
+                }
+                *left -= data.len() as u64;
+                put(io, out, &data).await?;
+            }
+            None => {
+                encode_chunk_size(out, data.len());
+                put(io, out, &data).await?;
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    match left {
+        Some(0) => Ok(true),
+        Some(_) => {
+            tracing::debug!("response body shorter than its length; closing the connection");
+            Ok(false)
+        }
+        None => {
+            out.extend_from_slice(LAST_CHUNK);
+            Ok(true)
+        }
+    }
+}
+
+/// Appends `data` to `out`, or writes both when `data` is large.
+async fn put<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>, data: &Bytes) -> io::Result<()> {
+    if data.len() <= COALESCE {
+        out.extend_from_slice(data);
+        return Ok(());
+    }
+    io.write_all(out).await?;
+    out.clear();
+    io.write_all(data).await
+}
+
+/// A stream that first yields bytes already read from it.
+pub(crate) struct Rewind<S> {
+    read: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub(crate) fn new(read: Bytes, inner: S) -> Self {
+        Rewind { read, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.read.is_empty() {
+            let n = this.read.len().min(buf.remaining());
+            buf.put_slice(&this.read[..n]);
+            this.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
