@@ -228,7 +228,7 @@ impl Gateway {
         let (stop_tx, stop_rx) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(self.server.max_connections as usize));
         let per_address = PerAddress::new(self.server.max_connections_per_address);
-        let builder = Arc::new(http_builder(&self.server));
+        let builder = Arc::new(Builders::new(&self.server));
 
         let ctx = AcceptCtx {
             state: self.state.clone(),
@@ -321,6 +321,28 @@ impl Gateway {
     }
 }
 
+/// hyper's builders: with protocol detection (a connection's first bytes may be the HTTP/2
+/// preface) and HTTP/1.1 only (for a connection that has already served an HTTP/1.1 request).
+pub(crate) struct Builders {
+    pub(crate) any: auto::Builder<TokioExecutor>,
+    pub(crate) http1: hyper::server::conn::http1::Builder,
+}
+
+impl Builders {
+    fn new(server: &ServerSettings) -> Self {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        // The same HTTP/1.1 settings as `http_builder`'s, for the same reasons.
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(64 * 1024);
+        Builders {
+            any: http_builder(server),
+            http1,
+        }
+    }
+}
+
 /// hyper's protocol settings, each protection set explicitly rather than left to a default
 /// that may change under us.
 fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
@@ -354,7 +376,7 @@ fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
 struct Connection {
     peer: SocketAddr,
     state: Arc<State>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<Builders>,
     deadlines: Deadlines,
     stop: watch::Receiver<bool>,
     slot: ConnSlot,
@@ -411,7 +433,7 @@ where
         let (activity, closing) = (activity.clone(), closing.clone());
         async move {
             let mut stream = stream;
-            let (read, counted) = if http1 {
+            let (read, handed) = if http1 {
                 let ctx = h1::serve::Ctx {
                     state: &state,
                     info: &info,
@@ -421,10 +443,10 @@ where
                 };
                 match h1::serve::serve(&mut stream, ctx).await? {
                     Ended::Closed => return Ok(()),
-                    Ended::HandOff(read) => (read, 1),
+                    Ended::HandOff { read, served } => (read, Some(served)),
                 }
             } else {
-                (bytes::Bytes::new(), 0)
+                (bytes::Bytes::new(), None)
             };
             let io = Rewind::new(read, stream);
             let hyper = Hyper {
@@ -434,7 +456,7 @@ where
                 activity,
                 builder,
             };
-            Box::pin(hyper.serve(io, http1, counted, &closing)).await
+            Box::pin(hyper.serve(io, http1, handed, &closing)).await
         }
     };
     let (why, error) =

@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -20,7 +18,7 @@ use crate::pipeline::{ConnSlot, State};
 #[derive(Clone)]
 pub(super) struct AcceptCtx {
     pub(super) state: Arc<State>,
-    pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(super) builder: Arc<super::Builders>,
     pub(super) limit: Arc<Semaphore>,
     pub(super) per_address: PerAddress,
     pub(super) handshake_timeout: Duration,
@@ -99,7 +97,7 @@ impl AcceptCtx {
 /// An accepted connection before its client's address is settled.
 pub(super) struct Pending {
     state: Arc<State>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<super::Builders>,
     per_address: PerAddress,
     deadlines: Deadlines,
     permit: OwnedSemaphorePermit,

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
+use super::framing::bodyless;
 use crate::body::Inbound;
 
 /// Most header fields in a request head served here (hyper's default; more is hyper's to
@@ -38,9 +39,19 @@ pub struct Parsed {
     pub close: bool,
 }
 
-/// Parses `head` (one complete request head, up to and including its empty line, already
-/// found unambiguous and bodyless by `server::framing`) into a request, or `None` when the
-/// request is not one this module serves.
+/// The request `head` (one complete request head, up to and including its empty line) is,
+/// if this module serves it: unambiguous and bodyless by `server::framing`'s check, then
+/// parsed by [`parse_request`]. `None` leaves it to hyper.
+pub fn accept(head: &[u8]) -> Option<Parsed> {
+    if !bodyless(head) {
+        return None;
+    }
+    parse_request(&Bytes::copy_from_slice(head))
+}
+
+/// Parses `head` (one complete request head, up to and including its empty line) into a
+/// request, or `None` when the request is not one this module serves. Callers check the
+/// framing first ([`accept`]).
 pub fn parse_request(head: &Bytes) -> Option<Parsed> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut fields);
@@ -154,7 +165,9 @@ pub fn encode_head(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let can_have_body = !head_request && !no_length;
-    let mut close = close;
+    // After a 1xx the bytes on the connection are no longer this protocol's (a 101) or the
+    // exchange is not over (the others): either way, nothing more is read here.
+    let mut close = close || status.is_informational();
     let mut says_close = false;
     let mut dated = false;
     let mut declared = None;
@@ -210,7 +223,7 @@ pub fn encode_head(
             framing = Framing::Length(n);
         }
         (BodySize::Known(_) | BodySize::Empty, _) => {
-            if !no_length && !head_request {
+            if !no_length && !head_request && !length_written {
                 field(out, b"content-length", b"0");
             }
         }

@@ -2,11 +2,11 @@
 //! the gateway's own loop (`server::h1`) hands over.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::{Activity, Tracked};
@@ -22,17 +22,19 @@ pub(super) struct Hyper {
     pub(super) info: Arc<ConnInfo>,
     pub(super) slot: ConnSlot,
     pub(super) activity: Activity,
-    pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(super) builder: Arc<super::Builders>,
 }
 
 impl Hyper {
-    /// Serves `io` with hyper; `counted` heads at its front were counted as begun already.
-    /// Asks hyper to close gracefully once `closing` is set.
+    /// Serves `io` with hyper; `handed` is `Some(served)` when the gateway's own loop handed
+    /// the connection over (the head at its front counted as begun already) after serving
+    /// `served` requests: then HTTP/1.1 only, unless nothing was served yet (the first bytes
+    /// may be the HTTP/2 preface). Asks hyper to close gracefully once `closing` is set.
     pub(super) async fn serve<S>(
         self,
         io: S,
         http1: bool,
-        counted: u64,
+        handed: Option<u64>,
         closing: &Closing,
     ) -> Result<(), crate::body::BoxError>
     where
@@ -61,17 +63,44 @@ impl Hyper {
                 }
             })
         };
+        let counted = u64::from(handed.is_some());
         let io = TokioIo::new(Scanned::new(io, http1, heads, activity).counted(counted));
-        let connection = builder.serve_connection_with_upgrades(io, service);
-        let mut connection = std::pin::pin!(connection);
-        let mut asked = false;
-        std::future::poll_fn(|cx| {
-            if !asked && closing.asked() {
-                asked = true;
-                connection.as_mut().graceful_shutdown();
+        match handed {
+            // hyper-util's builder reads the version even when told HTTP/1.1 only (with
+            // upgrades): hyper's own HTTP/1.1 connection, so that a preface in the middle of
+            // the connection is not taken for HTTP/2.
+            Some(served) if served > 0 => {
+                let connection = builder.http1.serve_connection(io, service).with_upgrades();
+                let graceful = |c: Pin<&mut _>| {
+                    hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(c)
+                };
+                Ok(drive(connection, graceful, closing).await?)
             }
-            connection.as_mut().poll(cx)
-        })
-        .await
+            _ => {
+                let connection = builder.any.serve_connection_with_upgrades(io, service);
+                drive(connection, |c| c.graceful_shutdown(), closing).await
+            }
+        }
     }
+}
+
+/// Drives `connection` to its end, asking it to close gracefully once `closing` is set.
+async fn drive<C, T, E>(
+    connection: C,
+    graceful: impl Fn(Pin<&mut C>),
+    closing: &Closing,
+) -> Result<T, E>
+where
+    C: Future<Output = Result<T, E>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut asked = false;
+    std::future::poll_fn(|cx| {
+        if !asked && closing.asked() {
+            asked = true;
+            graceful(connection.as_mut());
+        }
+        connection.as_mut().poll(cx)
+    })
+    .await
 }

@@ -190,3 +190,27 @@ async fn smuggling_behind_a_bodyless_request_is_refused() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].uri.path(), "/echo");
 }
+
+/// The HTTP/2 preface after a request the gateway's loop served is not switched to HTTP/2
+/// (hyper gets the rest of the connection as HTTP/1.1 only): at most a 400, never an HTTP/2
+/// frame, and nothing more upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_does_not_begin_in_the_middle_of_an_http1_connection() {
+    let (stub, gw) = public_gateway(&[]).await;
+    let mut tls = gw.client.tls_connect(Proto::H1).await;
+    let mut bytes = b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
+    bytes.extend_from_slice(super::PREFACE);
+    bytes.extend_from_slice(&super::frame(super::SETTINGS, 0, 0, &[]));
+    within(STEP, "write", tls.write_all(&bytes)).await.unwrap();
+    let mut read = Vec::new();
+    // The connection ends (a reset counts as the end too).
+    let _ = within(STEP, "read to the close", tls.read_to_end(&mut read)).await;
+    let (first, head, _) = take_response(&mut read, false);
+    assert_eq!(first, 200, "{head}");
+    assert!(
+        read.is_empty() || read.starts_with(b"HTTP/1.1 400"),
+        "after the first response: {:?}",
+        String::from_utf8_lossy(&read)
+    );
+    assert_eq!(stub.records().len(), 1);
+}

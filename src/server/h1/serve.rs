@@ -20,16 +20,18 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::{encode_head, parse_request, BodySize, Framing, HAND_OFF_AT};
+use super::{accept, encode_head, BodySize, Framing, HAND_OFF_AT};
 use crate::pipeline::{self, ConnSlot, State};
 use crate::proxy::ConnInfo;
 use crate::server::activity::Activity;
-use crate::server::framing::{bodyless, head_end};
+use crate::server::framing::head_end;
 use crate::upstream::codec::{encode_chunk_size, LAST_CHUNK};
 
 /// Body data up to this size is copied next to the head (one write); larger pieces are
-/// written on their own.
+/// written on their own, and so is the buffer once it holds this much.
 const COALESCE: usize = 16 * 1024;
+/// The write buffer's usual capacity (a response head and a small body).
+const OUT: usize = 1024;
 
 /// The supervisor's request that the connection close: set once, read by the loop.
 #[derive(Debug, Default)]
@@ -49,8 +51,9 @@ impl Closing {
 pub(crate) enum Ended {
     /// The connection is finished (the client closed it, or it was asked to close).
     Closed,
-    /// A request this loop does not serve begins at the front of these bytes: hyper's.
-    HandOff(Bytes),
+    /// A request this loop does not serve begins at the front of `read`: hyper's. `served`
+    /// requests came before it on this connection.
+    HandOff { read: Bytes, served: u64 },
 }
 
 /// What the loop serves requests with.
@@ -69,29 +72,41 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::with_capacity(4096);
-    let mut out = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(OUT);
+    let mut served = 0;
     loop {
+        if out.capacity() > 4 * COALESCE {
+            // A large response grew it; a kept-alive connection does not keep that.
+            out = Vec::with_capacity(OUT);
+        }
         if ctx.closing.asked() {
             return Ok(Ended::Closed);
         }
         let end = match next_head(io, &mut buf, &ctx).await? {
             Next::Head(end) => end,
-            Next::Long => return Ok(Ended::HandOff(buf.freeze())),
-            Next::Ended => return Ok(Ended::Closed),
+            Next::Long => {
+                return Ok(Ended::HandOff {
+                    read: buf.freeze(),
+                    served,
+                })
+            }
+            Next::Ended => {
+                // The client's end, or a close the supervisor asked for: TLS says so.
+                let _ = io.shutdown().await;
+                return Ok(Ended::Closed);
+            }
         };
-        if !bodyless(&buf[..end]) {
-            return Ok(Ended::HandOff(buf.freeze()));
-        }
-        let head = Bytes::copy_from_slice(&buf[..end]);
-        let Some(parsed) = parse_request(&head) else {
-            return Ok(Ended::HandOff(buf.freeze()));
+        let Some(parsed) = accept(&buf[..end]) else {
+            return Ok(Ended::HandOff {
+                read: buf.freeze(),
+                served,
+            });
         };
         buf.advance(end);
         let in_flight = ctx.activity.begin();
         let head_request = parsed.request.method() == Method::HEAD;
         let request = parsed.request;
         let response = pipeline::handle(ctx.state.clone(), ctx.info, ctx.slot, request, None).await;
-        drop(head);
         let (parts, body) = response.into_parts();
         let size = if body.is_end_stream() {
             BodySize::Empty
@@ -115,8 +130,10 @@ where
             )
         });
         drop(parts);
-        let complete = write_body(io, &mut out, body, written.framing).await?;
-        drop(in_flight);
+        // In flight until the body ended, as with hyper: a client that then stops reading is
+        // held to the connection's deadlines.
+        let complete = write_body(io, &mut out, body, written.framing, || drop(in_flight)).await?;
+        served += 1;
         io.write_all(&out).await?;
         io.flush().await?;
         if written.close || !complete {
@@ -184,13 +201,15 @@ where
 }
 
 /// Writes the body after the head in `out` as `framing` says; the last bytes are left in
-/// `out` for the caller to write. `false` when the body ended early or failed: the response
-/// is cut and the connection must close.
+/// `out` for the caller to write. `ended` is called once the body has ended (or is not
+/// sent), before those last bytes go out. `false` when the body ended early or failed: the
+/// response is cut and the connection must close.
 async fn write_body<S, B>(
     io: &mut S,
     out: &mut Vec<u8>,
     body: B,
     framing: Framing,
+    ended: impl FnOnce(),
 ) -> io::Result<bool>
 where
     S: AsyncWrite + Unpin,
@@ -199,7 +218,10 @@ where
 {
     let mut left = match framing {
         // As hyper does: the body of a response without one is not read.
-        Framing::None => return Ok(true),
+        Framing::None => {
+            ended();
+            return Ok(true);
+        }
         Framing::Length(n) => Some(n),
         Framing::Chunked => None,
     };
@@ -218,7 +240,10 @@ where
             }
         };
         let data = match frame {
-            None => break,
+            None => {
+                ended();
+                break;
+            }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "response body failed; closing the connection");
                 return Ok(false);
@@ -264,11 +289,17 @@ where
 async fn put<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>, data: &Bytes) -> io::Result<()> {
     if data.len() <= COALESCE {
         out.extend_from_slice(data);
-        return Ok(());
+        if out.len() < COALESCE {
+            return Ok(());
+        }
+    } else {
+        io.write_all(out).await?;
+        out.clear();
+        return io.write_all(data).await;
     }
     io.write_all(out).await?;
     out.clear();
-    io.write_all(data).await
+    Ok(())
 }
 
 /// A stream that first yields bytes already read from it.

@@ -342,3 +342,50 @@ fn a_kept_alive_response_says_nothing_of_the_connection_unless_it_closes() {
         b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: D\r\n\r\n"
     );
 }
+
+/// After a 1xx nothing more is read as HTTP/1.1 on the connection.
+#[test]
+fn an_informational_answer_ends_the_connection() {
+    for status in [100, 101, 103] {
+        let mut out = Vec::new();
+        let status = StatusCode::from_u16(status).unwrap();
+        let written = encode_head(
+            &mut out,
+            status,
+            &HeaderMap::new(),
+            false,
+            BodySize::Empty,
+            false,
+            b"D",
+        );
+        assert_eq!(
+            written,
+            Written {
+                framing: Framing::None,
+                close: true
+            },
+            "{status}"
+        );
+    }
+}
+
+/// A response that already says `content-length: 0` for a body of size 0 says it once.
+#[test]
+fn a_length_is_written_once() {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-length", HeaderValue::from_static("0"));
+    let mut out = Vec::new();
+    encode_head(
+        &mut out,
+        StatusCode::OK,
+        &headers,
+        false,
+        BodySize::Known(0),
+        false,
+        b"D",
+    );
+    assert_eq!(
+        out,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\ndate: D\r\n\r\n"
+    );
+}

@@ -27,7 +27,7 @@ where
 {
     let (mut ours, mut theirs) = tokio::io::duplex(1 << 20);
     let mut out = b"HEAD\r\n\r\n".to_vec();
-    let complete = write_body(&mut ours, &mut out, body, framing)
+    let complete = write_body(&mut ours, &mut out, body, framing, || {})
         .await
         .unwrap();
     ours.write_all(&out).await.unwrap();
@@ -91,7 +91,7 @@ async fn what_came_before_a_slow_piece_is_written_before_waiting_for_it() {
     let (mut ours, mut theirs) = tokio::io::duplex(1 << 16);
     let writing = async move {
         let mut out = b"HEAD\r\n\r\n".to_vec();
-        let complete = write_body(&mut ours, &mut out, body, Framing::Chunked)
+        let complete = write_body(&mut ours, &mut out, body, Framing::Chunked, || {})
             .await
             .unwrap();
         ours.write_all(&out).await.unwrap();
@@ -113,4 +113,60 @@ async fn what_came_before_a_slow_piece_is_written_before_waiting_for_it() {
     let (complete, rest) = tokio::join!(writing, reading);
     assert!(complete);
     assert_eq!(rest, b"4\r\nlate\r\n0\r\n\r\n");
+}
+
+/// The request stops being in flight once its body has ended (or is not sent), not once
+/// the client has read it all: a client that stops reading then is held to the deadlines.
+#[tokio::test]
+async fn the_body_is_reported_ended_once_when_it_ends() {
+    for (framing, parts, calls) in [
+        (Framing::Chunked, vec![data(b"a"), data(b"b")], 1),
+        (Framing::Length(2), vec![data(b"ab")], 1),
+        (Framing::None, vec![data(b"ab")], 1),
+        (Framing::Chunked, vec![data(b"a"), Err("reset".into())], 0),
+    ] {
+        let ended = std::cell::Cell::new(0);
+        let (mut ours, _theirs) = tokio::io::duplex(1 << 16);
+        let mut out = Vec::new();
+        write_body(&mut ours, &mut out, ready(parts), framing, || {
+            ended.set(ended.get() + 1)
+        })
+        .await
+        .unwrap();
+        assert_eq!(ended.get(), calls, "{framing:?}");
+    }
+}
+
+/// Many small pieces ready at once do not pile up in the write buffer.
+#[tokio::test]
+async fn ready_pieces_are_written_as_the_buffer_fills() {
+    let piece = vec![b'x'; 1000];
+    let parts = (0..500).map(|_| data(&piece)).collect();
+    let (mut ours, mut theirs) = tokio::io::duplex(1 << 16);
+    let reader = async move {
+        let mut all = Vec::new();
+        theirs.read_to_end(&mut all).await.unwrap();
+        all.len()
+    };
+    let writer = async move {
+        let mut out = Vec::new();
+        let complete = write_body(
+            &mut ours,
+            &mut out,
+            ready(parts),
+            Framing::Length(500_000),
+            || {},
+        )
+        .await
+        .unwrap();
+        assert!(complete);
+        assert!(
+            out.capacity() <= 2 * COALESCE,
+            "buffer grew to {}",
+            out.capacity()
+        );
+        ours.write_all(&out).await.unwrap();
+    };
+    let ((), read) = tokio::join!(writer, reader);
+    assert_eq!(read, 500_000);
 }
