@@ -21,7 +21,7 @@ FRAME = re.compile(r"^\s*[0-9a-f]+\s+(.*?)(?:\+0x[0-9a-f]+)?\s+\((.*)\)\s*$")
 
 # Inclusive: a sample counts if any frame's symbol contains one of the patterns.
 STAGES = [
-    ("client connection task (own HTTP/1.1 loop, or hyper server)", ["arcp_gateway::server::h1::serve", "hyper::server::conn", "hyper_util::server::conn"]),
+    ("client connection task (own HTTP/1.1 loop, or hyper server)", ["arcp_gateway::server::serve_connection", "hyper::server::conn", "hyper_util::server::conn"]),
     ("  pipeline::handle_inner (frame, route, admit, forward)", ["arcp_gateway::pipeline::handle_inner"]),
     ("  admission (pipeline::admit)", ["arcp_gateway::pipeline::admit"]),
     ("    token verification (auth::token)", ["arcp_gateway::auth::token"]),
