@@ -22,6 +22,7 @@ use arcp_gateway::pipeline::frame::request_id;
 use arcp_gateway::policy::{Access, Route};
 use arcp_gateway::problem::{Problem, ProblemKind};
 use arcp_gateway::proxy::{ConnInfo, Credentials, Proxied};
+use arcp_gateway::server::h1::{accept, encode_head, BodySize};
 use arcp_gateway::server::scan_in_pieces;
 use arcp_gateway::session::SessionStore;
 use arcp_gateway::upstream::codec::encode_request;
@@ -212,6 +213,31 @@ fn bench(c: &mut Criterion) {
     );
     c.bench_function("framing/scan (strict HTTP/1.1 framing of one head)", |b| {
         b.iter(|| black_box(scan_in_pieces(black_box(raw_head.as_bytes()), &[]).1))
+    });
+
+    c.bench_function(
+        "h1/accept (own loop: framing check and parse of one head)",
+        |b| b.iter(|| black_box(accept(black_box(raw_head.as_bytes())).is_some())),
+    );
+    let mut fields = http::HeaderMap::new();
+    for (name, value) in [
+        ("server", "nginx/1.22.1"),
+        ("content-type", "application/json"),
+        ("x-request-id", "req_0123456789abcdef01234567"),
+    ] {
+        fields.insert(name, http::HeaderValue::from_static(value));
+    }
+    let mut out = Vec::with_capacity(1024);
+    c.bench_function("h1/encode_head (own loop: one response head)", |b| {
+        b.iter(|| {
+            out.clear();
+            let date = b"Thu, 03 Dec 2026 22:00:00 GMT";
+            let status = http::StatusCode::OK;
+            let size = BodySize::Known(616);
+            black_box(encode_head(
+                &mut out, status, &fields, false, size, false, date,
+            ));
+        })
     });
 
     c.bench_function("frame/normalise_path clean", |b| {
