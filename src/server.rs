@@ -36,7 +36,7 @@ use tokio_rustls::TlsAcceptor;
 
 use accept::AcceptCtx;
 use activity::{Activity, Closed, Deadlines};
-use h1::serve::{Closing, Ended, Rewind};
+use h1::serve::{Closing, Ended};
 use hyper_conn::Hyper;
 use proxy_header::Trusted;
 
@@ -433,7 +433,7 @@ where
         let (activity, closing) = (activity.clone(), closing.clone());
         async move {
             let mut stream = stream;
-            let (read, handed) = if http1 {
+            let handed = if http1 {
                 let ctx = h1::serve::Ctx {
                     state: &state,
                     info: &info,
@@ -443,12 +443,11 @@ where
                 };
                 match h1::serve::serve(&mut stream, ctx).await? {
                     Ended::Closed => return Ok(()),
-                    Ended::HandOff { read, served } => (read, Some(served)),
+                    Ended::HandOff { read, served } => Some((read, served)),
                 }
             } else {
-                (bytes::Bytes::new(), None)
+                None
             };
-            let io = Rewind::new(read, stream);
             let hyper = Hyper {
                 state,
                 info,
@@ -456,7 +455,7 @@ where
                 activity,
                 builder,
             };
-            Box::pin(hyper.serve(io, http1, handed, &closing)).await
+            Box::pin(hyper.serve(stream, http1, handed, &closing)).await
         }
     };
     let (why, error) =

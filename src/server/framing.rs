@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::activity::Activity;
@@ -58,6 +59,8 @@ pub(crate) struct Scanned<S> {
     scanner: Scanner,
     log: Arc<HeadLog>,
     activity: Activity,
+    /// Bytes read from `inner` before this reader took over (`server::h1`'s), read first.
+    read: Bytes,
     /// Heads the connection's activity already counted that this reader will see again
     /// (the one `server::h1` hands over with its bytes).
     counted: u64,
@@ -75,13 +78,16 @@ impl<S> Scanned<S> {
             scanner,
             log,
             activity,
+            read: Bytes::new(),
             counted: 0,
         }
     }
 
-    /// The first `n` heads this reader sees were counted already.
-    pub(crate) fn counted(mut self, n: u64) -> Self {
-        self.counted = n;
+    /// Takes over from `server::h1`'s loop: `read` (bytes it read from the stream, beginning
+    /// with a head it counted as begun) comes first.
+    pub(crate) fn resumed(mut self, read: Bytes) -> Self {
+        self.counted = u64::from(!read.is_empty());
+        self.read = read;
         self
     }
 }
@@ -94,7 +100,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Scanned<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let polled = if this.read.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            let n = this.read.len().min(buf.remaining());
+            buf.put_slice(&this.read[..n]);
+            this.read.advance(n);
+            Poll::Ready(Ok(()))
+        };
         if matches!(polled, Poll::Ready(Ok(()))) && !matches!(this.scanner.state, State::Aside) {
             let begun = this.scanner.begun;
             if let Some(flag) = this.scanner.feed(&buf.filled()[before..]) {

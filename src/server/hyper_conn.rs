@@ -5,6 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,15 +28,16 @@ pub(super) struct Hyper {
 }
 
 impl Hyper {
-    /// Serves `io` with hyper; `handed` is `Some(served)` when the gateway's own loop handed
-    /// the connection over (the head at its front counted as begun already) after serving
-    /// `served` requests: then HTTP/1.1 only, unless nothing was served yet (the first bytes
-    /// may be the HTTP/2 preface). Asks hyper to close gracefully once `closing` is set.
+    /// Serves `io` with hyper; `handed` is `Some((read, served))` when the gateway's own loop
+    /// handed the connection over with the bytes it `read` (beginning with a head it counted
+    /// as begun) after serving `served` requests: then HTTP/1.1 only, unless nothing was
+    /// served yet (the first bytes may be the HTTP/2 preface). Asks hyper to close gracefully
+    /// once `closing` is set.
     pub(super) async fn serve<S>(
         self,
         io: S,
         http1: bool,
-        handed: Option<u64>,
+        handed: Option<(Bytes, u64)>,
         closing: &Closing,
     ) -> Result<(), crate::body::BoxError>
     where
@@ -63,13 +66,13 @@ impl Hyper {
                 }
             })
         };
-        let counted = u64::from(handed.is_some());
-        let io = TokioIo::new(Scanned::new(io, http1, heads, activity).counted(counted));
-        match handed {
+        let (read, served) = handed.unwrap_or_default();
+        let io = TokioIo::new(Scanned::new(io, http1, heads, activity).resumed(read));
+        match served {
             // hyper-util's builder reads the version even when told HTTP/1.1 only (with
             // upgrades): hyper's own HTTP/1.1 connection, so that a preface in the middle of
             // the connection is not taken for HTTP/2.
-            Some(served) if served > 0 => {
+            1.. => {
                 let connection = builder.http1.serve_connection(io, service).with_upgrades();
                 let graceful = |c: Pin<&mut _>| {
                     hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(c)

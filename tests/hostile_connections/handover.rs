@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::closes_within;
-use super::common::{read_raw_response, within, Proto, STEP};
+use super::common::{read_raw_response, within, Proto, TestGateway, STEP};
 use super::framing::public_gateway;
 
 /// One response cut from the front of `bytes`: status, fields and body. `head_request`: the
@@ -55,6 +55,17 @@ fn take_response(bytes: &mut Vec<u8>, head_request: bool) -> (u16, String, Vec<u
     (status, head, body)
 }
 
+/// Writes `bytes` on a fresh HTTP/1.1 TLS connection and reads until the gateway closes it.
+async fn until_closed(gw: &TestGateway, bytes: &[u8]) -> Vec<u8> {
+    let mut tls = gw.client.tls_connect(Proto::H1).await;
+    within(STEP, "write", tls.write_all(bytes)).await.unwrap();
+    let mut read = Vec::new();
+    within(STEP, "read to the close", tls.read_to_end(&mut read))
+        .await
+        .unwrap();
+    read
+}
+
 /// Six requests written at once: bodyless ones (the gateway's loop), a `POST` with a body
 /// (handed to hyper with the bytes read after it), and bodyless ones again (hyper's now).
 /// Each is answered once, in order, with its own body, and reaches the upstream once.
@@ -69,14 +80,7 @@ async fn requests_pipelined_across_the_hand_over_are_each_served_once_in_order()
         "GET /echo?n=5 HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "DELETE /echo?n=6 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     ];
-    let mut tls = gw.client.tls_connect(Proto::H1).await;
-    within(STEP, "write", tls.write_all(requests.concat().as_bytes()))
-        .await
-        .unwrap();
-    let mut bytes = Vec::new();
-    within(STEP, "read to the close", tls.read_to_end(&mut bytes))
-        .await
-        .unwrap();
+    let mut bytes = until_closed(&gw, requests.concat().as_bytes()).await;
 
     let mut bodies = Vec::new();
     for (i, request) in requests.iter().enumerate() {
@@ -166,17 +170,10 @@ async fn after_the_hand_over_the_deadlines_still_tell_quiet_from_stalled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_behind_a_bodyless_request_is_refused() {
     let (stub, gw) = public_gateway(&[]).await;
-    let mut tls = gw.client.tls_connect(Proto::H1).await;
     let both = "GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n\
                 POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 30\r\n\
                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    within(STEP, "write", tls.write_all(both.as_bytes()))
-        .await
-        .unwrap();
-    let mut bytes = Vec::new();
-    within(STEP, "read to the close", tls.read_to_end(&mut bytes))
-        .await
-        .unwrap();
+    let mut bytes = until_closed(&gw, both.as_bytes()).await;
     let (first, _, _) = take_response(&mut bytes, false);
     let (second, head, body) = take_response(&mut bytes, false);
     assert_eq!((first, second), (200, 400), "{head}");
