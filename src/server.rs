@@ -326,6 +326,9 @@ impl Gateway {
 pub(crate) struct Builders {
     pub(crate) any: auto::Builder<TokioExecutor>,
     pub(crate) http1: hyper::server::conn::http1::Builder,
+    /// For a connection whose TLS handshake chose `h2` (ALPN): HTTP/2 only, so that HTTP/1.1
+    /// bytes on it are a protocol error, not a request served without the framing check.
+    pub(crate) http2: auto::Builder<TokioExecutor>,
 }
 
 impl Builders {
@@ -336,10 +339,9 @@ impl Builders {
             .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size(64 * 1024);
-        Builders {
-            any: http_builder(server),
-            http1,
-        }
+        let any = http_builder(server);
+        let http2 = any.clone().http2_only();
+        Builders { any, http1, http2 }
     }
 }
 

@@ -100,7 +100,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Scanned<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = if this.read.is_empty() {
+        let polled = if this.read.is_empty() || buf.remaining() == 0 {
             Pin::new(&mut this.inner).poll_read(cx, buf)
         } else {
             let n = this.read.len().min(buf.remaining());

@@ -31,8 +31,8 @@ impl Hyper {
     /// Serves `io` with hyper; `handed` is `Some((read, served))` when the gateway's own loop
     /// handed the connection over with the bytes it `read` (beginning with a head it counted
     /// as begun) after serving `served` requests: then HTTP/1.1 only, unless nothing was
-    /// served yet (the first bytes may be the HTTP/2 preface). Asks hyper to close gracefully
-    /// once `closing` is set.
+    /// served yet (the first bytes may be the HTTP/2 preface). `http1` false (TLS chose `h2`):
+    /// HTTP/2 only. Asks hyper to close gracefully once `closing` is set.
     pub(super) async fn serve<S>(
         self,
         io: S,
@@ -68,6 +68,12 @@ impl Hyper {
         };
         let (read, served) = handed.unwrap_or_default();
         let io = TokioIo::new(Scanned::new(io, http1, heads, activity).resumed(read));
+        if !http1 {
+            // `serve_connection` (unlike `serve_connection_with_upgrades`) keeps to the
+            // builder's one version; HTTP/2 needs no HTTP/1.1 upgrade support.
+            let connection = builder.http2.serve_connection(io, service);
+            return drive(connection, |c| c.graceful_shutdown(), closing).await;
+        }
         match served {
             // hyper-util's builder reads the version even when told HTTP/1.1 only (with
             // upgrades): hyper's own HTTP/1.1 connection, so that a preface in the middle of

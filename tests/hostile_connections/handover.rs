@@ -211,3 +211,27 @@ async fn http2_does_not_begin_in_the_middle_of_an_http1_connection() {
     );
     assert_eq!(stub.records().len(), 1);
 }
+
+/// HTTP/1.1 on a connection whose TLS handshake chose `h2` is not served (it would bypass the
+/// HTTP/1.1 framing check, which stands aside for HTTP/2): no HTTP/1.1 answer, nothing upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_on_a_connection_that_chose_h2_is_not_served() {
+    let (stub, gw) = public_gateway(&[]).await;
+    let mut tls = gw.client.tls_connect(Proto::H2).await;
+    within(
+        STEP,
+        "write",
+        tls.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    let mut read = Vec::new();
+    // The connection ends (a reset counts as the end too).
+    let _ = within(STEP, "read to the close", tls.read_to_end(&mut read)).await;
+    assert!(
+        !read.starts_with(b"HTTP/1"),
+        "answered as HTTP/1.1: {:?}",
+        String::from_utf8_lossy(&read)
+    );
+    assert!(stub.records().is_empty(), "{:?}", stub.records());
+}

@@ -74,7 +74,7 @@ where
     let mut out = Vec::with_capacity(OUT);
     let mut served = 0;
     loop {
-        if out.capacity() > 4 * COALESCE {
+        if out.capacity() > COALESCE {
             // A large response grew it; a kept-alive connection does not keep that.
             out = Vec::with_capacity(OUT);
         }
