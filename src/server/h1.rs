@@ -18,11 +18,13 @@
 pub(super) mod serve;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use super::framing::bodyless;
 use crate::body::Inbound;
+use crate::proxy::headers::Listed;
+use crate::upstream::codec::parse_length;
 
 /// Most header fields in a request head served here (hyper's default; more is hyper's to
 /// refuse).
@@ -73,16 +75,12 @@ pub fn parse_request(head: &Bytes) -> Option<Parsed> {
     }
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes())).ok()?;
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    let mut close = false;
     for field in parsed.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
         if name == EXPECT || name == TRANSFER_ENCODING {
             return None;
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value)).ok()?;
-        if name == CONNECTION && has_token(value.as_bytes(), b"close") {
-            close = true;
-        }
         headers.append(name, value);
     }
     // At most one `Content-Length`, and it says 0 (the framing check refused the rest already;
@@ -94,19 +92,13 @@ pub fn parse_request(head: &Bytes) -> Option<Parsed> {
             return None;
         }
     }
+    let close = Listed::of(&headers).token(b"close");
     let mut request = Request::new(Inbound::Empty);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
     Some(Parsed { request, close })
-}
-
-/// Whether the comma-separated list `value` holds `token` (ASCII case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// What the response body is, as far as its framing goes.
@@ -168,8 +160,8 @@ pub fn encode_head(
     let can_have_body = !head_request && !no_length;
     // After a 1xx the bytes on the connection are no longer this protocol's (a 101) or the
     // exchange is not over (the others): either way, nothing more is read here.
-    let mut close = close || status.is_informational();
-    let mut says_close = false;
+    let says_close = Listed::of(headers).token(b"close");
+    let close = close || says_close || status.is_informational();
     let mut dated = false;
     let mut declared = None;
     let mut length_written = false;
@@ -195,10 +187,6 @@ pub fn encode_head(
             },
             // The framing is the body's, written below.
             TRANSFER_ENCODING => continue,
-            CONNECTION if has_token(value.as_bytes(), b"close") => {
-                close = true;
-                says_close = true;
-            }
             DATE => dated = true,
             _ => {}
         }
@@ -244,14 +232,6 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// A `Content-Length` value: digits only, at most 19 of them.
-fn parse_length(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 #[cfg(test)]

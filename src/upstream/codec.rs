@@ -342,7 +342,7 @@ fn head_of(
 }
 
 /// A decimal `Content-Length`: digits only, at most 18 of them (no sign, no overflow).
-fn parse_length(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() || bytes.len() > 18 || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
     }
