@@ -399,6 +399,7 @@ fn fixed_change(old: &Settings, new: &Settings) -> Option<ConfigError> {
             ov.max_connections_per_address == nv.max_connections_per_address,
         ),
         ("server.idle_timeout", ov.idle_timeout == nv.idle_timeout),
+        ("server.send_timeout", ov.send_timeout == nv.send_timeout),
         ("server.workers", ov.workers == nv.workers),
         (
             "server.http2_max_concurrent_streams",

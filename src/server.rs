@@ -60,6 +60,8 @@ pub struct ServerSettings {
     pub max_connections_per_address: u32,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
+    /// A connection whose response write has waited this long for the client is dropped.
+    pub send_timeout: Duration,
     /// Bodies the gateway reads itself: the time they may lag behind `body_min_rate`.
     pub body_read_timeout: Duration,
     /// Bodies the gateway reads itself: bytes per second they must average after the grace.
@@ -239,6 +241,7 @@ impl Gateway {
             deadlines: Deadlines {
                 head: self.server.header_read_timeout,
                 idle: self.server.idle_timeout,
+                send: self.server.send_timeout,
             },
         };
         // Worker w serves socket w of every listener.
@@ -434,7 +437,8 @@ where
     let connection = {
         let (activity, closing) = (activity.clone(), closing.clone());
         async move {
-            let mut stream = stream;
+            // Every write to the client tells the supervisor whether the client reads.
+            let mut stream = activity::Watched::new(stream, activity.clone());
             let handed = if http1 {
                 let ctx = h1::serve::Ctx {
                     state: &state,
@@ -466,6 +470,7 @@ where
         Closed::NoRequest => tracing::debug!(%peer, "closed: no request within the deadline"),
         Closed::SlowHead => tracing::debug!(%peer, "closed: request head not complete in time"),
         Closed::Idle => tracing::debug!(%peer, "closed: idle"),
+        Closed::SlowReader => tracing::debug!(%peer, "closed: the client stopped reading"),
         Closed::Finished | Closed::Shutdown => {}
     }
     if let Some(e) = error {

@@ -7,6 +7,8 @@
 //!   connection: pipelining across the hand-over, deadlines after it, smuggling behind it.
 //! * [`stalls`]: every stage a client can stall is cut at its deadline; four stalled clients
 //!   holding every slot cannot lock out a fifth (the acceptance).
+//! * [`readers`]: a client that stops reading its response is dropped at `send_timeout`; one
+//!   that reads slowly but steadily is served.
 //! * [`caps`]: one address cannot take every connection slot.
 //! * [`http2`]: the announced stream limit, rapid reset and CONTINUATION floods.
 //!
@@ -32,6 +34,8 @@ mod framing;
 mod handover;
 #[path = "hostile_connections/http2.rs"]
 mod http2;
+#[path = "hostile_connections/readers.rs"]
+mod readers;
 #[path = "hostile_connections/stalls.rs"]
 mod stalls;
 

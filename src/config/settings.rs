@@ -125,6 +125,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             "server.header_read_timeout",
         ),
         (&raw.server.idle_timeout, "server.idle_timeout"),
+        (&raw.server.send_timeout, "server.send_timeout"),
     ] {
         if let Some(d) = value.as_ref().filter(|d| d.value.0.is_zero()) {
             return Err(ctx.err(d.referenced, path, "must be longer than 0", None));
@@ -148,6 +149,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             .as_ref()
             .map_or(256, |m| m.value),
         idle_timeout: spanned(&raw.server.idle_timeout, Duration::from_secs(60)),
+        send_timeout: spanned(&raw.server.send_timeout, Duration::from_secs(60)),
         body_read_timeout: dur(raw.server.body_read_timeout, Duration::from_secs(20)),
         body_min_rate: raw.server.body_min_rate.as_ref().map_or(500, |b| b.value.0),
         http2_max_concurrent_streams: raw

@@ -84,6 +84,7 @@ fn example_config_loads() {
     assert_eq!(s.server.max_connections, 10_000);
     assert_eq!(s.server.max_connections_per_address, 256);
     assert_eq!(s.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(s.server.send_timeout, Duration::from_secs(60));
     assert_eq!(s.server.body_read_timeout, Duration::from_secs(20));
     assert_eq!(s.server.body_min_rate, 500);
     assert_eq!(s.server.http2_max_concurrent_streams, 256);

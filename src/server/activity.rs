@@ -15,6 +15,9 @@
 //! * a later HTTP/1.1 head begun and not complete: closed `header_read_timeout` after its
 //!   first byte (or after the previous response, if it came pipelined);
 //! * no request in flight and no head begun: closed after `idle_timeout`;
+//! * a request in flight whose response the client stopped reading (a write to it has waited
+//!   `send_timeout` without moving): dropped at once, since no graceful close can reach a
+//!   client that reads nothing. [`Watched`] tells the activity when writes wait and move;
 //! * server shutdown: asked to finish what is in flight (the drain bound is the caller's).
 //!
 //! Closing is hyper's graceful shutdown (HTTP/2 GOAWAY, HTTP/1.1 close after the response),
@@ -22,6 +25,7 @@
 //! unless a request is in flight by then.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -52,6 +57,9 @@ struct Load {
     head_began: AtomicU64,
     /// When the last request ended, as nanoseconds since `opened`.
     last_end: AtomicU64,
+    /// When a write to the client began to wait, as nanoseconds since `opened` plus one;
+    /// zero while writes go through.
+    write_waits: AtomicU64,
     opened: Instant,
 }
 
@@ -77,6 +85,7 @@ impl Activity {
                 heads: AtomicU64::new(0),
                 head_began: AtomicU64::new(0),
                 last_end: AtomicU64::new(0),
+                write_waits: AtomicU64::new(0),
                 opened: crate::clock::io_now(),
             }),
         }
@@ -103,15 +112,39 @@ impl Activity {
         self.load.heads.load(Ordering::Relaxed)
     }
 
+    /// A write to the client could not go through: its first such write marks the time.
+    fn write_waited(&self) {
+        let load = &self.load;
+        if load.write_waits.load(Ordering::Relaxed) == 0 {
+            load.write_waits
+                .store(load.since_opened().saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// A write to the client went through (or failed): it is no longer waiting.
+    fn write_moved(&self) {
+        let waits = &self.load.write_waits;
+        if waits.load(Ordering::Relaxed) != 0 {
+            waits.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn idle(&self) -> bool {
         self.load.in_flight.load(Ordering::Acquire) == 0
     }
 
-    /// The deadline that applies now and why it closes, or `None` while a request is in flight.
+    /// The deadline that applies now and why it closes, or `None` while a request is in flight
+    /// and its response goes out (or has nothing to send yet).
     fn deadline(&self, deadlines: Deadlines) -> Option<(Instant, Closed)> {
         let load = &self.load;
         if load.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
+            return match load.write_waits.load(Ordering::Relaxed) {
+                0 => None,
+                waits => {
+                    let since = Duration::from_nanos(waits - 1);
+                    Some((load.opened + since + deadlines.send, Closed::SlowReader))
+                }
+            };
         }
         let started = load.started.load(Ordering::Relaxed);
         if started == 0 {
@@ -184,6 +217,8 @@ pub(crate) struct Deadlines {
     /// their first byte.
     pub head: Duration,
     pub idle: Duration,
+    /// `send_timeout`: how long a write to the client may wait while a request is in flight.
+    pub send: Duration,
 }
 
 /// Why a connection was asked to close.
@@ -193,6 +228,8 @@ pub(crate) enum Closed {
     NoRequest,
     SlowHead,
     Idle,
+    /// The client read nothing of a response for `send_timeout`.
+    SlowReader,
     Shutdown,
 }
 
@@ -259,6 +296,11 @@ where
             }
         }
     };
+    if why == Closed::SlowReader {
+        // Its client reads nothing, so a graceful close would not reach it: dropping the
+        // connection also ends the response and its upstream exchange.
+        return (why, None);
+    }
     graceful(conn.as_mut());
     if why == Closed::Shutdown {
         return (why, conn.await.err());
@@ -289,6 +331,74 @@ enum Woke<R> {
     Finished(R),
     Stop,
     Timer,
+}
+
+/// The client's stream, telling the connection's [`Activity`] when a write has to wait for
+/// the client and when writing moves again.
+#[derive(Debug)]
+pub(crate) struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S> Watched<S> {
+    pub(crate) fn new(inner: S, activity: Activity) -> Self {
+        Watched { inner, activity }
+    }
+
+    fn seen<T>(&self, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => self.activity.write_waited(),
+            Poll::Ready(_) => self.activity.write_moved(),
+        }
+        polled
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.seen(polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.seen(polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.seen(polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

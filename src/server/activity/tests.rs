@@ -9,6 +9,7 @@ use super::*;
 const DEADLINES: Deadlines = Deadlines {
     head: Duration::from_secs(5),
     idle: Duration::from_secs(60),
+    send: Duration::from_secs(20),
 };
 
 /// A connection that never ends by itself.
@@ -85,6 +86,7 @@ async fn an_idle_deadline_shorter_than_the_first_request_one_holds_from_the_firs
     let deadlines = Deadlines {
         head: Duration::from_secs(30),
         idle: Duration::from_secs(5),
+        send: Duration::from_secs(60),
     };
     let (why, took) = closes(deadlines, |a| async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -291,4 +293,55 @@ async fn a_stop_signal_whose_sender_is_gone_never_stops_the_connection() {
     assert_eq!(why, Closed::NoRequest);
     let took = started.elapsed();
     assert!(within_grace(took, DEADLINES.head), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_its_client_stops_reading_is_dropped_at_the_send_deadline() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        a.heads_begun(1);
+        let _in_flight = a.begin();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        a.write_waited(); // and the client never reads again
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::SlowReader);
+    // Dropped at the deadline: a graceful close would wait for the request in flight forever.
+    let expected = Duration::from_secs(3) + DEADLINES.send;
+    assert!(within(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_that_wait_less_than_the_send_deadline_keep_a_long_response() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        a.heads_begun(1);
+        let in_flight = a.begin();
+        for _ in 0..10 {
+            a.write_waited();
+            tokio::time::sleep(DEADLINES.send - Duration::from_secs(1)).await;
+            a.write_moved();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        drop(in_flight);
+    })
+    .await;
+    assert_eq!(why, Closed::Idle);
+    let expected = DEADLINES.send * 10 + DEADLINES.idle;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_still_waiting_after_the_response_ended_is_left_to_the_idle_deadline() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        a.heads_begun(1);
+        let in_flight = a.begin();
+        a.write_waited();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(in_flight); // its last bytes are still waiting for the client
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::Idle);
+    let expected = Duration::from_secs(1) + DEADLINES.idle;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
 }

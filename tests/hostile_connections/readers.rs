@@ -1,0 +1,120 @@
+//! A client that stops reading its response (a "slow read"): the gateway's writes to it wait,
+//! and `server.send_timeout` after the first one that waits, the connection and the upstream
+//! exchange behind it are dropped. A client that reads slowly but steadily keeps its response.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::closes_within;
+use super::common::{GatewayOptions, Proto, Stub, TestGateway, STEP};
+
+/// Larger than every buffer between the stub and the client (socket buffers on both
+/// connections, rustls's), so that the gateway's writes wait when the client stops reading.
+const LARGE: usize = 64 << 20;
+
+async fn gateway(stub: &Stub) -> TestGateway {
+    TestGateway::start(
+        GatewayOptions::new(stub.url())
+            .server("send_timeout", "1s")
+            .server("header_read_timeout", "1s")
+            .server("idle_timeout", "1s"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_at_the_send_deadline() {
+    let stub = Stub::start().await;
+    let gw = gateway(&stub).await;
+    let mut tls = gw.client.tls_connect(Proto::H1).await;
+    let request = format!("GET /stream/{LARGE} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let sent = Instant::now();
+    assert!(
+        stub.wait_until(STEP, |s| s.heads() == 1).await,
+        "the request reached upstream"
+    );
+
+    // Streaming, then stuck on the client: the upstream exchange is still open well into the
+    // stall, not cut before the deadline.
+    tokio::time::sleep(Duration::from_millis(500)).await; // the client's silence
+    assert_eq!(
+        stub.open_connections(),
+        1,
+        "upstream exchange open during the stall"
+    );
+
+    // The first write that waited did so well within the first 500 ms; the supervisor looks
+    // at least every second (the shortest deadline), so the drop comes within 1–2.5 s.
+    let dropped = stub
+        .wait_until(Duration::from_secs(4), |s| s.open_connections() == 0)
+        .await;
+    let took = sent.elapsed();
+    assert!(
+        dropped,
+        "the upstream exchange still open {took:?} after the request"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "dropped after only {took:?}"
+    );
+
+    // The client gets what was buffered for it, then the end: far less than the body.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 << 10];
+    let ended = tokio::time::timeout(STEP, async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the client connection still open");
+    assert!(got < LARGE, "the whole body arrived ({got} bytes)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_slowly_but_steadily_gets_its_whole_response() {
+    let stub = Stub::start().await;
+    let gw = gateway(&stub).await;
+    let mut tls = gw.client.tls_connect(Proto::H1).await;
+    // About 3 s to read at the pace below: three send deadlines, during which the gateway's
+    // writes wait often, but never for a whole second.
+    const SIZE: usize = 12 << 20;
+    let request = format!("GET /stream/{SIZE} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut received = Vec::with_capacity(SIZE + 4096);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut slice = 0usize;
+    loop {
+        let n = tokio::time::timeout(STEP, tls.read(&mut buf))
+            .await
+            .expect("a read within the step")
+            .expect("the connection stays up");
+        assert!(n > 0, "closed after {} bytes", received.len());
+        received.extend_from_slice(&buf[..n]);
+        slice += n;
+        if slice >= 1 << 20 {
+            slice = 0;
+            tokio::time::sleep(Duration::from_millis(250)).await; // the client's pace
+        }
+        if let Some(head) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            if received.len() >= head + 4 + SIZE {
+                break;
+            }
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "read too fast to test ({took:?})"
+    );
+    let head = String::from_utf8_lossy(&received[..received.len().min(512)]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Kept alive after the response, then closed at the idle deadline as usual.
+    assert!(closes_within(&mut tls, Duration::from_secs(3)).await);
+}
