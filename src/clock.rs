@@ -7,6 +7,13 @@
 //! [`Clock::advance`] instead of sleeping. Durations that are only reported (the access
 //! log) use a [`Stopwatch`]. Clippy's `disallowed-methods` keeps `Instant::now` and
 //! `SystemTime::now` out of every other file.
+//!
+//! A connection task reads the monotonic clock once per poll ([`in_turns`]), as nginx reads
+//! it once per turn of its event loop: within one poll, which never waits, every reader sees
+//! the same instant.
+
+use std::cell::Cell;
+use std::future::Future;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -46,8 +53,7 @@ impl Clock {
 
     /// A monotonic instant (tokio's clock, plus the offset tests added).
     pub fn instant(&self) -> tokio::time::Instant {
-        #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
-        let now = tokio::time::Instant::now();
+        let now = monotonic();
         let offset = self.offset_ms.load(Ordering::Relaxed).max(0) as u64;
         now + Duration::from_millis(offset)
     }
@@ -68,8 +74,48 @@ impl Clock {
 /// `tokio::time::pause` moves in tests). Session, token and lockout decisions use a
 /// [`Clock`] instead.
 pub fn io_now() -> tokio::time::Instant {
+    monotonic()
+}
+
+thread_local! {
+    /// The instant of the poll running on this thread: `None` outside [`in_turns`], `Some(None)`
+    /// inside it until the first read.
+    static TURN: Cell<Option<Option<tokio::time::Instant>>> = const { Cell::new(None) };
+}
+
+/// tokio's monotonic clock, read at most once per poll of a future run [`in_turns`].
+fn monotonic() -> tokio::time::Instant {
     #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
-    tokio::time::Instant::now()
+    let read = tokio::time::Instant::now;
+    TURN.with(|turn| match turn.get() {
+        Some(Some(now)) => now,
+        Some(None) => {
+            let now = read();
+            turn.set(Some(Some(now)));
+            now
+        }
+        None => read(),
+    })
+}
+
+/// Runs `f` so that each of its polls reads the monotonic clock at most once: a connection
+/// task reads it for its deadlines, its request's timings and its upstream exchange, and all
+/// of that happens in a handful of polls per request.
+pub async fn in_turns<F: Future>(f: F) -> F::Output {
+    /// Puts back the state of the poll this one runs in (nothing, for a task), also when the
+    /// poll panics.
+    struct Restore(Option<Option<tokio::time::Instant>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TURN.with(|turn| turn.set(self.0));
+        }
+    }
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| {
+        let _restore = Restore(TURN.with(|turn| turn.replace(Some(None))));
+        f.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// Measures how long something took, for reports only (never for decisions).
@@ -78,12 +124,11 @@ pub struct Stopwatch(tokio::time::Instant);
 
 impl Stopwatch {
     pub fn start() -> Self {
-        #[allow(clippy::disallowed_methods)] // reports only; decisions use `Clock`
-        Stopwatch(tokio::time::Instant::now())
+        Stopwatch(monotonic())
     }
 
     pub fn elapsed(&self) -> Duration {
-        self.0.elapsed()
+        monotonic().saturating_duration_since(self.0)
     }
 }
 
@@ -133,6 +178,38 @@ mod tests {
         let ts = rfc3339_now();
         assert!(ts.ends_with('Z'), "{ts}");
         assert!(OffsetDateTime::parse(&ts, &Rfc3339).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_future_in_turns_reads_the_clock_once_per_poll() {
+        let (first, same, next) = in_turns(async {
+            let first = io_now();
+            tokio::time::advance(Duration::from_millis(5)).await; // a poll ends here
+            let next = io_now();
+            (first, io_now(), next)
+        })
+        .await;
+        assert_eq!(same, next, "one poll, one instant");
+        assert_eq!(next - first, Duration::from_millis(5), "a new poll reads it again");
+        // Outside it, every read is live again.
+        let outside = io_now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(io_now() - outside, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_poll_that_panics_leaves_the_thread_outside_any_turn() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(in_turns(async {
+                let _ = io_now();
+                panic!("in the middle of a poll");
+            }))
+        }));
+        assert_eq!(TURN.with(Cell::get), None);
     }
 
     #[test]

@@ -464,8 +464,8 @@ where
             Box::pin(hyper.serve(stream, http1, handed, &closing)).await
         }
     };
-    let (why, error) =
-        activity::supervise(connection, |_| closing.ask(), &activity, deadlines, stop).await;
+    let supervised = activity::supervise(connection, |_| closing.ask(), &activity, deadlines, stop);
+    let (why, error) = crate::clock::in_turns(supervised).await;
     match why {
         Closed::NoRequest => tracing::debug!(%peer, "closed: no request within the deadline"),
         Closed::SlowHead => tracing::debug!(%peer, "closed: request head not complete in time"),
