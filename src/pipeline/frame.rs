@@ -5,10 +5,10 @@
 
 use std::borrow::Cow;
 
-use http::header::CONTENT_LENGTH;
+use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderValue};
 
-use crate::arcp::X_REQUEST_ID;
+use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::proxy::headers::header_bytes;
 
 #[derive(Debug, Clone, Copy)]
@@ -44,11 +44,13 @@ pub enum FrameError {
 
 /// Fields that must appear at most once: the gateway decides on them, and a second copy
 /// could be what upstream reads.
-const SINGLE: [(&str, &str); 4] = [
-    ("authorization", "Authorization"),
-    ("x-client-fingerprint", "X-Client-Fingerprint"),
-    ("x-session-pin", "X-Session-Pin"),
-    ("host", "Host"),
+///
+/// Names as `HeaderName`s, not text: a lookup by text parses the name first.
+static SINGLE: [(&HeaderName, &str); 4] = [
+    (&AUTHORIZATION, "Authorization"),
+    (&X_CLIENT_FINGERPRINT, "X-Client-Fingerprint"),
+    (&X_SESSION_PIN, "X-Session-Pin"),
+    (&HOST, "Host"),
 ];
 
 /// The host names the gateway answers for (`server.server_names`); empty accepts any.
@@ -76,8 +78,8 @@ impl ServerNames {
 /// Refuses duplicated decision fields and hosts outside `names`.
 pub fn check_head<B>(req: &http::Request<B>, names: &ServerNames) -> Result<(), FrameError> {
     let headers = req.headers();
-    for (name, display) in SINGLE {
-        if headers.get_all(name).iter().nth(1).is_some() {
+    for (name, display) in &SINGLE {
+        if headers.get_all(*name).iter().nth(1).is_some() {
             return Err(FrameError::DuplicateHeader(display));
         }
     }
