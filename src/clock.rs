@@ -100,8 +100,9 @@ fn monotonic() -> tokio::time::Instant {
 
 /// Runs `f` so that each of its polls reads the monotonic clock at most once: a connection
 /// task reads it for its deadlines, its request's timings and its upstream exchange, and all
-/// of that happens in a handful of polls per request.
-pub async fn in_turns<F: Future>(f: F) -> F::Output {
+/// of that happens in a handful of polls per request. `f` is pinned by the caller, so that a
+/// connection's (large) future is not stored twice.
+pub async fn in_turns<F: Future>(mut f: std::pin::Pin<&mut F>) -> F::Output {
     /// Puts back the state of the poll this one runs in (nothing, for a task), also when the
     /// poll panics.
     struct Restore(Option<Option<tokio::time::Instant>>);
@@ -110,7 +111,6 @@ pub async fn in_turns<F: Future>(f: F) -> F::Output {
             TURN.with(|turn| turn.set(self.0));
         }
     }
-    let mut f = std::pin::pin!(f);
     std::future::poll_fn(|cx| {
         let _restore = Restore(TURN.with(|turn| turn.replace(Some(None))));
         f.as_mut().poll(cx)
@@ -182,15 +182,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_future_in_turns_reads_the_clock_once_per_poll() {
-        let (first, same, next) = in_turns(async {
+        let (first, same, next) = in_turns(std::pin::pin!(async {
             let first = io_now();
             tokio::time::advance(Duration::from_millis(5)).await; // a poll ends here
             let next = io_now();
             (first, io_now(), next)
-        })
+        }))
         .await;
         assert_eq!(same, next, "one poll, one instant");
-        assert_eq!(next - first, Duration::from_millis(5), "a new poll reads it again");
+        assert_eq!(
+            next - first,
+            Duration::from_millis(5),
+            "a new poll reads it again"
+        );
         // Outside it, every read is live again.
         let outside = io_now();
         tokio::time::advance(Duration::from_millis(1)).await;
@@ -204,10 +208,10 @@ mod tests {
             .build()
             .expect("runtime");
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(in_turns(async {
+            runtime.block_on(in_turns(std::pin::pin!(async {
                 let _ = io_now();
                 panic!("in the middle of a poll");
-            }))
+            })))
         }));
         assert_eq!(TURN.with(Cell::get), None);
     }

@@ -464,7 +464,13 @@ where
             Box::pin(hyper.serve(stream, http1, handed, &closing)).await
         }
     };
-    let supervised = activity::supervise(connection, |_| closing.ask(), &activity, deadlines, stop);
+    let supervised = std::pin::pin!(activity::supervise(
+        connection,
+        |_| closing.ask(),
+        &activity,
+        deadlines,
+        stop
+    ));
     let (why, error) = crate::clock::in_turns(supervised).await;
     match why {
         Closed::NoRequest => tracing::debug!(%peer, "closed: no request within the deadline"),

@@ -231,7 +231,14 @@ mod tests {
         for name in HOP_BY_HOP {
             assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
-        for name in ["content-length", "host", "keep", "tea", "upgrades", "x-connection"] {
+        for name in [
+            "content-length",
+            "host",
+            "keep",
+            "tea",
+            "upgrades",
+            "x-connection",
+        ] {
             assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
     }
