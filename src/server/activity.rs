@@ -249,8 +249,8 @@ where
     // deadline is worked out from the counters and the timer moved to it if it lies ahead,
     // but never further than `recheck`: a head may begin in the meantime, and its deadline
     // is then at most `head` away (while a request is in flight, it looks again `recheck`
-    // later).
-    let recheck = deadlines.head.min(deadlines.idle);
+    // later; a write may begin to wait in the meantime, and its deadline is `send` away).
+    let recheck = deadlines.head.min(deadlines.idle).min(deadlines.send);
     // First at the earlier of the two deadlines: a quick first request must not stretch a
     // shorter idle deadline to the first-request one.
     let timer = tokio::time::sleep_until(activity.load.opened + recheck);
@@ -311,6 +311,13 @@ where
             _ = tokio::time::sleep(CLOSE_GRACE) => {
                 if activity.idle() {
                     return (why, None);
+                }
+                // A request begun during the grace (hyper may still take one) is held to the
+                // send deadline like any other.
+                if let Some((due, Closed::SlowReader)) = activity.deadline(deadlines) {
+                    if due <= crate::clock::io_now() {
+                        return (Closed::SlowReader, None);
+                    }
                 }
             }
         }

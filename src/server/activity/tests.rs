@@ -345,3 +345,44 @@ async fn a_write_still_waiting_after_the_response_ended_is_left_to_the_idle_dead
     let expected = Duration::from_secs(1) + DEADLINES.idle;
     assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_send_deadline_shorter_than_the_others_is_kept_to() {
+    let deadlines = Deadlines {
+        head: Duration::from_secs(30),
+        idle: Duration::from_secs(60),
+        send: Duration::from_secs(5),
+    };
+    let (why, took) = closes(deadlines, |a| async move {
+        a.heads_begun(1);
+        let _in_flight = a.begin();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        a.write_waited();
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::SlowReader);
+    let expected = Duration::from_secs(1) + deadlines.send;
+    assert!(within(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_begun_during_the_close_grace_is_held_to_the_send_deadline() {
+    let deadlines = Deadlines {
+        head: Duration::from_secs(5),
+        idle: Duration::from_secs(10),
+        send: Duration::from_secs(3),
+    };
+    let (why, took) = closes(deadlines, |a| async move {
+        answer(&a); // idle from here: asked to close at 10 s, which this connection ignores
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        a.heads_begun(1);
+        let _in_flight = a.begin(); // taken during the grace
+        a.write_waited(); // and its client reads nothing
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::SlowReader);
+    let expected = Duration::from_millis(13_500);
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
