@@ -493,3 +493,40 @@ async fn no_upstream_connection_before_authentication() {
     assert_eq!(next, WsEvent::Json(json!({"type": "auth_success"})));
     assert_eq!(env.upstream_sockets("then-authenticated"), 1);
 }
+
+/// A client that stops reading while upstream keeps sending: once the connection is upgraded
+/// no supervisor watches it, so the socket's own writes to the client carry
+/// `server.send_timeout`. The gateway's writes wait once the buffers are full, and the socket
+/// and its upstream socket are dropped soon after the deadline, freeing the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_whose_client_stops_reading_is_dropped_at_the_send_timeout() {
+    let env = Env::start(&[("send_timeout", "1s")], &[]).await;
+    let mut ws = env.public("reader").await;
+    // Upstream echoes every message; the client sends far more than the socket buffers hold
+    // between it and the gateway (both ways) and never reads an echo.
+    let started = Instant::now();
+    let sender = tokio::spawn(async move {
+        let message = vec![0x5a_u8; 32 << 10];
+        let mut sent = 0usize;
+        while sent < 4096 && ws.try_send(Message::binary(message.clone()), SETTLE).await {
+            sent += 1;
+        }
+        (sent, ws)
+    });
+    env.stub
+        .wait_for_case(
+            "reader",
+            Duration::from_secs(10),
+            "upstream socket dropped",
+            |c| c.ended,
+        )
+        .await;
+    eprintln!("upstream socket dropped after {:?}", started.elapsed());
+    let (sent, _ws) = within(SETTLE, "the client's sender ends", sender)
+        .await
+        .unwrap();
+    assert!(
+        sent < 4096,
+        "every message went through: the buffers were not filled"
+    );
+}

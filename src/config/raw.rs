@@ -129,7 +129,8 @@ pub struct RawServer {
     pub max_connections_per_address: Option<Spanned<u32>>,
     #[schemars(with = "Option<DurationValue>")]
     pub idle_timeout: Option<Spanned<DurationValue>>,
-    /// A response write that waits this long for the client to read closes the connection.
+    /// A response write that waits this long for the client to read drops the connection (and
+    /// ends a WebSocket).
     #[schemars(with = "Option<DurationValue>")]
     pub send_timeout: Option<Spanned<DurationValue>>,
     pub body_read_timeout: Option<DurationValue>,

@@ -249,7 +249,7 @@ pub(crate) fn build(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Settings, ConfigErr
             None,
         ));
     }
-    let websocket = websocket(&raw.websocket, ctx)?;
+    let websocket = websocket(&raw.websocket, server.send_timeout, ctx)?;
     let session_store = store::store(&raw, &auth, ctx)?;
     let policy = policy(&raw.routes, ctx)?;
     let admin = admin(raw.admin.as_ref(), &listeners, ctx)?;

@@ -93,6 +93,8 @@ pub struct WebSocketSettings {
     pub auth_timeout: Duration,
     /// A socket with no data frame either way for this long is closed with 1001.
     pub idle_timeout: Duration,
+    /// `server.send_timeout`: a write to the client that waits this long ends the socket.
+    pub send_timeout: Duration,
     /// Sockets one client address (an IPv6 /64) may hold open.
     pub max_per_address: u32,
     /// Public sockets open at once, all clients together.
@@ -224,7 +226,7 @@ pub async fn upgrade(
                 return;
             }
         };
-        let io = TokioIo::new(upgraded);
+        let io = relay::WriteDeadline::new(TokioIo::new(upgraded), ctx.settings.send_timeout);
         let max = ctx.settings.max_message_bytes;
         match (public, refused) {
             (Some(upstream), _) => {
@@ -296,7 +298,7 @@ fn close_code_for(e: &AdmitError) -> u16 {
 
 /// A dashboard or agent socket: greet (agents), read and check the first frame, and only then
 /// open the upstream socket and relay.
-async fn run(ctx: SocketCtx, kind: SocketKind, mut io: TokioIo<hyper::upgrade::Upgraded>) {
+async fn run(ctx: SocketCtx, kind: SocketKind, mut io: relay::ClientIo) {
     let _open = ctx.handles.metrics.websocket_opened();
     let settings = ctx.settings;
     let (refused, invalid) = refusal(kind == SocketKind::Dashboard);

@@ -9,6 +9,7 @@
 //! session ends.
 
 mod first_frame;
+mod write_deadline;
 
 use std::future::Future;
 use std::time::Duration;
@@ -38,11 +39,14 @@ use crate::body::Body;
 use crate::clock::io_now;
 use crate::upstream::UpstreamClient;
 pub use first_frame::{read_first_frame, FirstFrame};
+pub use write_deadline::WriteDeadline;
 
 /// The socket to upstream.
 pub type UpstreamSocket = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 /// The client's socket, after the gateway answered its upgrade.
-pub type ClientSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// The upgraded client stream, whose writes fail once one has waited `server.send_timeout`.
+pub type ClientIo = WriteDeadline<TokioIo<hyper::upgrade::Upgraded>>;
+pub type ClientSocket = WebSocketStream<ClientIo>;
 type UpstreamTx = SplitSink<UpstreamSocket, Message>;
 type UpstreamRx = SplitStream<UpstreamSocket>;
 
@@ -166,7 +170,7 @@ pub fn without_token(query: &str) -> String {
 /// [`read_first_frame`] read past the first frame), with the message limit in force: a message
 /// or frame over `max_message_bytes` ends the socket with 1009 ([`relay`]).
 pub async fn client_socket(
-    io: TokioIo<hyper::upgrade::Upgraded>,
+    io: ClientIo,
     read_ahead: Vec<u8>,
     max_message_bytes: usize,
 ) -> ClientSocket {

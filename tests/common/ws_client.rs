@@ -60,6 +60,14 @@ impl WsClient {
             .unwrap();
     }
 
+    /// Sends `m`; false if the socket failed or the send did not finish within `limit`.
+    pub async fn try_send(&mut self, m: Message, limit: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(limit, self.ws.send(m)).await,
+            Ok(Ok(()))
+        )
+    }
+
     pub async fn send_json(&mut self, v: &Value) {
         self.send(Message::text(v.to_string())).await;
     }

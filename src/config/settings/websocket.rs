@@ -13,6 +13,7 @@ const MESSAGE_CEILING: u64 = 64 << 20;
 
 pub(in crate::config) fn websocket(
     raw: &raw::RawWebSocket,
+    send_timeout: Duration,
     ctx: &Ctx<'_>,
 ) -> Result<WebSocketSettings, ConfigError> {
     let bytes =
@@ -62,6 +63,7 @@ pub(in crate::config) fn websocket(
         max_first_frame_bytes: max_first as usize,
         auth_timeout: time(&raw.auth_timeout, Duration::from_secs(30)),
         idle_timeout: time(&raw.idle_timeout, Duration::from_secs(300)),
+        send_timeout,
         max_per_address: raw.max_per_address.as_ref().map_or(64, |m| m.value),
         max_public: raw.max_public.as_ref().map_or(256, |m| m.value),
     })

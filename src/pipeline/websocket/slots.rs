@@ -121,6 +121,7 @@ mod tests {
             max_first_frame_bytes: 4 << 10,
             auth_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
+            send_timeout: Duration::from_secs(60),
             max_per_address: per_address,
             max_public: public,
         }
