@@ -17,7 +17,9 @@
 //! * no request in flight and no head begun: closed after `idle_timeout`;
 //! * a request in flight whose response the client stopped reading (a write to it has waited
 //!   `send_timeout` without moving): dropped at once, since no graceful close can reach a
-//!   client that reads nothing. [`Watched`] tells the activity when writes wait and move;
+//!   client that reads nothing. [`Watched`] tells the activity when writes wait and move,
+//!   and [`Tracked`] when a response body hyper sends waits for hyper to take its next frame
+//!   (an HTTP/2 stream the client starves of flow-control window never reaches the socket);
 //! * server shutdown: asked to finish what is in flight (the drain bound is the caller's).
 //!
 //! Closing is hyper's graceful shutdown (HTTP/2 GOAWAY, HTTP/1.1 close after the response),
@@ -32,13 +34,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-use crate::body::{Body, BoxError};
 
 /// How long a connection asked to close gets before it is dropped, when nothing is in flight.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -60,6 +58,8 @@ struct Load {
     /// When a write to the client began to wait, as nanoseconds since `opened` plus one;
     /// zero while writes go through.
     write_waits: AtomicU64,
+    /// Response bodies hyper sends that wait for it to take their next frame ([`Tracked`]).
+    handed: tracked::Handed,
     opened: Instant,
 }
 
@@ -86,6 +86,7 @@ impl Activity {
                 head_began: AtomicU64::new(0),
                 last_end: AtomicU64::new(0),
                 write_waits: AtomicU64::new(0),
+                handed: tracked::Handed::default(),
                 opened: crate::clock::io_now(),
             }),
         }
@@ -138,13 +139,16 @@ impl Activity {
     fn deadline(&self, deadlines: Deadlines) -> Option<(Instant, Closed)> {
         let load = &self.load;
         if load.in_flight.load(Ordering::Acquire) > 0 {
-            return match load.write_waits.load(Ordering::Relaxed) {
-                0 => None,
-                waits => {
-                    let since = Duration::from_nanos(waits - 1);
-                    Some((load.opened + since + deadlines.send, Closed::SlowReader))
-                }
-            };
+            // The longest wait for the client: a write to it, or a response body whose next
+            // frame nobody has taken.
+            let waits = [
+                load.write_waits.load(Ordering::Relaxed),
+                load.handed.earliest(),
+            ];
+            return waits.into_iter().filter(|&w| w != 0).min().map(|waits| {
+                let since = Duration::from_nanos(waits - 1);
+                (load.opened + since + deadlines.send, Closed::SlowReader)
+            });
         }
         let started = load.started.load(Ordering::Relaxed);
         if started == 0 {
@@ -166,47 +170,13 @@ impl Activity {
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<Load>);
 
+pub(crate) use tracked::Tracked;
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let nanos = self.0.since_opened();
         self.0.last_end.fetch_max(nanos, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its request in flight until it is finished or dropped.
-#[derive(Debug)]
-pub(crate) struct Tracked {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl Tracked {
-    pub(crate) fn new(body: Body, in_flight: InFlight) -> Self {
-        Tracked {
-            body,
-            _in_flight: in_flight,
-        }
-    }
-}
-
-impl http_body::Body for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -407,6 +377,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
+
+mod tracked;
 
 #[cfg(test)]
 mod tests;

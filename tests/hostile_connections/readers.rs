@@ -1,13 +1,18 @@
 //! A client that stops reading its response (a "slow read"): the gateway's writes to it wait,
 //! and `server.send_timeout` after the first one that waits, the connection and the upstream
-//! exchange behind it are dropped. A client that reads slowly but steadily keeps its response.
+//! exchange behind it are dropped; on HTTP/2 also when the client starves the stream of
+//! flow-control window while the socket stays open. A client that reads slowly but steadily
+//! keeps its response.
 
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::closes_within;
 use super::common::{GatewayOptions, Proto, Stub, TestGateway, STEP};
+use super::{
+    closes_within, frame, get_block, read_frame, END_HEADERS, END_STREAM, HEADERS, PREFACE,
+    SETTINGS,
+};
 
 /// Larger than every buffer between the stub and the client (socket buffers on both
 /// connections, rustls's), so that the gateway's writes wait when the client stops reading.
@@ -117,4 +122,58 @@ async fn a_client_that_reads_slowly_but_steadily_gets_its_whole_response() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // Kept alive after the response, then closed at the idle deadline as usual.
     assert!(closes_within(&mut tls, Duration::from_secs(3)).await);
+}
+
+/// HTTP/2 with no flow-control window for any stream (`SETTINGS_INITIAL_WINDOW_SIZE` 0, never
+/// a `WINDOW_UPDATE`): the socket never blocks, but the response body cannot move. The
+/// connection is dropped `send_timeout` after the response was handed to hyper, with the
+/// upstream exchange behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_starved_of_window_is_dropped_at_the_send_deadline() {
+    const PING: u8 = 0x6;
+    const DATA: u8 = 0x0;
+    let stub = Stub::start().await;
+    let gw = gateway(&stub).await;
+    let mut tls = gw.client.tls_connect(Proto::H2).await;
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[0x00, 0x04, 0, 0, 0, 0])); // INITIAL_WINDOW_SIZE 0
+    let block = get_block(&format!("/stream/{LARGE}"), &gw.client.authority());
+    hello.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block));
+    tls.write_all(&hello).await.unwrap();
+    let sent = Instant::now();
+
+    // A live client: it acknowledges SETTINGS and answers PINGs, and reads every frame.
+    let mut status = false;
+    let mut data = 0usize;
+    let ended = tokio::time::timeout(Duration::from_secs(6), async {
+        while let Some((kind, flags, stream, payload)) = read_frame(&mut tls).await {
+            match kind {
+                SETTINGS if flags & 0x1 == 0 => {
+                    let _ = tls.write_all(&frame(SETTINGS, 0x1, 0, &[])).await;
+                }
+                PING if flags & 0x1 == 0 => {
+                    let _ = tls.write_all(&frame(PING, 0x1, 0, &payload)).await;
+                }
+                HEADERS if stream == 1 => status = true,
+                DATA => data += payload.len(),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let took = sent.elapsed();
+    assert!(
+        ended.is_ok(),
+        "the starved connection still open after {took:?}"
+    );
+    assert!(status, "the response head came");
+    assert_eq!(data, 0, "no window, no data");
+    assert!(
+        took >= Duration::from_secs(1),
+        "dropped after only {took:?}"
+    );
+    assert!(
+        stub.wait_until(STEP, |s| s.open_connections() == 0).await,
+        "the upstream exchange still open"
+    );
 }

@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
+use http_body::Frame;
+
 use super::*;
 
 const DEADLINES: Deadlines = Deadlines {
@@ -384,5 +387,80 @@ async fn a_request_begun_during_the_close_grace_is_held_to_the_send_deadline() {
     .await;
     assert_eq!(why, Closed::SlowReader);
     let expected = Duration::from_millis(13_500);
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+/// A response body as hyper would be handed it.
+fn tracked<B>(a: &Activity, body: B) -> Tracked<B> {
+    a.heads_begun(1);
+    Tracked::new(body, a.begin())
+}
+
+/// A streamed body whose frames the test sends.
+type Frames = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, crate::body::BoxError>>;
+
+fn streamed() -> (
+    Frames,
+    impl http_body::Body<Data = Bytes, Error = crate::body::BoxError> + Unpin,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (frame, rx))
+    });
+    (tx, http_body_util::StreamBody::new(Box::pin(frames)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_whose_first_frame_is_never_taken_is_dropped_at_the_send_deadline() {
+    let (why, took) = closes(DEADLINES, |a| async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Handed to hyper, which never polls it: an HTTP/2 stream the client grants no window.
+        let _body = tracked(&a, crate::body::Body::full("never sent"));
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert_eq!(why, Closed::SlowReader);
+    let expected = Duration::from_secs(2) + DEADLINES.send;
+    assert!(within(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_taken_frame_by_frame_within_the_deadline_is_kept() {
+    use http_body_util::BodyExt;
+    let (why, took) = closes(DEADLINES, |a| async move {
+        let (tx, rx) = streamed();
+        let mut body = tracked(&a, rx);
+        for _ in 0..10 {
+            tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                .await
+                .unwrap();
+            assert!(body.frame().await.is_some()); // handed out...
+            tokio::time::sleep(DEADLINES.send - Duration::from_secs(1)).await; // ...taken late
+        }
+        drop(tx);
+        assert!(body.frame().await.is_none());
+        drop(body);
+    })
+    .await;
+    assert_eq!(why, Closed::Idle);
+    let expected = (DEADLINES.send - Duration::from_secs(1)) * 10 + DEADLINES.idle;
+    assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_waiting_for_upstream_is_not_waiting_for_the_client() {
+    use http_body_util::BodyExt;
+    let (why, took) = closes(DEADLINES, |a| async move {
+        let (tx, rx) = streamed();
+        let mut body = tracked(&a, rx);
+        // Polled and pending: upstream is slow, for far longer than the send deadline.
+        let next = tokio::time::timeout(DEADLINES.send * 5, body.frame()).await;
+        assert!(next.is_err());
+        drop(tx);
+        drop(body);
+    })
+    .await;
+    assert_eq!(why, Closed::Idle);
+    let expected = DEADLINES.send * 5 + DEADLINES.idle;
     assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
 }
