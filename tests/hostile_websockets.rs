@@ -530,3 +530,53 @@ async fn a_socket_whose_client_stops_reading_is_dropped_at_the_send_timeout() {
         "every message went through: the buffers were not filled"
     );
 }
+
+/// The relay carries one direction at a time. A client that sends faster than upstream's echo
+/// handler (read one, send its reply, then read on) can take, while reading every reply,
+/// deadlocks the two: the relay waits to send upstream, upstream waits to send its reply,
+/// which the relay is not reading. The wait to send upstream carries `server.send_timeout`,
+/// so the socket ends and its slot is freed instead of being held for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_deadlocked_with_upstream_ends_at_the_send_timeout() {
+    let env = Env::start(&[("send_timeout", "1s")], &[]).await;
+    let ws = ws_from(
+        env.gw.client.addr,
+        &env.gw.client.ca,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "/public/ws?case=deadlock",
+    )
+    .await
+    .unwrap();
+    let (mut tx, mut rx) = ws.split();
+    // The client reads everything it is sent, all along.
+    let reader = tokio::spawn(async move {
+        let mut replies = 0usize;
+        while let Some(Ok(_)) = rx.next().await {
+            replies += 1;
+        }
+        replies
+    });
+    let writer = tokio::spawn(async move {
+        use futures_util::SinkExt;
+        let message = vec![0x5a_u8; 32 << 10];
+        for _ in 0..4096 {
+            let send = tx.send(Message::binary(message.clone()));
+            if !matches!(tokio::time::timeout(SETTLE, send).await, Ok(Ok(()))) {
+                return;
+            }
+        }
+    });
+    env.stub
+        .wait_for_case(
+            "deadlock",
+            Duration::from_secs(10),
+            "upstream socket ended",
+            |c| c.ended,
+        )
+        .await;
+    let replies = within(SETTLE, "the client's reader ends", reader)
+        .await
+        .unwrap();
+    writer.abort();
+    assert!(replies < 4096, "every echo came back: no deadlock to end");
+}

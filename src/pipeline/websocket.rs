@@ -235,7 +235,17 @@ pub async fn upgrade(
                 let (up_tx, up_rx) = (*upstream).split();
                 let idle = ctx.settings.idle_timeout;
                 let activity = || async { true };
-                relay::relay(client, up_tx, up_rx, None, activity, idle, &ctx.request_id).await;
+                relay::relay(
+                    client,
+                    up_tx,
+                    up_rx,
+                    None,
+                    activity,
+                    idle,
+                    ctx.settings.send_timeout,
+                    &ctx.request_id,
+                )
+                .await;
             }
             (None, Some(refusal)) => {
                 let client = relay::client_socket(io, Vec::new(), max).await;
@@ -417,7 +427,17 @@ async fn run(ctx: SocketCtx, kind: SocketKind, mut io: relay::ClientIo) {
         }
     };
     let idle = settings.idle_timeout;
-    relay::relay(client, up_tx, up_rx, ended, activity, idle, &ctx.request_id).await;
+    relay::relay(
+        client,
+        up_tx,
+        up_rx,
+        ended,
+        activity,
+        idle,
+        ctx.settings.send_timeout,
+        &ctx.request_id,
+    )
+    .await;
 }
 
 /// Checks the first frame and returns the frame to send upstream.

@@ -24,6 +24,7 @@ use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -233,6 +234,12 @@ fn is_auth_required(text: &str) -> bool {
 /// with 1009 (and never reaches upstream); no data frame either way for `idle_timeout` closes
 /// it with 1001. Pings and pongs are answered by each side's WebSocket layer and are not
 /// activity: a client that only pings would otherwise hold its slot for ever.
+///
+/// One direction at a time: while a message waits to go upstream, nothing is read from
+/// upstream. A send to upstream that waits `send_timeout` (upstream itself blocked on a reply
+/// this relay is not reading) ends the socket, as a client write that waits that long does
+/// (the client stream's [`WriteDeadline`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn relay<F, Fut>(
     client: ClientSocket,
     mut up_tx: UpstreamTx,
@@ -240,6 +247,7 @@ pub async fn relay<F, Fut>(
     mut ended: Option<watch::Receiver<bool>>,
     mut on_client_message: F,
     idle_timeout: Duration,
+    send_timeout: Duration,
     request_id: &str,
 ) where
     F: FnMut() -> Fut,
@@ -261,17 +269,17 @@ pub async fn relay<F, Fut>(
         tokio::select! {
             m = client_rx.next() => match m {
                 Some(Ok(Message::Close(frame))) => {
-                    let _ = up_tx.send(Message::Close(frame)).await;
+                    let _ = timeout(send_timeout, up_tx.send(Message::Close(frame))).await;
                     break;
                 }
                 Some(Ok(m)) if is_data(&m) => {
                     idle.as_mut().reset(io_now() + idle_timeout);
                     if !on_client_message().await {
                         let _ = client_tx.send(close_message(CLOSE_UNAUTHORIZED, "session ended")).await;
-                        let _ = up_tx.close().await;
+                        let _ = timeout(send_timeout, up_tx.close()).await;
                         break;
                     }
-                    if up_tx.send(m).await.is_err() {
+                    if !matches!(timeout(send_timeout, up_tx.send(m)).await, Ok(Ok(()))) {
                         let _ = client_tx.send(close_message(1011, "upstream closed")).await;
                         break;
                     }
@@ -280,12 +288,12 @@ pub async fn relay<F, Fut>(
                 Some(Err(WsError::Capacity(_))) => {
                     tracing::info!(request_id, "WebSocket message over the size limit; closing with 1009");
                     let _ = client_tx.send(close_message(CLOSE_TOO_BIG, "message too big")).await;
-                    let _ = up_tx.close().await;
+                    let _ = timeout(send_timeout, up_tx.close()).await;
                     too_big = true;
                     break;
                 }
                 _ => {
-                    let _ = up_tx.close().await;
+                    let _ = timeout(send_timeout, up_tx.close()).await;
                     break;
                 }
             },
@@ -297,7 +305,7 @@ pub async fn relay<F, Fut>(
                 Some(Ok(m)) if is_data(&m) => {
                     idle.as_mut().reset(io_now() + idle_timeout);
                     if client_tx.send(m).await.is_err() {
-                        let _ = up_tx.close().await;
+                        let _ = timeout(send_timeout, up_tx.close()).await;
                         break;
                     }
                 }
@@ -310,13 +318,13 @@ pub async fn relay<F, Fut>(
             () = &mut idle => {
                 tracing::debug!(request_id, ?idle_timeout, "WebSocket idle; closing with 1001");
                 let _ = client_tx.send(close_message(CLOSE_GOING_AWAY, "idle timeout")).await;
-                let _ = up_tx.close().await;
+                let _ = timeout(send_timeout, up_tx.close()).await;
                 break;
             }
             () = end => {
                 tracing::info!(request_id, "session ended; closing its WebSocket");
                 let _ = client_tx.send(close_message(CLOSE_UNAUTHORIZED, "session ended")).await;
-                let _ = up_tx.close().await;
+                let _ = timeout(send_timeout, up_tx.close()).await;
                 break;
             }
         }
