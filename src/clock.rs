@@ -9,8 +9,12 @@
 //! `SystemTime::now` out of every other file.
 //!
 //! A connection task reads the monotonic clock once per poll ([`in_turns`]), as nginx reads
-//! it once per turn of its event loop: within one poll, which never waits, every reader sees
-//! the same instant.
+//! it once per turn of its event loop: within one poll every reader of [`io_now`] and
+//! [`Clock::instant`] sees the same instant. A poll does not wait, so the instant is at most
+//! microseconds old; a poll that blocked (a log written to a stalled pipe) would make
+//! deadlines computed in it start a little early and checks in it see a little late. Nested,
+//! the inner turn ends by putting back the outer instant, which may be older: readers take
+//! differences with `saturating_duration_since`. The [`Stopwatch`] reads live.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -124,11 +128,14 @@ pub struct Stopwatch(tokio::time::Instant);
 
 impl Stopwatch {
     pub fn start() -> Self {
-        Stopwatch(monotonic())
+        #[allow(clippy::disallowed_methods)] // reports only; decisions use `Clock`
+        Stopwatch(tokio::time::Instant::now())
     }
 
+    /// Read live, not from the poll's instant: an answer made within one poll took time too,
+    /// and HTTP/2 streams (their own tasks) are measured the same way.
     pub fn elapsed(&self) -> Duration {
-        monotonic().saturating_duration_since(self.0)
+        self.0.elapsed()
     }
 }
 

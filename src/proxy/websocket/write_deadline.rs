@@ -12,12 +12,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 /// A stream whose writes (and flushes, and shutdown) fail with `TimedOut` once one of them
-/// has waited `limit` for the peer without moving. The timer exists only while a write waits.
+/// has waited `limit` for the peer without moving. The timer exists from the first write
+/// that waits, and is moved for each later one; once it has fired, every write that would
+/// wait fails at once (the socket is being torn down).
 #[derive(Debug)]
 pub struct WriteDeadline<S> {
     inner: S,
     limit: Duration,
+    /// Allocated at the first write that waits, kept for the stream's life.
     waiting: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting now, since `waiting` was last set.
+    armed: bool,
+    /// A write waited `limit`: every later write that would wait fails at once.
+    expired: bool,
 }
 
 impl<S> WriteDeadline<S> {
@@ -26,6 +33,8 @@ impl<S> WriteDeadline<S> {
             inner,
             limit,
             waiting: None,
+            armed: false,
+            expired: false,
         }
     }
 
@@ -36,21 +45,35 @@ impl<S> WriteDeadline<S> {
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.waiting = None;
+            self.armed = false;
             return polled;
+        }
+        if self.expired {
+            return Poll::Ready(Err(timed_out()));
         }
         let limit = self.limit;
         let waiting = self
             .waiting
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if !self.armed {
+            waiting.as_mut().reset(crate::clock::io_now() + limit);
+            self.armed = true;
+        }
         match waiting.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client read nothing for the send timeout",
-            ))),
+            Poll::Ready(()) => {
+                self.expired = true;
+                Poll::Ready(Err(timed_out()))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the peer took nothing for the send timeout",
+    )
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
