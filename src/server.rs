@@ -20,6 +20,7 @@ pub(crate) use framing::head_end;
 #[doc(hidden)]
 pub use framing::scan_in_pieces;
 pub mod proxy_header;
+mod streams;
 pub(crate) mod workers;
 
 use std::future::Future;
@@ -27,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -39,6 +40,7 @@ use activity::{Activity, Closed, Deadlines};
 use h1::serve::{Closing, Ended};
 use hyper_conn::Hyper;
 use proxy_header::Trusted;
+use streams::Streams;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -327,11 +329,11 @@ impl Gateway {
 /// hyper's builders: with protocol detection (a connection's first bytes may be the HTTP/2
 /// preface) and HTTP/1.1 only (for a connection that has already served an HTTP/1.1 request).
 pub(crate) struct Builders {
-    pub(crate) any: auto::Builder<TokioExecutor>,
+    pub(crate) any: auto::Builder<Streams>,
     pub(crate) http1: hyper::server::conn::http1::Builder,
     /// For a connection whose TLS handshake chose `h2` (ALPN): HTTP/2 only, so that HTTP/1.1
     /// bytes on it are a protocol error, not a request served without the framing check.
-    pub(crate) http2: auto::Builder<TokioExecutor>,
+    pub(crate) http2: auto::Builder<Streams>,
 }
 
 impl Builders {
@@ -350,8 +352,10 @@ impl Builders {
 
 /// hyper's protocol settings, each protection set explicitly rather than left to a default
 /// that may change under us.
-fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn http_builder(server: &ServerSettings) -> auto::Builder<Streams> {
+    let mut builder = auto::Builder::new(Streams {
+        send_timeout: server.send_timeout,
+    });
     builder
         .http1()
         .timer(TokioTimer::new())

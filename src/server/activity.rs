@@ -18,8 +18,9 @@
 //! * a request in flight whose response the client stopped reading (a write to it has waited
 //!   `send_timeout` without moving): dropped at once, since no graceful close can reach a
 //!   client that reads nothing. [`Watched`] tells the activity when writes wait and move,
-//!   and [`Tracked`] when a response body hyper sends waits for hyper to take its next frame
-//!   (an HTTP/2 stream the client starves of flow-control window never reaches the socket);
+//!   and [`Tracked`] when a response body hyper sends on HTTP/1.1 waits for hyper to take
+//!   its next frame (an HTTP/2 stream's body tells its own stream, which resets itself:
+//!   `server::streams`);
 //! * server shutdown: asked to finish what is in flight (the drain bound is the caller's).
 //!
 //! Closing is hyper's graceful shutdown (HTTP/2 GOAWAY, HTTP/1.1 close after the response),

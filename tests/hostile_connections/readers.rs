@@ -1,8 +1,8 @@
 //! A client that stops reading its response (a "slow read"): the gateway's writes to it wait,
 //! and `server.send_timeout` after the first one that waits, the connection and the upstream
-//! exchange behind it are dropped; on HTTP/2 also when the client starves the stream of
-//! flow-control window while the socket stays open. A client that reads slowly but steadily
-//! keeps its response.
+//! exchange behind it are dropped. On HTTP/2, a stream the client starves of flow-control
+//! window while the socket stays open is reset on its own. A client that reads slowly but
+//! steadily keeps its response.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::common::{GatewayOptions, Proto, Stub, TestGateway, STEP};
 use super::{
     closes_within, frame, get_block, read_frame, END_HEADERS, END_STREAM, HEADERS, PREFACE,
-    SETTINGS,
+    RST_STREAM, SETTINGS,
 };
 
 /// Larger than every buffer between the stub and the client (socket buffers on both
@@ -124,14 +124,16 @@ async fn a_client_that_reads_slowly_but_steadily_gets_its_whole_response() {
     assert!(closes_within(&mut tls, Duration::from_secs(3)).await);
 }
 
-/// HTTP/2 with no flow-control window for any stream (`SETTINGS_INITIAL_WINDOW_SIZE` 0, never
-/// a `WINDOW_UPDATE`): the socket never blocks, but the response body cannot move. The
-/// connection is dropped `send_timeout` after the response was handed to hyper, with the
-/// upstream exchange behind it.
+/// HTTP/2 with no flow-control window for any stream (`SETTINGS_INITIAL_WINDOW_SIZE` 0, no
+/// `WINDOW_UPDATE` for the stream): the socket never blocks, but the response body cannot
+/// move. `send_timeout` after the response was handed to hyper the stream is reset, with the
+/// upstream exchange behind it, and the connection goes on: a second stream given window is
+/// served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http2_stream_starved_of_window_is_dropped_at_the_send_deadline() {
+async fn an_http2_stream_starved_of_window_is_reset_at_the_send_deadline() {
     const PING: u8 = 0x6;
     const DATA: u8 = 0x0;
+    const WINDOW_UPDATE: u8 = 0x8;
     let stub = Stub::start().await;
     let gw = gateway(&stub).await;
     let mut tls = gw.client.tls_connect(Proto::H2).await;
@@ -142,9 +144,12 @@ async fn an_http2_stream_starved_of_window_is_dropped_at_the_send_deadline() {
     tls.write_all(&hello).await.unwrap();
     let sent = Instant::now();
 
-    // A live client: it acknowledges SETTINGS and answers PINGs, and reads every frame.
+    // A live client: it acknowledges SETTINGS, answers PINGs and reads every frame. Once
+    // stream 1 is reset it asks for a small answer on stream 3, with window for it.
     let mut status = false;
-    let mut data = 0usize;
+    let mut data_1 = 0usize;
+    let mut reset_after = None;
+    let mut second_done = false;
     let ended = tokio::time::timeout(Duration::from_secs(6), async {
         while let Some((kind, flags, stream, payload)) = read_frame(&mut tls).await {
             match kind {
@@ -155,25 +160,39 @@ async fn an_http2_stream_starved_of_window_is_dropped_at_the_send_deadline() {
                     let _ = tls.write_all(&frame(PING, 0x1, 0, &payload)).await;
                 }
                 HEADERS if stream == 1 => status = true,
-                DATA => data += payload.len(),
+                DATA if stream == 1 => data_1 += payload.len(),
+                RST_STREAM if stream == 1 => {
+                    reset_after = Some(sent.elapsed());
+                    let block = get_block("/second", &gw.client.authority());
+                    let mut next = frame(HEADERS, END_STREAM | END_HEADERS, 3, &block);
+                    next.extend(frame(WINDOW_UPDATE, 0, 3, &65_535u32.to_be_bytes()));
+                    tls.write_all(&next).await.unwrap();
+                }
+                DATA | HEADERS if stream == 3 && flags & END_STREAM != 0 => {
+                    second_done = true;
+                    return;
+                }
                 _ => {}
             }
         }
     })
     .await;
-    let took = sent.elapsed();
-    assert!(
-        ended.is_ok(),
-        "the starved connection still open after {took:?}"
-    );
     assert!(status, "the response head came");
-    assert_eq!(data, 0, "no window, no data");
+    assert_eq!(data_1, 0, "no window, no data");
+    let reset_after = reset_after.expect("stream 1 was not reset");
     assert!(
-        took >= Duration::from_secs(1),
-        "dropped after only {took:?}"
+        reset_after >= Duration::from_secs(1),
+        "reset after only {reset_after:?}"
     );
     assert!(
-        stub.wait_until(STEP, |s| s.open_connections() == 0).await,
-        "the upstream exchange still open"
+        ended.is_ok() && second_done,
+        "the connection did not serve stream 3"
+    );
+    // The starved stream's upstream exchange was dropped; the second one's went back to the
+    // pool (one connection left open, idle).
+    assert!(
+        stub.wait_until(STEP, |s| s.open_connections() <= 1).await,
+        "the starved stream's upstream exchange still open ({} connections)",
+        stub.open_connections()
     );
 }

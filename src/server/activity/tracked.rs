@@ -1,6 +1,6 @@
-//! Response bodies hyper sends, as the connection's supervisor sees them: in flight until
-//! finished or dropped, and waiting for the client while a frame they handed out (or the
-//! response itself) has not been followed by hyper's next poll.
+//! Response bodies hyper sends: in flight until finished or dropped, and waiting for the
+//! client while a frame they handed out (or the response itself) has not been followed by
+//! hyper's next poll.
 //!
 //! hyper polls a body for its next frame only once the previous one has room to go: room in
 //! its HTTP/1.1 write buffer (a blocked socket), or flow-control window on an HTTP/2 stream,
@@ -53,21 +53,36 @@ impl Handed {
 }
 
 /// A response body that keeps its request in flight until it is finished or dropped, and
-/// tells the supervisor while it waits for hyper to take its next frame.
+/// tells since when it waits for hyper to take its next frame: to its HTTP/2 stream, which
+/// resets itself after `send_timeout` ([`crate::server::streams`]), or else (HTTP/1.1) to the
+/// connection's supervisor, which drops the connection.
 #[derive(Debug)]
 pub(crate) struct Tracked<B = Body> {
     body: B,
-    /// Since when the body waits for its next poll; registered with the connection's
-    /// [`Handed`] for the body's life.
-    wait: Arc<AtomicU64>,
+    wait: Wait,
     in_flight: InFlight,
+}
+
+#[derive(Debug)]
+enum Wait {
+    /// Registered with the connection's [`Handed`] for the body's life.
+    Connection(Arc<AtomicU64>),
+    Stream(crate::server::streams::Slot),
 }
 
 impl<B> Tracked<B> {
     /// `body` of a response about to be handed to hyper, which waits for its first poll.
     pub(crate) fn new(body: B, in_flight: InFlight) -> Self {
-        let load: &Load = &in_flight.0;
-        let wait = load.handed.register(waiting_since(load));
+        let wait = match crate::server::streams::current() {
+            Some(slot) => {
+                slot.waiting();
+                Wait::Stream(slot)
+            }
+            None => {
+                let load: &Load = &in_flight.0;
+                Wait::Connection(load.handed.register(waiting_since(load)))
+            }
+        };
         Tracked {
             body,
             wait,
@@ -82,7 +97,10 @@ fn waiting_since(load: &Load) -> u64 {
 
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
-        self.in_flight.0.handed.unregister(&self.wait);
+        match &self.wait {
+            Wait::Connection(wait) => self.in_flight.0.handed.unregister(wait),
+            Wait::Stream(slot) => slot.taken(),
+        }
     }
 }
 
@@ -101,11 +119,19 @@ where
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         // Polled: hyper took what came before. A frame now handed out waits for the next poll;
         // a pending body waits for upstream, and an ended one for nothing.
-        let since = match &polled {
-            Poll::Ready(Some(Ok(_))) => waiting_since(&this.in_flight.0),
-            _ => 0,
-        };
-        this.wait.store(since, Ordering::Relaxed);
+        let handed = matches!(&polled, Poll::Ready(Some(Ok(_))));
+        match &this.wait {
+            Wait::Connection(wait) => {
+                let since = if handed {
+                    waiting_since(&this.in_flight.0)
+                } else {
+                    0
+                };
+                wait.store(since, Ordering::Relaxed);
+            }
+            Wait::Stream(slot) if handed => slot.waiting(),
+            Wait::Stream(slot) => slot.taken(),
+        }
         polled
     }
 
