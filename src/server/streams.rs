@@ -1,7 +1,9 @@
 //! HTTP/2 streams under the send deadline, one by one.
 //!
 //! hyper runs each HTTP/2 stream as a task of its own, through the executor it was built
-//! with. [`Streams`] spawns each one wrapped in [`Stream`], which lends the stream's response
+//! with (and nothing else, but the tunnel of a `CONNECT` it answered with 2xx, which the
+//! gateway never does; such a task never gets a waiting body). [`Streams`] spawns each one
+//! wrapped in [`Stream`], which lends the stream's response
 //! body ([`super::activity::Tracked`], made while the stream's task is polled) a slot to say
 //! since when it waits for hyper to take its next frame. A body waits there when the client
 //! grants its stream no flow-control window; `send_timeout` later the stream's task ends,
@@ -94,16 +96,17 @@ impl<F: Future<Output = ()>> Future for Stream<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        /// Takes the slot back out of the thread, also when the stream's poll panics.
-        struct Lent;
+        /// Puts back what the thread had before the stream's poll, also when it panics.
+        struct Lent(Option<Slot>);
         impl Drop for Lent {
             fn drop(&mut self) {
-                CURRENT.with(|c| c.borrow_mut().take());
+                let before = self.0.take();
+                CURRENT.with(|c| *c.borrow_mut() = before);
             }
         }
         let polled = {
-            CURRENT.with(|c| *c.borrow_mut() = Some(this.slot.clone()));
-            let _lent = Lent;
+            let before = CURRENT.with(|c| c.borrow_mut().replace(this.slot.clone()));
+            let _lent = Lent(before);
             this.inner.as_mut().poll(cx)
         };
         if polled.is_ready() {
@@ -125,8 +128,10 @@ impl<F: Future<Output = ()>> Future for Stream<F> {
         }
         // Woken at the deadline to look again; a stream that moved on in the meantime has
         // cleared its wait.
-        let _ = timer.as_mut().poll(cx);
-        Poll::Pending
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -195,8 +200,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn outside_a_stream_there_is_no_slot() {
-        assert!(current().is_none());
+    #[tokio::test(start_paused = true)]
+    async fn the_slot_is_lent_only_for_the_stream_s_polls_even_when_one_panics() {
+        let (tx, rx) = oneshot::channel();
+        Streams {
+            send_timeout: LIMIT,
+        }
+        .execute(async move {
+            let inside = current().is_some();
+            tokio::task::yield_now().await; // a second poll
+            let _ = tx.send(inside && current().is_some());
+            panic!("in the middle of a stream's poll");
+        });
+        assert!(rx.await.unwrap(), "no slot inside the stream's polls");
+        tokio::task::yield_now().await; // the stream's task ends in its panic
+        assert!(
+            current().is_none(),
+            "the slot stayed after the stream's poll"
+        );
     }
 }
