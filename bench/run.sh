@@ -123,22 +123,7 @@ password_hash=$(printf '%s' "$user_password" | "$gateway_bin" hash-password)
 body=$(tr -d '\n' <"$bench/stub-body.json")
 
 # Renders bench/<template>.in into $work with each at-sign placeholder replaced by the named variable.
-render() {
-    local template="$1" out="$2"
-    shift 2
-    python3 - "$template" "$out" "$@" <<'PY'
-import os, sys
-template, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-text = open(template).read()
-for name in names:
-    text = text.replace("@" + name + "@", os.environ[name])
-import re
-left = re.findall(r"@[A-Z_]+@", text)
-if left:
-    sys.exit(f"{template}: unreplaced {sorted(set(left))}")
-open(out, "w").write(text)
-PY
-}
+render() { python3 "$bench/render.py" "$@"; }
 export WORK="$work" BODY="$body" STUB_PORT NGINX_PLAIN_PORT NGINX_TLS_PORT HAPROXY_PLAIN_PORT \
     HAPROXY_TLS_PORT GW_PLAIN_PORT GW_TLS_PORT JWT_SECRET PASSWORD_HASH="$password_hash"
 mkdir -p "$work/stub-tmp" "$work/proxy-tmp"
@@ -249,19 +234,7 @@ stub_workers=$(children "$stub_master")
 proxy_workers=$(children "$proxy_master")
 
 # An upstream agent token as ARCP mints them (HS256 with JWT_SECRET, no kid).
-agent_token=$(python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-claims = {"sub": "agent-bench", "agent_id": "agent-bench", "role": "agent",
-          "scopes": ["agent"], "iat": now, "exp": now + 4 * 3600}
-payload = b64(json.dumps(claims, separators=(",", ":")).encode())
-signing_input = f"{header}.{payload}".encode()
-mac = hmac.new(os.environ["BENCH_ARCP_JWT_SECRET"].encode(), signing_input, hashlib.sha256).digest()
-print(f"{header}.{payload}.{b64(mac)}")
-PY
-)
+agent_token=$(python3 "$bench/agent_token.py")
 gateway_token=$(gateway_login "$GW_PLAIN_PORT") || die "login at the gateway failed"
 if [[ -n "$gateway_info_pid" ]]; then
     gateway_info_token=$(gateway_login "$GWI_PLAIN_PORT") || die "login at the gateway (info) failed"
