@@ -254,13 +254,65 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Arc<[Rule]>,
+    index: Arc<Index>,
     default_access: Access,
+}
+
+/// Which rules a path can match, by its first segment, in table order: the first match of
+/// a lookup is the table's first match while comparing a few rules instead of all of them.
+#[derive(Debug, Default)]
+struct Index {
+    /// Per first literal segment (sorted for a binary search): the rules that begin with it,
+    /// merged in table order with those that begin with anything else than a literal.
+    by_first: Vec<(Box<str>, Box<[usize]>)>,
+    /// The rules that do not begin with a literal (`*`, `**`, the empty pattern `/`): all a
+    /// path whose first segment no rule names can match.
+    others: Box<[usize]>,
+}
+
+impl Index {
+    fn of(rules: &[Rule]) -> Index {
+        fn first(rule: &Rule) -> Option<&str> {
+            match rule.pattern.0.first() {
+                Some(Seg::Literal(lit)) => Some(lit.as_str()),
+                _ => None,
+            }
+        }
+        let mut literals: Vec<&str> = rules.iter().filter_map(first).collect();
+        literals.sort_unstable();
+        literals.dedup();
+        let by_first = literals
+            .into_iter()
+            .map(|lit| {
+                let matching = (0..rules.len())
+                    .filter(|&i| first(&rules[i]).is_none_or(|l| l == lit))
+                    .collect();
+                (Box::from(lit), matching)
+            })
+            .collect();
+        let others = (0..rules.len())
+            .filter(|&i| first(&rules[i]).is_none())
+            .collect();
+        Index { by_first, others }
+    }
+
+    fn candidates(&self, first: Option<&str>) -> &[usize] {
+        first
+            .and_then(|seg| {
+                self.by_first
+                    .binary_search_by(|(lit, _)| (**lit).cmp(seg))
+                    .ok()
+            })
+            .map_or(&self.others, |at| &self.by_first[at].1)
+    }
 }
 
 impl Policy {
     pub fn new(rules: Vec<Rule>, default_access: Access) -> Self {
+        let index = Arc::new(Index::of(&rules));
         Policy {
             rules: rules.into(),
+            index,
             default_access,
         }
     }
@@ -286,7 +338,8 @@ impl Policy {
         } else {
             &overflow
         };
-        for rule in self.rules.iter() {
+        for &at in self.index.candidates(segments.first().copied()) {
+            let rule = &self.rules[at];
             if rule.matches(method, segments) {
                 return Route {
                     name: &rule.name,
@@ -395,6 +448,53 @@ mod tests {
         );
         assert_eq!(policy.route(&Method::GET, "/static").access, Access::Admin);
         assert_eq!(policy.route(&Method::GET, "/nope").access, Access::Admin);
+    }
+
+    #[test]
+    fn the_index_finds_the_first_match_of_the_whole_table() {
+        // Wildcard-first rules interleaved with literal ones: a path's first match may be a
+        // rule that does not begin with its first segment, before or after one that does.
+        let rules = vec![
+            rule("/a/x", &[Method::POST], Access::Admin),
+            rule("/*/x", &[], Access::Agent),
+            rule("/a/**", &[Method::GET], Access::Public),
+            rule("/", &[], Access::Public),
+            rule("/**", &[Method::DELETE], Access::Deny),
+            rule("/b", &[], Access::Temp),
+            rule("/a", &[], Access::Passthrough),
+            rule("/*", &[Method::PUT], Access::Admin),
+            rule("/b/*/c", &[], Access::Agent),
+        ];
+        let linear = |method: &Method, path: &str| {
+            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            rules
+                .iter()
+                .find(|r| r.matches(method, &segments))
+                .map_or("default", |r| r.name.as_str())
+                .to_owned()
+        };
+        let policy = Policy::new(rules.clone(), Access::Deny);
+        let segments = ["a", "b", "c", "x", "zz"];
+        let mut paths = vec!["/".to_owned()];
+        for one in segments {
+            paths.push(format!("/{one}"));
+            for two in segments {
+                paths.push(format!("/{one}/{two}"));
+                for three in segments {
+                    paths.push(format!("/{one}/{two}/{three}"));
+                }
+            }
+        }
+        let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE];
+        for path in &paths {
+            for method in &methods {
+                assert_eq!(
+                    policy.route(method, path).name,
+                    linear(method, path),
+                    "{method} {path}"
+                );
+            }
+        }
     }
 
     #[test]
