@@ -283,11 +283,29 @@ fn verdicts_are_kept_per_token_within_their_lifetime() {
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).unwrap();
     let prefix = &gateway[..gateway.len() - 1];
-    for other in [forged.as_str(), prefix] {
+    // Same last bytes (those that pick the slot), another payload: the slot's whole-token
+    // comparison fails.
+    let mut same_tail = gateway.clone().into_bytes();
+    let dot = same_tail.iter().position(|&b| b == b'.').unwrap();
+    same_tail[dot + 2] = if same_tail[dot + 2] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let same_tail = String::from_utf8(same_tail).unwrap();
+    assert!(
+        dot + 2 < gateway.len() - 64,
+        "the change must lie before the tail"
+    );
+    for other in [forged.as_str(), prefix, same_tail.as_str()] {
         assert_eq!(verdicts::recall(t.inner.generation, other, now), None);
         assert_eq!(t.verify(other), Err(TokenError::Invalid));
     }
     assert_eq!(verdicts::kept(), 1);
+    assert_eq!(
+        verdicts::recall(t.inner.generation, &gateway, now),
+        Some(first.clone())
+    );
 
     // The lifetime is checked on every use: at `exp` the kept verdict no longer holds, it is
     // dropped, and the full path says why.

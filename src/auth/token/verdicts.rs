@@ -17,11 +17,13 @@
 //! * Bounded: at most [`CAPACITY`] verdicts per thread, tokens of at most [`LONGEST`] bytes;
 //!   past the bound an arbitrary verdict is dropped for the new one.
 //! * Per thread, so nothing is locked or shared between workers; the table is found by a
-//!   per-thread keyed hash, so its layout says nothing an attacker can steer.
+//!   per-thread keyed hash, so its layout says nothing an attacker can steer. The hash covers
+//!   the token's last [`TAIL`] bytes (a JWT's signature): enough to tell tokens apart, and a
+//!   token that shares another's tail only finds a slot whose whole-token comparison fails.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,6 +35,35 @@ pub(super) const CAPACITY: usize = 1024;
 /// Longest token whose verdict is kept (the gateway's and ARCP's tokens are a few hundred
 /// bytes).
 pub(super) const LONGEST: usize = 2048;
+
+/// Bytes at the end of a token that pick its slot.
+const TAIL: usize = 64;
+
+/// The slot of `token` under `hasher`.
+fn slot(hasher: &RandomState, token: &[u8]) -> u64 {
+    hasher.hash_one(&token[token.len().saturating_sub(TAIL)..])
+}
+
+/// Slots are keyed hashes already: the map takes them as they are.
+#[derive(Default)]
+struct AsIs(u64);
+
+impl Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; anything else folds in byte by byte.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// A fresh generation for a new set of keys (never 0, which no table holds verdicts for).
 pub(super) fn next_generation() -> u64 {
@@ -50,13 +81,13 @@ struct Kept {
 struct Table {
     generation: u64,
     hasher: RandomState,
-    kept: HashMap<u64, Kept>,
+    kept: HashMap<u64, Kept, BuildHasherDefault<AsIs>>,
 }
 
 impl Table {
     /// Drops every verdict: they were reached under other keys than `generation`'s.
     fn forget(&mut self, generation: u64) {
-        self.kept = HashMap::new();
+        self.kept = HashMap::default();
         self.generation = generation;
     }
 }
@@ -65,7 +96,7 @@ thread_local! {
     static TABLE: RefCell<Table> = RefCell::new(Table {
         generation: 0,
         hasher: RandomState::new(),
-        kept: HashMap::new(),
+        kept: HashMap::default(),
     });
 }
 
@@ -80,7 +111,7 @@ pub(super) fn recall(generation: u64, token: &str, now: i64) -> Option<Verified>
             table.forget(generation);
             return None;
         }
-        let slot = table.hasher.hash_one(token.as_bytes());
+        let slot = slot(&table.hasher, token.as_bytes());
         let kept = table.kept.get(&slot)?;
         if !crate::secret::same_bytes(&kept.token, token.as_bytes()) {
             return None;
@@ -105,7 +136,7 @@ pub(super) fn remember(generation: u64, token: &str, verified: &Verified, holds:
         if table.generation != generation {
             table.forget(generation);
         }
-        let slot = table.hasher.hash_one(token.as_bytes());
+        let slot = slot(&table.hasher, token.as_bytes());
         if table.kept.len() >= CAPACITY && !table.kept.contains_key(&slot) {
             if let Some(&old) = table.kept.keys().next() {
                 table.kept.remove(&old);
