@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{GetAll, HeaderMap, HeaderName, HeaderValue, CONNECTION};
+use http::header::{Entry, GetAll, HeaderMap, HeaderName, HeaderValue, CONNECTION};
 
 /// Hop-by-hop fields of RFC 9110 §7.6.1 plus the legacy ones peers still send.
 pub const HOP_BY_HOP: [&str; 9] = [
@@ -37,21 +37,27 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 
 /// Removes hop-by-hop fields, including the names listed in `Connection` (RFC 9110 §7.6.1).
 ///
-/// `Connection` itself goes last, since it says what else goes; nothing is allocated (a
-/// response usually carries one or two such fields).
+/// What `Connection` lists is read from its values as they came, before anything is removed;
+/// each listed name costs one lookup, and nothing is allocated unless `Connection` comes more
+/// than once.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    loop {
-        let listed = Listed::of(headers);
-        let next = headers
-            .keys()
-            .find(|&n| n != CONNECTION && (is_hop_by_hop(n) || listed.names(n)))
-            .cloned();
-        match next {
-            Some(name) => drop(headers.remove(name)),
-            None => break,
+    if let Entry::Occupied(connection) = headers.entry(CONNECTION) {
+        // Taken out first, so the scan of the fixed list below usually finds nothing.
+        let mut values = connection.remove_entry_mult().1;
+        let first = values.next();
+        let more: Vec<HeaderValue> = values.collect();
+        for value in first.iter().chain(&more) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                // Looked up case-insensitively; a token that is no field name finds nothing.
+                if let Ok(name) = std::str::from_utf8(token.trim_ascii()) {
+                    headers.remove(name);
+                }
+            }
         }
     }
-    headers.remove(CONNECTION);
+    while let Some(name) = headers.keys().find(|&n| is_hop_by_hop(n)).cloned() {
+        headers.remove(name);
+    }
 }
 
 /// Whether a request field goes up: not hop-by-hop (the fixed list or a name `Connection`
