@@ -40,8 +40,8 @@ LOAD_CPU="${BENCH_LOAD_CPU:-0}"
 SERVER_CPU="${BENCH_SERVER_CPU:-1}"
 BASELINE="${BENCH_BASELINE:-}"
 [[ -z "$BASELINE" || -x "$BASELINE" ]] || { echo "bench: BENCH_BASELINE=$BASELINE is not an executable" >&2; exit 2; }
-log() { echo "bench: $*" >&2; }
-die() { echo "bench: error: $*" >&2; exit 1; }
+# shellcheck source=bench/common.sh
+source "$bench/common.sh"
 
 missing=()
 for tool in nginx haproxy wrk valgrind; do command -v "$tool" >/dev/null || missing+=("$tool"); done
@@ -60,15 +60,7 @@ git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || bui
 work="$root/target/bench/ir-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$work/tls" "$work/wrk" "$work/stub-tmp" "$work/proxy-tmp"
 read -r STUB_PORT NGINX_PLAIN_PORT NGINX_TLS_PORT HAPROXY_PLAIN_PORT HAPROXY_TLS_PORT \
-    GW_PLAIN_PORT GW_TLS_PORT GWB_PLAIN_PORT GWB_TLS_PORT < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(9)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-PY
-)
-hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+    GW_PLAIN_PORT GW_TLS_PORT GWB_PLAIN_PORT GWB_TLS_PORT < <(free_ports 9)
 JWT_SECRET="bench-jwt-$(hex 24)"
 export BENCH_ARCP_JWT_SECRET="$JWT_SECRET"
 export BENCH_ARCP_ADMIN_PASSWORD="bench-admin-$(hex 8)"
@@ -96,35 +88,11 @@ if [[ -n "$BASELINE" ]]; then
     sed -i 's#gateway-warn-ca.pem#gateway-base-ca.pem#' "$work/gateway-base.yaml"
 fi
 
-pids=()
-cleanup() {
-    local status=$? pid
-    trap - EXIT INT TERM
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    log "stopped (results in $work)"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start() { # name command...; pinned to the server CPU, its pid in $last_pid
-    local name="$1"
-    shift
-    taskset -c "$SERVER_CPU" "$@" >"$work/$name.log" 2>&1 &
-    last_pid=$!
-    pids+=("$last_pid")
-}
 tunables=glibc.cpu.x86_rep_stosb_threshold=0xffffffffffff:glibc.cpu.x86_rep_movsb_threshold=0xffffffffffff
 counted() { # name command...: under callgrind
     local name="$1"
     shift
-    start "$name" env GLIBC_TUNABLES="$tunables" valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.$name" "$@"
+    start_server "$name" env GLIBC_TUNABLES="$tunables" valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.$name" "$@"
 }
 wait_http() { # url pid: up to 120 s (valgrind starts slowly)
     for _ in $(seq 1 1200); do
@@ -171,7 +139,7 @@ PY
     log "  $(tail -1 "$results")"
 }
 
-start stub nginx -e "$work/stub-nginx.error.log" -p "$work" -c "$work/stub-nginx.conf"
+start_server stub nginx -e "$work/stub-nginx.error.log" -p "$work" -c "$work/stub-nginx.conf"
 wait_http "http://127.0.0.1:$STUB_PORT/" "$last_pid"
 agent_token=$(python3 "$bench/agent_token.py")
 

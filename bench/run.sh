@@ -57,8 +57,8 @@ SERVER_CPU="${BENCH_SERVER_CPU:-1}"
 BASELINE="${BENCH_BASELINE:-}"
 [[ -z "$BASELINE" || -x "$BASELINE" ]] || { echo "bench: BENCH_BASELINE=$BASELINE is not an executable" >&2; exit 2; }
 
-log() { echo "bench: $*" >&2; }
-die() { echo "bench: error: $*" >&2; exit 1; }
+# shellcheck source=bench/common.sh
+source "$bench/common.sh"
 started_at=$(date +%s)
 
 # --- tools -------------------------------------------------------------------------------
@@ -97,16 +97,8 @@ memory="$work/memory.txt"
 : >"$memory"
 
 read -r STUB_PORT NGINX_PLAIN_PORT NGINX_TLS_PORT HAPROXY_PLAIN_PORT HAPROXY_TLS_PORT \
-    GW_PLAIN_PORT GW_TLS_PORT GWI_PLAIN_PORT GWI_TLS_PORT GWB_PLAIN_PORT GWB_TLS_PORT < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(11)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-PY
-)
+    GW_PLAIN_PORT GW_TLS_PORT GWI_PLAIN_PORT GWI_TLS_PORT GWB_PLAIN_PORT GWB_TLS_PORT < <(free_ports 11)
 
-hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 JWT_SECRET="bench-jwt-$(hex 24)"            # ARCP's JWT_SECRET: agent tokens, HAProxy's key
 export BENCH_ARCP_JWT_SECRET="$JWT_SECRET"
 export BENCH_ARCP_ADMIN_PASSWORD="bench-admin-$(hex 8)"
@@ -146,39 +138,6 @@ fi
 haproxy -c -q -f "$work/haproxy.cfg" >&2 || die "haproxy.cfg does not validate"
 
 # --- processes ---------------------------------------------------------------------------
-pids=()
-load_pid=""
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    [[ -n "$load_pid" ]] && kill -TERM "$load_pid" 2>/dev/null || true
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    log "stopped (results in $work)"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Starts a server pinned to the server CPU; its pid is $last_pid.
-start_server() {
-    local name="$1"
-    shift
-    taskset -c "$SERVER_CPU" "$@" >"$work/$name.log" 2>&1 &
-    last_pid=$!
-    pids+=("$last_pid")
-}
 wait_http() { # url, extra curl arguments...
     local url="$1"
     shift

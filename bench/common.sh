@@ -1,0 +1,53 @@
+# Shared by bench/run.sh and bench/instructions.sh (sourced, not run): messages, ports,
+# secrets, and the processes a benchmark starts, stopped on exit whatever happens.
+
+log() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+# Prints N free loopback ports.
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+PY
+}
+
+hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# Processes to stop on exit ($pids), and a running load generator ($load_pid), if any.
+pids=()
+load_pid=""
+cleanup() {
+    local status=$? pid
+    trap - EXIT INT TERM
+    [[ -n "$load_pid" ]] && kill -TERM "$load_pid" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    # valgrind writes its last dump on the way out: up to 10 s each.
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    log "stopped (results in ${work:-nowhere yet})"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Starts a server pinned to the server CPU, output in $work/<name>.log; its pid is $last_pid.
+start_server() {
+    local name="$1"
+    shift
+    taskset -c "$SERVER_CPU" "$@" >"$work/$name.log" 2>&1 &
+    last_pid=$!
+    pids+=("$last_pid")
+}
