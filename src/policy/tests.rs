@@ -67,6 +67,8 @@ fn the_index_finds_the_first_match_of_the_whole_table() {
                 paths.push(format!("/{one}/{two}/{three}"));
             }
         }
+        // Past the 16 segments `route` keeps on the stack.
+        paths.push(format!("/{one}{}", "/x".repeat(20)));
     }
     let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE];
     for path in &paths {
