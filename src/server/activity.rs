@@ -30,7 +30,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -59,6 +59,9 @@ struct Load {
     /// When a write to the client began to wait, as nanoseconds since `opened` plus one;
     /// zero while writes go through.
     write_waits: AtomicU64,
+    /// Set when the connection is dropped for a client that stopped reading: its socket is
+    /// then closed with a reset ([`Watched`]).
+    reset: AtomicBool,
     /// Response bodies hyper sends that wait for it to take their next frame ([`Tracked`]).
     handed: tracked::Handed,
     opened: Instant,
@@ -87,6 +90,7 @@ impl Activity {
                 head_began: AtomicU64::new(0),
                 last_end: AtomicU64::new(0),
                 write_waits: AtomicU64::new(0),
+                reset: AtomicBool::new(false),
                 handed: tracked::Handed::default(),
                 opened: crate::clock::io_now(),
             }),
@@ -270,6 +274,7 @@ where
     if why == Closed::SlowReader {
         // Its client reads nothing, so a graceful close would not reach it: dropping the
         // connection also ends the response and its upstream exchange.
+        activity.load.reset.store(true, Ordering::Relaxed);
         return (why, None);
     }
     graceful(conn.as_mut());
@@ -287,6 +292,7 @@ where
                 // send deadline like any other.
                 if let Some((due, Closed::SlowReader)) = activity.deadline(deadlines) {
                     if due <= crate::clock::io_now() {
+                        activity.load.reset.store(true, Ordering::Relaxed);
                         return (Closed::SlowReader, None);
                     }
                 }
@@ -314,12 +320,40 @@ enum Woke<R> {
 /// The client's stream, telling the connection's [`Activity`] when a write has to wait for
 /// the client and when writing moves again.
 #[derive(Debug)]
-pub(crate) struct Watched<S> {
+pub(crate) struct Watched<S: ClientSocket> {
     inner: S,
     activity: Activity,
 }
 
-impl<S> Watched<S> {
+/// The TCP socket under a client's stream.
+pub(crate) trait ClientSocket {
+    fn tcp(&self) -> &tokio::net::TcpStream;
+}
+
+impl ClientSocket for tokio::net::TcpStream {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self
+    }
+}
+
+impl ClientSocket for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self.get_ref().0
+    }
+}
+
+impl<S: ClientSocket> Drop for Watched<S> {
+    fn drop(&mut self) {
+        if self.activity.load.reset.load(Ordering::Relaxed) {
+            // Closed with a reset, as nginx's `reset_timedout_connection` does: the response
+            // bytes the client never took are discarded now instead of being kept, and
+            // retransmitted, by the kernel for a peer that takes nothing.
+            let _ = self.inner.tcp().set_zero_linger();
+        }
+    }
+}
+
+impl<S: ClientSocket> Watched<S> {
     pub(crate) fn new(inner: S, activity: Activity) -> Self {
         Watched { inner, activity }
     }
@@ -333,7 +367,7 @@ impl<S> Watched<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+impl<S: AsyncRead + Unpin + ClientSocket> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -343,7 +377,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+impl<S: AsyncWrite + Unpin + ClientSocket> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
