@@ -15,6 +15,17 @@ print(*[s.getsockname()[1] for s in socks])
 PY
 }
 
+# Installs with apt-get (as root) whichever of the named commands is missing.
+need() {
+    local missing=() tool
+    for tool in "$@"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+    ((${#missing[@]})) || return 0
+    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root so apt-get can install them"
+    log "installing ${missing[*]} with apt-get"
+    apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+}
+
 hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 # Processes to stop on exit ($pids), and a running load generator ($load_pid), if any.

@@ -43,14 +43,7 @@ BASELINE="${BENCH_BASELINE:-}"
 # shellcheck source=bench/common.sh
 source "$bench/common.sh"
 
-missing=()
-for tool in nginx haproxy wrk valgrind; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root so apt-get can install them"
-    log "installing ${missing[*]} with apt-get"
-    apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
-fi
+need nginx haproxy wrk valgrind
 log "building the release binary"
 cargo build --release -j2 --bin arcp-gateway >&2
 gateway_bin="$root/target/release/arcp-gateway"

@@ -62,16 +62,7 @@ source "$bench/common.sh"
 started_at=$(date +%s)
 
 # --- tools -------------------------------------------------------------------------------
-missing=()
-command -v nginx >/dev/null || missing+=(nginx)
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v wrk >/dev/null || missing+=(wrk)
-if ((${#missing[@]})); then
-    [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; run as root so apt-get can install them"
-    log "installing ${missing[*]} with apt-get"
-    apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
-fi
+need nginx haproxy wrk
 for tool in taskset openssl curl python3; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
