@@ -425,7 +425,7 @@ async fn serve_connection(
 /// request that loop does not serve, and everything after it, is hyper's, as is HTTP/2.
 async fn serve_http<S>(stream: S, tls: bool, http1: bool, conn: Connection)
 where
-    S: AsyncRead + AsyncWrite + activity::ClientSocket + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + activity::UnderTcp + Unpin + Send + 'static,
 {
     let Connection {
         peer,

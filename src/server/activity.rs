@@ -320,40 +320,42 @@ enum Woke<R> {
 /// The client's stream, telling the connection's [`Activity`] when a write has to wait for
 /// the client and when writing moves again.
 #[derive(Debug)]
-pub(crate) struct Watched<S: ClientSocket> {
+pub(crate) struct Watched<S: UnderTcp> {
     inner: S,
     activity: Activity,
 }
 
 /// The TCP socket under a client's stream.
-pub(crate) trait ClientSocket {
+pub(crate) trait UnderTcp {
     fn tcp(&self) -> &tokio::net::TcpStream;
 }
 
-impl ClientSocket for tokio::net::TcpStream {
+impl UnderTcp for tokio::net::TcpStream {
     fn tcp(&self) -> &tokio::net::TcpStream {
         self
     }
 }
 
-impl ClientSocket for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+impl UnderTcp for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
     fn tcp(&self) -> &tokio::net::TcpStream {
         self.get_ref().0
     }
 }
 
-impl<S: ClientSocket> Drop for Watched<S> {
+impl<S: UnderTcp> Drop for Watched<S> {
     fn drop(&mut self) {
-        if self.activity.load.reset.load(Ordering::Relaxed) {
-            // Closed with a reset, as nginx's `reset_timedout_connection` does: the response
-            // bytes the client never took are discarded now instead of being kept, and
-            // retransmitted, by the kernel for a peer that takes nothing.
+        let load = &self.activity.load;
+        // Dropped for a client that stopped reading, or (whatever closed it) while a write to
+        // the client waits: closed with a reset, as nginx's `reset_timedout_connection` does.
+        // The response bytes the client never took are discarded now instead of being kept,
+        // and retransmitted, by the kernel for a peer that takes nothing.
+        if load.reset.load(Ordering::Relaxed) || load.write_waits.load(Ordering::Relaxed) != 0 {
             let _ = self.inner.tcp().set_zero_linger();
         }
     }
 }
 
-impl<S: ClientSocket> Watched<S> {
+impl<S: UnderTcp> Watched<S> {
     pub(crate) fn new(inner: S, activity: Activity) -> Self {
         Watched { inner, activity }
     }
@@ -367,7 +369,7 @@ impl<S: ClientSocket> Watched<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin + ClientSocket> AsyncRead for Watched<S> {
+impl<S: AsyncRead + Unpin + UnderTcp> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -377,7 +379,7 @@ impl<S: AsyncRead + Unpin + ClientSocket> AsyncRead for Watched<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin + ClientSocket> AsyncWrite for Watched<S> {
+impl<S: AsyncWrite + Unpin + UnderTcp> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -9,6 +9,8 @@ use http_body::Frame;
 
 use super::*;
 
+mod reset;
+
 const DEADLINES: Deadlines = Deadlines {
     head: Duration::from_secs(5),
     idle: Duration::from_secs(60),
