@@ -126,12 +126,9 @@ impl<F: Future<Output = ()>> Future for Stream<F> {
         if timer.deadline() != due {
             timer.as_mut().reset(due);
         }
-        // Woken at the deadline to look again; a stream that moved on in the meantime has
-        // cleared its wait.
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(()),
-            Poll::Pending => Poll::Pending,
-        }
+        // Woken at the deadline to look again (a stream that moved on in the meantime has
+        // cleared its wait); a timer already fired is the deadline itself: the stream ends.
+        timer.as_mut().poll(cx)
     }
 }
 
