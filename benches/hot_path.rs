@@ -21,11 +21,13 @@ use arcp_gateway::pipeline::frame::normalise_path;
 use arcp_gateway::pipeline::frame::request_id;
 use arcp_gateway::policy::{Access, Route};
 use arcp_gateway::problem::{Problem, ProblemKind};
+use arcp_gateway::proxy::headers::strip_hop_by_hop_fields;
 use arcp_gateway::proxy::{ConnInfo, Credentials, Proxied};
 use arcp_gateway::server::h1::{accept, encode_head, BodySize};
 use arcp_gateway::server::scan_in_pieces;
 use arcp_gateway::session::SessionStore;
-use arcp_gateway::upstream::codec::encode_request;
+use arcp_gateway::upstream::codec::{encode_request, parse_response};
+use bytes::BytesMut;
 
 const UPSTREAM_SECRET: &str = "bench-upstream-jwt-secret-0123456789abcdef";
 
@@ -219,23 +221,47 @@ fn bench(c: &mut Criterion) {
         "h1/accept (own loop: framing check and parse of one head)",
         |b| b.iter(|| black_box(accept(black_box(raw_head.as_bytes())).is_some())),
     );
-    let mut fields = http::HeaderMap::new();
-    for (name, value) in [
-        ("server", "nginx/1.22.1"),
-        ("content-type", "application/json"),
-        ("x-request-id", "req_0123456789abcdef01234567"),
-    ] {
-        fields.insert(name, http::HeaderValue::from_static(value));
-    }
+    // The stub's response head, as the upstream connection reads it.
+    const RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 03 Dec 2026 22:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: 616\r\nConnection: keep-alive\r\n\r\n";
+    c.bench_function(
+        "upstream/parse_response and hop-by-hop removal (one response head)",
+        |b| {
+            b.iter(|| {
+                let mut buf = BytesMut::from(black_box(RESPONSE_HEAD));
+                let mut head = parse_response(&mut buf, false).ok().flatten();
+                if let Some(head) = &mut head {
+                    strip_hop_by_hop_fields(&mut head.fields);
+                }
+                black_box(head)
+            })
+        },
+    );
+    let mut upstream = parse_response(&mut BytesMut::from(RESPONSE_HEAD), false)
+        .ok()
+        .flatten()
+        .map(|head| head.fields)
+        .unwrap_or_default();
+    strip_hop_by_hop_fields(&mut upstream);
+    let mut own = HeaderMap::new();
+    own.insert(
+        "x-request-id",
+        HeaderValue::from_static("req_0123456789abcdef01234567"),
+    );
     let mut out = Vec::with_capacity(1024);
     c.bench_function("h1/encode_head (own loop: one response head)", |b| {
         b.iter(|| {
             out.clear();
-            let date = b"Thu, 03 Dec 2026 22:00:00 GMT";
             let status = http::StatusCode::OK;
             let size = BodySize::Known(616);
             black_box(encode_head(
-                &mut out, status, &fields, false, size, false, date,
+                &mut out,
+                status,
+                &own,
+                Some(&upstream),
+                false,
+                size,
+                false,
+                b"Thu, 03 Dec 2026 22:00:00 GMT",
             ));
         })
     });

@@ -9,9 +9,14 @@
 //! head is one complete, well-formed response head with the chosen status, and its framing
 //! fields say what the writer will send (`content-length: n` for a length of n,
 //! `transfer-encoding: chunked` alone for chunks, `connection: close` exactly when it closes).
+//! The same fields brought as an upstream response's (`upstream::codec::Fields`) are written
+//! the same, but for their order and case.
 #![no_main]
 
 use arcp_gateway::server::h1::{accept, encode_head, BodySize, Framing, Parsed};
+use arcp_gateway::upstream::codec::parse_response;
+use bytes::BytesMut;
+use http::header::CONNECTION;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use libfuzzer_sys::fuzz_target;
 
@@ -28,6 +33,19 @@ fn shape(p: &Parsed) -> (String, String, Vec<(String, Vec<u8>)>, bool) {
         .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
         .collect();
     (r.method().to_string(), r.uri().to_string(), fields, p.close)
+}
+
+/// A head's lines with the names lower-cased, sorted.
+fn lines(head: &[u8]) -> Vec<Vec<u8>> {
+    let mut lines: Vec<Vec<u8>> = head
+        .split(|&b| b == b'\n')
+        .map(|line| match line.iter().position(|&b| b == b':') {
+            Some(colon) => [&line[..colon].to_ascii_lowercase()[..], &line[colon..]].concat(),
+            None => line.to_vec(),
+        })
+        .collect();
+    lines.sort();
+    lines
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -81,7 +99,37 @@ fuzz_target!(|data: &[u8]| {
     };
     let status = StatusCode::from_u16(STATUSES[usize::from(options >> 4)]).unwrap();
     let mut out = Vec::new();
-    let written = encode_head(&mut out, status, &fields, head_request, size, close, b"D");
+    let written = encode_head(&mut out, status, &fields, None, head_request, size, close, b"D");
+
+    // The same fields as an upstream response brings them (`Connection` aside: it is
+    // hop-by-hop, and only the gateway's own is written): the same head, but for the order
+    // and case of the fields.
+    let mut upstream = b"HTTP/1.1 200 OK\r\n".to_vec();
+    let mut own = HeaderMap::new();
+    for (name, value) in &fields {
+        if name == CONNECTION {
+            own.append(name, value.clone());
+        } else {
+            upstream.extend_from_slice(name.as_str().as_bytes());
+            upstream.extend_from_slice(b": ");
+            upstream.extend_from_slice(value.as_bytes());
+            upstream.extend_from_slice(b"\r\n");
+        }
+    }
+    upstream.extend_from_slice(b"\r\n");
+    if let Ok(Some(parsed)) = parse_response(&mut BytesMut::from(&upstream[..]), false) {
+        let raw = parsed.fields;
+        let mut mapped = raw.clone().into_map();
+        for (name, value) in &own {
+            mapped.append(name, value.clone());
+        }
+        let mut from_map = Vec::new();
+        let by_map = encode_head(&mut from_map, status, &mapped, None, head_request, size, close, b"D");
+        let mut from_raw = Vec::new();
+        let by_raw = encode_head(&mut from_raw, status, &own, Some(&raw), head_request, size, close, b"D");
+        assert_eq!(by_raw, by_map);
+        assert_eq!(lines(&from_raw), lines(&from_map));
+    }
 
     let mut parsed_fields = [httparse::EMPTY_HEADER; 256];
     let mut response = httparse::Response::new(&mut parsed_fields);

@@ -16,16 +16,20 @@
 //! framing names; one `X-Request-ID`; `Authorization` and `X-Client-Fingerprint` are the
 //! gateway's when it decides them, once; every other field keeps all its values in order
 //! (`Cookie` of HTTP/2 joined into one). The response side leaves every field but
-//! the hop-by-hop ones untouched.
+//! the hop-by-hop ones untouched, and on the same fields as an upstream response brings them
+//! (`strip_hop_by_hop_fields`, names in any case) keeps the same ones.
 #![no_main]
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 use arcp_gateway::pipeline::frame::request_id;
-use arcp_gateway::proxy::headers::{client_address, strip_hop_by_hop, CLIENT_CERT_HEADERS, HOP_BY_HOP};
+use arcp_gateway::proxy::headers::{
+    client_address, strip_hop_by_hop, strip_hop_by_hop_fields, CLIENT_CERT_HEADERS, HOP_BY_HOP,
+};
 use arcp_gateway::proxy::{ConnInfo, Credentials, Proxied};
-use arcp_gateway::upstream::codec::{encode_request, RequestFraming};
+use arcp_gateway::upstream::codec::{encode_request, parse_response, RequestFraming};
+use bytes::BytesMut;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 use http::uri::PathAndQuery;
 use libfuzzer_sys::fuzz_target;
@@ -171,6 +175,36 @@ fuzz_target!(|data: &[u8]| {
     }
     for name in original.keys().filter(|n| !hop.contains(*n)) {
         assert_eq!(values(&response, name), values(&original, name), "`{name}` changed");
+    }
+
+    // The response side on the fields as an upstream response brings them: what the header
+    // map keeps, whatever the case of the names.
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for (i, (name, value)) in original.iter().enumerate() {
+        let name = name.as_str();
+        let name = if i % 2 == 0 { name.to_ascii_uppercase() } else { name.to_owned() };
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    if let Ok(Some(parsed)) = parse_response(&mut BytesMut::from(&head[..]), false) {
+        let mut raw = parsed.fields;
+        let mut mapped = raw.clone().into_map();
+        strip_hop_by_hop(&mut mapped);
+        strip_hop_by_hop_fields(&mut raw);
+        let mut kept: Vec<(String, Vec<u8>)> = raw
+            .iter()
+            .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
+            .collect();
+        let mut expected: Vec<(String, Vec<u8>)> = mapped
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        kept.sort();
+        expected.sort();
+        assert_eq!(kept, expected, "the fields as they came keep what the map keeps");
     }
 
     // The request side, written as the forwarder writes it.

@@ -8,13 +8,13 @@ use http::uri::PathAndQuery;
 use http::{Method, Response, Version};
 
 use super::headers::{
-    client_address, goes_up, strip_hop_by_hop, Listed, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    client_address, goes_up, strip_hop_by_hop_fields, Listed, X_FORWARDED_FOR, X_FORWARDED_HOST,
     X_FORWARDED_PROTO,
 };
 use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::body::Body;
 use crate::pipeline::frame::RequestId;
-use crate::upstream::codec::RequestHead;
+use crate::upstream::codec::{Fields, RequestHead};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// What happens to the client's credentials on the way up.
@@ -178,6 +178,9 @@ fn joined_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Sends a proxied request and returns the upstream response with hop-by-hop fields removed.
+/// Its fields stay in its extensions as they came ([`Fields`]): the gateway's HTTP/1.1 loop
+/// writes them from there, and [`fields_into_map`](super::headers::fields_into_map) moves them
+/// into the header map for hyper.
 pub async fn forward(
     upstream: &UpstreamClient,
     head: &Proxied<'_>,
@@ -185,7 +188,9 @@ pub async fn forward(
 ) -> Result<Response<Body>, UpstreamError> {
     let response = upstream.send_head(head, body).await?;
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    if let Some(fields) = parts.extensions.get_mut::<Fields>() {
+        strip_hop_by_hop_fields(fields);
+    }
     Ok(Response::from_parts(parts, Body::upstream(body)))
 }
 

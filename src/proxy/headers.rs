@@ -10,6 +10,8 @@ use std::net::IpAddr;
 
 use http::header::{Entry, GetAll, HeaderMap, HeaderName, HeaderValue, CONNECTION};
 
+use crate::upstream::codec::{Fields, Kind, MAX_HEADERS};
+
 /// Hop-by-hop fields of RFC 9110 §7.6.1 plus the legacy ones peers still send.
 pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -60,6 +62,61 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// [`strip_hop_by_hop`] for an upstream response's fields as they came: a field goes if it is
+/// on the fixed list or `Connection` lists its name, whatever the case of its name. Nothing is
+/// allocated.
+pub fn strip_hop_by_hop_fields(fields: &mut Fields) {
+    const _: () = assert!(MAX_HEADERS <= 128, "one bit per field");
+    let mut gone = 0u128;
+    for (i, (kind, _, _)) in fields.kinds().enumerate() {
+        if kind.is_hop_by_hop() {
+            gone |= 1 << i;
+        }
+    }
+    // The names `Connection` lists, but for those on the fixed list (`keep-alive`): gone
+    // already.
+    let listed = fields
+        .values(Kind::Connection)
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty() && !is_hop_by_hop_name(t));
+    for token in listed {
+        for (i, name) in fields.iter().map(|(name, _)| name).enumerate() {
+            if name.eq_ignore_ascii_case(token) {
+                gone |= 1 << i;
+            }
+        }
+    }
+    if gone != 0 {
+        fields.retain_indexed(|i| gone & (1 << i) == 0);
+    }
+}
+
+/// Moves the upstream response's fields ([`Fields`], in its extensions) into its header map,
+/// for a response served through hyper. A field the gateway set in the map (`X-Request-Id`,
+/// `Connection`) replaces the upstream's of the same name.
+pub fn fields_into_map<B>(response: &mut http::Response<B>) {
+    let Some(fields) = response.extensions_mut().remove::<Fields>() else {
+        return;
+    };
+    let own = std::mem::replace(response.headers_mut(), fields.into_map());
+    let headers = response.headers_mut();
+    let mut last = None;
+    for (name, value) in own {
+        match name {
+            Some(name) => {
+                headers.insert(name.clone(), value);
+                last = Some(name);
+            }
+            None => {
+                if let Some(name) = &last {
+                    headers.append(name, value);
+                }
+            }
+        }
+    }
+}
+
 /// Whether a request field goes up: not hop-by-hop (the fixed list or a name `Connection`
 /// lists) and not one only the gateway may set.
 pub fn goes_up(name: &HeaderName, listed: &Listed<'_>) -> bool {
@@ -68,18 +125,36 @@ pub fn goes_up(name: &HeaderName, listed: &Listed<'_>) -> bool {
 
 /// On the fixed hop-by-hop list.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_lower_hop_by_hop(name.as_str().as_bytes())
+}
+
+/// On the fixed hop-by-hop list, whatever the case of `name`.
+pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    match name {
+        // Most names are longer than any on the list, or start with another letter.
+        [first, ..] if name.len() <= 19 && b"ckptu".contains(&first.to_ascii_lowercase()) => {
+            let mut lower = [0u8; 19];
+            lower[..name.len()].copy_from_slice(name);
+            lower[..name.len()].make_ascii_lowercase();
+            is_lower_hop_by_hop(&lower[..name.len()])
+        }
+        _ => false,
+    }
+}
+
+fn is_lower_hop_by_hop(name: &[u8]) -> bool {
     // `HOP_BY_HOP` as a match: by length first, then one comparison.
     matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
+        name,
+        b"connection"
+            | b"keep-alive"
+            | b"proxy-connection"
+            | b"proxy-authenticate"
+            | b"proxy-authorization"
+            | b"te"
+            | b"trailer"
+            | b"transfer-encoding"
+            | b"upgrade"
     )
 }
 
@@ -108,12 +183,17 @@ impl<'a> Listed<'a> {
     /// Whether `token` (`close`, a field name) is listed, case-insensitively; read as bytes, so a
     /// value with obs-text still lists its names.
     pub fn token(&self, token: &[u8]) -> bool {
-        self.0.iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
+        lists(self.0.iter().map(HeaderValue::as_bytes), token)
     }
+}
+
+/// Whether one of the comma-separated `values` (of `Connection`, say) is `token`,
+/// case-insensitively.
+pub fn lists<'v>(values: impl IntoIterator<Item = &'v [u8]>, token: &[u8]) -> bool {
+    values.into_iter().any(|v| {
+        v.split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
 }
 
 /// A client address as `X-Forwarded-For` carries it (IPv4-mapped IPv6 as IPv4).
@@ -135,203 +215,4 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    /// Input headers, names that must survive, names that must be gone.
-    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
-
-    #[test]
-    fn hop_by_hop_table() {
-        let cases: &[Case] = &[
-            (
-                &[("connection", "close"), ("accept", "*/*")],
-                &["accept"],
-                &["connection"],
-            ),
-            (
-                &[
-                    ("connection", "x-secret, keep-alive"),
-                    ("x-secret", "1"),
-                    ("keep-alive", "5"),
-                ],
-                &[],
-                &["x-secret", "keep-alive", "connection"],
-            ),
-            (
-                &[("te", "trailers"), ("trailer", "x"), ("upgrade", "h2c")],
-                &[],
-                &["te", "trailer", "upgrade"],
-            ),
-            (
-                &[
-                    ("proxy-authorization", "Basic x"),
-                    ("authorization", "Bearer y"),
-                ],
-                &["authorization"],
-                &["proxy-authorization"],
-            ),
-            (
-                &[("transfer-encoding", "chunked"), ("content-type", "a/b")],
-                &["content-type"],
-                &["transfer-encoding"],
-            ),
-        ];
-        for (input, kept, gone) in cases {
-            let mut h = map(input);
-            strip_hop_by_hop(&mut h);
-            for k in *kept {
-                assert!(h.contains_key(*k), "{k} should survive {input:?}");
-            }
-            for k in *gone {
-                assert!(!h.contains_key(*k), "{k} should be removed from {input:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn what_goes_up_is_neither_hop_by_hop_nor_spoofable() {
-        let h = map(&[
-            ("connection", "x-secret, Keep-Alive"),
-            ("x-secret", "1"),
-            ("keep-alive", "5"),
-            ("x-forwarded-for", "6.6.6.6"),
-            ("X-Forwarded-Prefix", "/evil"),
-            ("forwarded", "for=6.6.6.6"),
-            ("x-real-ip", "6.6.6.6"),
-            ("x-ssl-client-cert", "pem"),
-            ("te", "trailers"),
-            ("authorization", "Bearer y"),
-            ("accept", "*/*"),
-            ("accept", "text/html"),
-        ]);
-        let listed = Listed::of(&h);
-        let mut up: Vec<&str> = h
-            .iter()
-            .filter(|(name, _)| goes_up(name, &listed))
-            .map(|(name, _)| name.as_str())
-            .collect();
-        up.sort_unstable();
-        assert_eq!(up, ["accept", "accept", "authorization"]);
-        // The response side removes only the hop-by-hop ones.
-        let mut response = h.clone();
-        strip_hop_by_hop(&mut response);
-        assert!(response.contains_key("x-forwarded-for"));
-        assert!(!response.contains_key("keep-alive"));
-        assert!(!response.contains_key("x-secret"));
-    }
-
-    #[test]
-    fn the_hop_by_hop_match_is_the_published_list() {
-        for name in HOP_BY_HOP {
-            assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
-        }
-        for name in [
-            "content-length",
-            "host",
-            "keep",
-            "tea",
-            "upgrades",
-            "x-connection",
-        ] {
-            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
-        }
-    }
-
-    /// Found by the `header_hygiene` fuzz target: a `Connection` value with a non-ASCII
-    /// byte used to be skipped whole, so the names it listed were forwarded.
-    #[test]
-    fn names_listed_beside_obs_text_are_removed() {
-        let mut h = map(&[("x-secret", "1"), ("accept", "*/*")]);
-        h.append(
-            CONNECTION,
-            HeaderValue::from_bytes(b"x-secret, \x80\xff").unwrap(),
-        );
-        strip_hop_by_hop(&mut h);
-        assert!(!h.contains_key("x-secret"));
-        assert!(!h.contains_key(CONNECTION));
-        assert!(h.contains_key("accept"));
-    }
-
-    #[test]
-    fn spoofable_fields_never_go_up() {
-        let h = map(&[("host", "gw.example"), ("x-forwarded-port", "1")]);
-        let listed = Listed::of(&h);
-        for name in [
-            "x-forwarded-for",
-            "x-forwarded-host",
-            "x-forwarded-proto",
-            "x-forwarded-port",
-            "forwarded",
-            "x-real-ip",
-        ]
-        .iter()
-        .chain(CLIENT_CERT_HEADERS.iter())
-        {
-            let name = HeaderName::from_static(name);
-            assert!(is_spoofable(&name), "{name}");
-            assert!(!goes_up(&name, &listed), "{name}");
-        }
-        assert!(goes_up(&HeaderName::from_static("host"), &listed));
-    }
-
-    #[test]
-    fn v4_mapped_addresses_are_shown_as_v4() {
-        assert_eq!(
-            client_address("::ffff:10.1.2.3".parse().unwrap()),
-            "10.1.2.3"
-        );
-        assert_eq!(
-            client_address("2001:db8::1".parse().unwrap()),
-            "2001:db8::1"
-        );
-    }
-
-    /// Property: whatever names a client lists, no hop-by-hop field survives.
-    #[test]
-    fn no_hop_by_hop_field_survives() {
-        let names = [
-            "a",
-            "b",
-            "x-y",
-            "keep-alive",
-            "te",
-            "upgrade",
-            "trailer",
-            "proxy-connection",
-            "c-d",
-        ];
-        for mask in 0u32..(1 << names.len()) {
-            let mut h = HeaderMap::new();
-            let mut listed = Vec::new();
-            for (i, n) in names.iter().enumerate() {
-                h.insert(HeaderName::from_static(n), HeaderValue::from_static("v"));
-                if mask & (1 << i) != 0 {
-                    listed.push(*n);
-                }
-            }
-            h.insert(
-                CONNECTION,
-                HeaderValue::from_str(&listed.join(", ")).unwrap(),
-            );
-            strip_hop_by_hop(&mut h);
-            for n in HOP_BY_HOP.iter().chain(listed.iter()) {
-                assert!(
-                    !h.contains_key(*n),
-                    "{n} survived with Connection: {listed:?}"
-                );
-            }
-        }
-    }
-}
+mod tests;

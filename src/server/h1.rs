@@ -18,13 +18,13 @@
 pub(super) mod serve;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use super::framing::bodyless;
 use crate::body::Inbound;
 use crate::proxy::headers::Listed;
-use crate::upstream::codec::parse_length;
+use crate::upstream::codec::{is, parse_length, Fields, Kind};
 
 /// Most header fields in a request head served here (hyper's default; more is hyper's to
 /// refuse).
@@ -135,10 +135,16 @@ pub struct Written {
 /// is whether it answers a `HEAD`, `close` whether the connection ends after it (the client
 /// asked, or the server is closing), `date` the value of the `date` field to add when the
 /// response has none.
+///
+/// `fields` are an upstream response's fields as they came ([`Fields`]): written first, in
+/// their order and case, except where `headers` (the gateway's own) has a field of the same
+/// name, which replaces them.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    fields: Option<&Fields>,
     head_request: bool,
     body: BodySize,
     close: bool,
@@ -159,39 +165,36 @@ pub fn encode_head(
         || status == StatusCode::NOT_MODIFIED;
     let can_have_body = !head_request && !no_length;
     // After a 1xx the bytes on the connection are no longer this protocol's (a 101) or the
-    // exchange is not over (the others): either way, nothing more is read here.
+    // exchange is not over (the others): either way, nothing more is read here. (`fields`
+    // never hold `Connection`: it is hop-by-hop.)
     let says_close = Listed::of(headers).token(b"close");
     let close = close || says_close || status.is_informational();
-    let mut dated = false;
-    let mut declared = None;
-    let mut length_written = false;
-    for (name, value) in headers {
-        match *name {
-            CONTENT_LENGTH => match body {
-                // Where the response put it, with the body's own size.
-                BodySize::Known(n) => {
-                    if !length_written {
-                        length_written = true;
-                        let mut digits = itoa::Buffer::new();
-                        field(out, b"content-length", digits.format(n).as_bytes());
-                    }
-                    continue;
-                }
-                // A HEAD answer keeps the length of what a GET would have sent.
-                BodySize::Empty if !head_request => continue,
-                BodySize::Empty => {}
-                BodySize::Unknown => match (declared, parse_length(value.as_bytes())) {
-                    (None, Some(n)) => declared = Some(n),
-                    _ => continue,
-                },
-            },
-            // The framing is the body's, written below.
-            TRANSFER_ENCODING => continue,
-            DATE => dated = true,
-            _ => {}
+    let mut writer = Outgoing {
+        out,
+        body,
+        head_request,
+        dated: false,
+        declared: None,
+        length_written: false,
+    };
+    if let Some(fields) = fields {
+        for (kind, name, value) in fields.kinds() {
+            if !headers.keys().any(|own| is(name, own.as_str())) {
+                writer.field(kind, name, value);
+            }
         }
-        field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    for (name, value) in headers {
+        let name = name.as_str().as_bytes();
+        writer.field(Kind::of(name), name, value.as_bytes());
+    }
+    let Outgoing {
+        out,
+        dated,
+        declared,
+        length_written,
+        ..
+    } = writer;
     // Where hyper puts it: after the response's own fields.
     if close && !says_close {
         field(out, b"connection", b"close");
@@ -225,6 +228,48 @@ pub fn encode_head(
     }
     out.extend_from_slice(b"\r\n");
     Written { framing, close }
+}
+
+/// The response's fields on their way out, and what they said about its framing.
+struct Outgoing<'a> {
+    out: &'a mut Vec<u8>,
+    body: BodySize,
+    head_request: bool,
+    dated: bool,
+    /// The first valid `Content-Length`, for a body whose size is not known.
+    declared: Option<u64>,
+    length_written: bool,
+}
+
+impl Outgoing<'_> {
+    /// Writes one field, or what the body's framing makes of it.
+    fn field(&mut self, kind: Kind, name: &[u8], value: &[u8]) {
+        match kind {
+            Kind::ContentLength => match self.body {
+                // Where the response put it, with the body's own size.
+                BodySize::Known(n) => {
+                    if !self.length_written {
+                        self.length_written = true;
+                        let mut digits = itoa::Buffer::new();
+                        field(self.out, b"content-length", digits.format(n).as_bytes());
+                    }
+                    return;
+                }
+                // A HEAD answer keeps the length of what a GET would have sent.
+                BodySize::Empty if !self.head_request => return,
+                BodySize::Empty => {}
+                BodySize::Unknown => match (self.declared, parse_length(value)) {
+                    (None, Some(n)) => self.declared = Some(n),
+                    _ => return,
+                },
+            },
+            // The framing is the body's, written after the fields.
+            Kind::TransferEncoding => return,
+            Kind::Date => self.dated = true,
+            _ => {}
+        }
+        field(self.out, name, value);
+    }
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

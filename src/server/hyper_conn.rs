@@ -61,7 +61,8 @@ impl Hyper {
                 let framing = heads.next_request();
                 async move {
                     let req = req.map(crate::body::Inbound::from);
-                    let response = pipeline::handle(state, &info, &slot, req, framing).await;
+                    let mut response = pipeline::handle(state, &info, &slot, req, framing).await;
+                    crate::proxy::headers::fields_into_map(&mut response);
                     Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, in_flight)))
                 }
             })

@@ -132,7 +132,9 @@ impl UpstreamClient {
             .unwrap_or_default()
     }
 
-    /// Sends a request and waits for the response head within the response timeout.
+    /// Sends a request and waits for the response head within the response timeout. The
+    /// response's fields are in its extensions as they came ([`Fields`](super::codec::Fields)), not in its header
+    /// map.
     ///
     /// Upstream drops its connection after an unhandled 500 (contract §8.19), so a pooled
     /// connection can be reset under the next request. A *safe* request (GET, HEAD,
@@ -223,12 +225,18 @@ impl UpstreamClient {
         }
     }
 
-    /// The response whose body reads the rest from `conn`.
+    /// The response whose body reads the rest from `conn`. Its fields are in its extensions
+    /// as they came ([`Fields`]); its header map is empty.
     fn response(&self, answer: Answer, conn: Box<Conn>) -> Response<UpstreamBody> {
-        let reusable = answer.head.keep_alive && !answer.broken;
-        let decoder = Decoder::new(answer.head.framing);
+        let head = answer.head;
+        let reusable = head.keep_alive && !answer.broken;
+        let decoder = Decoder::new(head.framing);
         let body = UpstreamBody::new(decoder, conn, answer.writer, reusable, &self.pool);
-        Response::from_parts(answer.head.parts, body)
+        let mut response = Response::new(body);
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        response.extensions_mut().insert(head.fields);
+        response
     }
 
     /// A new connection (TCP, then TLS for `https`), within the connect timeout.

@@ -16,9 +16,9 @@ use std::io::Write as _;
 
 use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
 
-use crate::proxy::headers::Listed;
+use crate::proxy::headers::lists;
 
 /// Largest response head accepted (the same bound as for client heads).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -195,7 +195,10 @@ pub enum BodyFraming {
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
-    pub parts: http::response::Parts,
+    pub status: StatusCode,
+    pub version: Version,
+    /// The fields as they came, less `Content-Length` where `Transfer-Encoding` frames the body.
+    pub fields: Fields,
     pub framing: BodyFraming,
     /// The connection may carry another request after this response.
     pub keep_alive: bool,
@@ -242,33 +245,27 @@ pub fn parse_response(
         };
         // Where each field lies in the head, so that names and values can share its bytes.
         let base = buf.as_ptr() as usize;
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let count = response.headers.len();
-        for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
+        let mut spans = Vec::with_capacity(response.headers.len());
+        for field in response.headers.iter() {
             let name = field.name.as_ptr() as usize - base;
+            if field.name.is_empty() {
+                return Err(CodecError::Head);
+            }
             // An empty value may point anywhere; it needs no bytes of the head.
             let value = if field.value.is_empty() {
                 name
             } else {
                 field.value.as_ptr() as usize - base
             };
-            *span = (
+            spans.push(Span::new(
+                field.name.as_bytes(),
                 name,
-                name + field.name.len(),
                 value,
-                value + field.value.len(),
-            );
+                field.value.len(),
+            ));
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
-        for &(name_from, name_to, from, to) in &spans[..count] {
-            let name =
-                HeaderName::from_bytes(&head[name_from..name_to]).map_err(|_| CodecError::Head)?;
-            let value = HeaderValue::from_maybe_shared(head.slice(from..to))
-                .map_err(|_| CodecError::Head)?;
-            headers.append(name, value);
-        }
-        return head_of(status, version, headers, head_request).map(Some);
+        return head_of(status, version, Fields::new(head, spans), head_request).map(Some);
     }
 }
 
@@ -276,45 +273,51 @@ pub fn parse_response(
 fn head_of(
     status: StatusCode,
     version: Version,
-    mut headers: HeaderMap,
+    mut fields: Fields,
     head_request: bool,
 ) -> Result<ResponseHead, CodecError> {
-    let close = Listed::of(&headers).token(b"close");
+    let close = lists(fields.values(Kind::Connection), b"close");
     let mut keep_alive = version == Version::HTTP_11 && !close;
     let bodiless = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    let chunked = fields.has(Kind::TransferEncoding);
     let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
         keep_alive = false; // the connection is no longer HTTP
         BodyFraming::Empty
     } else if bodiless {
         // Whatever its fields say (a HEAD's length is the GET's). A 204 or 304 that claims
         // a body may send one anyway: its connection is not trusted with another request.
-        let claims_body = headers.contains_key(TRANSFER_ENCODING)
-            || headers.get_all(CONTENT_LENGTH).iter().any(|v| {
-                v.as_bytes()
-                    .iter()
-                    .any(|&b| b != b'0' && b != b' ' && b != b',')
-            });
+        let claims_body = chunked
+            || fields
+                .values(Kind::ContentLength)
+                .any(|v| v.iter().any(|&b| b != b'0' && b != b' ' && b != b','));
         if !head_request && claims_body {
             keep_alive = false;
         }
         BodyFraming::Empty
-    } else if headers.contains_key(TRANSFER_ENCODING) {
+    } else if chunked {
         // A length next to a transfer coding is ignored, and must not reach the client.
-        headers.remove(CONTENT_LENGTH);
-        if last_coding_is_chunked(&headers) {
+        let last_chunked = fields
+            .values(Kind::TransferEncoding)
+            .next_back()
+            .and_then(|v| v.rsplit(|&b| b == b',').next())
+            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        if fields.has(Kind::ContentLength) {
+            fields.retain_kinds(|kind| kind != Kind::ContentLength);
+        }
+        if last_chunked {
             BodyFraming::Chunked
         } else {
             keep_alive = false;
             BodyFraming::Close
         }
-    } else if headers.contains_key(CONTENT_LENGTH) {
+    } else if fields.has(Kind::ContentLength) {
         let mut length = None;
-        for value in headers.get_all(CONTENT_LENGTH) {
+        for value in fields.values(Kind::ContentLength) {
             // `5, 5` and repeated fields are one length if they agree (RFC 9110 §8.6).
-            for item in value.as_bytes().split(|&b| b == b',') {
+            for item in value.split(|&b| b == b',') {
                 let n = parse_length(item.trim_ascii()).ok_or(CodecError::ContentLength)?;
                 if length.is_some_and(|l| l != n) {
                     return Err(CodecError::ContentLength);
@@ -330,12 +333,10 @@ fn head_of(
         keep_alive = false;
         BodyFraming::Close
     };
-    let (mut parts, ()) = http::Response::new(()).into_parts();
-    parts.status = status;
-    parts.version = version;
-    parts.headers = headers;
     Ok(ResponseHead {
-        parts,
+        status,
+        version,
+        fields,
         framing,
         keep_alive,
     })
@@ -353,20 +354,13 @@ pub(crate) fn parse_length(bytes: &[u8]) -> Option<u64> {
     )
 }
 
-/// Whether the last transfer coding of the message is `chunked`.
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
 mod body;
+mod fields;
 mod pieces;
 
 pub use body::{Decoder, Step};
+use fields::Span;
+pub use fields::{is, Fields, Kind};
 #[doc(hidden)]
 pub use pieces::read_in_pieces;
 

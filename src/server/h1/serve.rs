@@ -24,7 +24,7 @@ use crate::pipeline::{self, ConnSlot, State};
 use crate::proxy::ConnInfo;
 use crate::server::activity::Activity;
 use crate::server::framing::head_end;
-use crate::upstream::codec::{encode_chunk_size, LAST_CHUNK};
+use crate::upstream::codec::{encode_chunk_size, Fields, LAST_CHUNK};
 
 /// Body data up to this size is copied next to the head (one write); larger pieces are
 /// written on their own, and so is the buffer once it holds this much.
@@ -122,6 +122,7 @@ where
                 &mut out,
                 parts.status,
                 &parts.headers,
+                parts.extensions.get::<Fields>(),
                 head_request,
                 size,
                 close,

@@ -129,18 +129,58 @@ where
     undated(&String::from_utf8(out).unwrap())
 }
 
-/// What [`encode_head`] writes for the same, followed by the body as its framing says.
-async fn we_write<B>(request: &'static str, response: Response<B>) -> String
+/// Fields as an upstream response head would bring them, written in `case`.
+fn raw(pairs: &[(&str, &[u8])], case: fn(&str) -> String) -> Fields {
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for (name, value) in pairs {
+        head.extend_from_slice(case(name).as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    let mut buf = bytes::BytesMut::from(&head[..]);
+    crate::upstream::codec::parse_response(&mut buf, false)
+        .unwrap()
+        .unwrap()
+        .fields
+}
+
+/// What [`encode_head`] writes for the same, followed by the body as its framing says. With
+/// `upstream`, the response's fields but `Connection` come as an upstream response's fields
+/// ([`Fields`]), as the gateway forwards them.
+async fn we_write<B>(request: &'static str, response: Response<B>, upstream: bool) -> String
 where
     B: http_body::Body<Data = Bytes, Error = BoxError>,
 {
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
     let head_request = request.starts_with("HEAD ");
+    let mut fields = None;
+    if upstream {
+        let pairs: Vec<(&str, &[u8])> = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != http::header::CONNECTION)
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        fields = Some(raw(&pairs, str::to_owned));
+        let connection: Vec<HeaderValue> = parts
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
+        parts.headers.clear();
+        for value in connection {
+            parts.headers.append(http::header::CONNECTION, value);
+        }
+    }
     let mut out = Vec::new();
     let written = encode_head(
         &mut out,
         parts.status,
         &parts.headers,
+        fields.as_ref(),
         head_request,
         size_of(&body),
         true,
@@ -199,15 +239,23 @@ const HEAD: &str = "HEAD / HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n";
 
 /// Byte for byte what hyper writes (the date aside), over the cases the gateway produces:
 /// rendered documents, empty answers, streamed and length-delimited upstream bodies, `HEAD`,
-/// 204 and 304, and fields that say how the connection or the body ends.
+/// 204 and 304, and fields that say how the connection or the body ends; with the fields in
+/// the header map, and as an upstream response's fields.
 #[tokio::test]
 async fn responses_are_encoded_as_hyper_encodes_them() {
     use crate::body::Body;
     macro_rules! same {
         ($request:expr, $response:expr) => {{
-            let ours = we_write($request, $response).await;
             let theirs = hyper_writes($request, $response).await;
+            let ours = we_write($request, $response, false).await;
             assert_eq!(ours, theirs, "{}", stringify!($response));
+            let forwarded = we_write($request, $response, true).await;
+            assert_eq!(
+                forwarded,
+                theirs,
+                "upstream fields: {}",
+                stringify!($response)
+            );
         }};
     }
     let json = [
@@ -301,6 +349,7 @@ fn a_kept_alive_response_says_nothing_of_the_connection_unless_it_closes() {
         &mut out,
         StatusCode::OK,
         &HeaderMap::new(),
+        None,
         false,
         BodySize::Known(2),
         false,
@@ -325,6 +374,7 @@ fn a_kept_alive_response_says_nothing_of_the_connection_unless_it_closes() {
         &mut out,
         StatusCode::BAD_REQUEST,
         &headers,
+        None,
         false,
         BodySize::Empty,
         false,
@@ -353,6 +403,7 @@ fn an_informational_answer_ends_the_connection() {
             &mut out,
             status,
             &HeaderMap::new(),
+            None,
             false,
             BodySize::Empty,
             false,
@@ -379,6 +430,7 @@ fn a_length_is_written_once() {
         &mut out,
         StatusCode::OK,
         &headers,
+        None,
         false,
         BodySize::Known(0),
         false,
@@ -389,3 +441,5 @@ fn a_length_is_written_once() {
         b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\ndate: D\r\n\r\n"
     );
 }
+
+mod upstream;

@@ -47,14 +47,13 @@ pub fn read_in_pieces(data: &[u8], cuts: &[usize], head_request: bool) -> Outcom
                 None => match parse_response(&mut buf, head_request) {
                     Ok(Some(h)) => {
                         let fields = h
-                            .parts
-                            .headers
+                            .fields
                             .iter()
-                            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                            .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
                             .collect();
                         let framing = format!("{:?}", h.framing);
                         head = Some(Head {
-                            status: h.parts.status.as_u16(),
+                            status: h.status.as_u16(),
                             fields,
                             framing,
                             keep_alive: h.keep_alive,

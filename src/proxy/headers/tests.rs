@@ -1,0 +1,343 @@
+use super::*;
+
+fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+/// Input headers, names that must survive, names that must be gone.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+
+#[test]
+fn hop_by_hop_table() {
+    let cases: &[Case] = &[
+        (
+            &[("connection", "close"), ("accept", "*/*")],
+            &["accept"],
+            &["connection"],
+        ),
+        (
+            &[
+                ("connection", "x-secret, keep-alive"),
+                ("x-secret", "1"),
+                ("keep-alive", "5"),
+            ],
+            &[],
+            &["x-secret", "keep-alive", "connection"],
+        ),
+        (
+            &[("te", "trailers"), ("trailer", "x"), ("upgrade", "h2c")],
+            &[],
+            &["te", "trailer", "upgrade"],
+        ),
+        (
+            &[
+                ("proxy-authorization", "Basic x"),
+                ("authorization", "Bearer y"),
+            ],
+            &["authorization"],
+            &["proxy-authorization"],
+        ),
+        (
+            &[("transfer-encoding", "chunked"), ("content-type", "a/b")],
+            &["content-type"],
+            &["transfer-encoding"],
+        ),
+    ];
+    for (input, kept, gone) in cases {
+        let mut h = map(input);
+        strip_hop_by_hop(&mut h);
+        for k in *kept {
+            assert!(h.contains_key(*k), "{k} should survive {input:?}");
+        }
+        for k in *gone {
+            assert!(!h.contains_key(*k), "{k} should be removed from {input:?}");
+        }
+    }
+}
+
+#[test]
+fn what_goes_up_is_neither_hop_by_hop_nor_spoofable() {
+    let h = map(&[
+        ("connection", "x-secret, Keep-Alive"),
+        ("x-secret", "1"),
+        ("keep-alive", "5"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("X-Forwarded-Prefix", "/evil"),
+        ("forwarded", "for=6.6.6.6"),
+        ("x-real-ip", "6.6.6.6"),
+        ("x-ssl-client-cert", "pem"),
+        ("te", "trailers"),
+        ("authorization", "Bearer y"),
+        ("accept", "*/*"),
+        ("accept", "text/html"),
+    ]);
+    let listed = Listed::of(&h);
+    let mut up: Vec<&str> = h
+        .iter()
+        .filter(|(name, _)| goes_up(name, &listed))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    up.sort_unstable();
+    assert_eq!(up, ["accept", "accept", "authorization"]);
+    // The response side removes only the hop-by-hop ones.
+    let mut response = h.clone();
+    strip_hop_by_hop(&mut response);
+    assert!(response.contains_key("x-forwarded-for"));
+    assert!(!response.contains_key("keep-alive"));
+    assert!(!response.contains_key("x-secret"));
+}
+
+#[test]
+fn the_hop_by_hop_match_is_the_published_list() {
+    for name in HOP_BY_HOP {
+        assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+    }
+    for name in [
+        "content-length",
+        "host",
+        "keep",
+        "tea",
+        "upgrades",
+        "x-connection",
+    ] {
+        assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+    }
+}
+
+/// Found by the `header_hygiene` fuzz target: a `Connection` value with a non-ASCII
+/// byte used to be skipped whole, so the names it listed were forwarded.
+#[test]
+fn names_listed_beside_obs_text_are_removed() {
+    let mut h = map(&[("x-secret", "1"), ("accept", "*/*")]);
+    h.append(
+        CONNECTION,
+        HeaderValue::from_bytes(b"x-secret, \x80\xff").unwrap(),
+    );
+    strip_hop_by_hop(&mut h);
+    assert!(!h.contains_key("x-secret"));
+    assert!(!h.contains_key(CONNECTION));
+    assert!(h.contains_key("accept"));
+}
+
+#[test]
+fn spoofable_fields_never_go_up() {
+    let h = map(&[("host", "gw.example"), ("x-forwarded-port", "1")]);
+    let listed = Listed::of(&h);
+    for name in [
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "forwarded",
+        "x-real-ip",
+    ]
+    .iter()
+    .chain(CLIENT_CERT_HEADERS.iter())
+    {
+        let name = HeaderName::from_static(name);
+        assert!(is_spoofable(&name), "{name}");
+        assert!(!goes_up(&name, &listed), "{name}");
+    }
+    assert!(goes_up(&HeaderName::from_static("host"), &listed));
+}
+
+#[test]
+fn v4_mapped_addresses_are_shown_as_v4() {
+    assert_eq!(
+        client_address("::ffff:10.1.2.3".parse().unwrap()),
+        "10.1.2.3"
+    );
+    assert_eq!(
+        client_address("2001:db8::1".parse().unwrap()),
+        "2001:db8::1"
+    );
+}
+
+/// Property: whatever names a client lists, no hop-by-hop field survives.
+#[test]
+fn no_hop_by_hop_field_survives() {
+    let names = [
+        "a",
+        "b",
+        "x-y",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "trailer",
+        "proxy-connection",
+        "c-d",
+    ];
+    for mask in 0u32..(1 << names.len()) {
+        let mut h = HeaderMap::new();
+        let mut listed = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            h.insert(HeaderName::from_static(n), HeaderValue::from_static("v"));
+            if mask & (1 << i) != 0 {
+                listed.push(*n);
+            }
+        }
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_str(&listed.join(", ")).unwrap(),
+        );
+        strip_hop_by_hop(&mut h);
+        for n in HOP_BY_HOP.iter().chain(listed.iter()) {
+            assert!(
+                !h.contains_key(*n),
+                "{n} survived with Connection: {listed:?}"
+            );
+        }
+    }
+}
+
+/// An upstream response head with `pairs`, read by the codec: its fields as they came.
+fn fields(pairs: &[(&str, &str)]) -> Fields {
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for (name, value) in pairs {
+        head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"content-length: 0\r\n\r\n");
+    let mut buf = bytes::BytesMut::from(&head[..]);
+    crate::upstream::codec::parse_response(&mut buf, false)
+        .unwrap()
+        .unwrap()
+        .fields
+}
+
+/// A name in an odd case: every other letter upper-case.
+fn odd_case(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// What survives, lower-cased, in order.
+fn survivors(fields: &Fields) -> Vec<(String, Vec<u8>)> {
+    fields
+        .iter()
+        .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
+        .collect()
+}
+
+/// The same rule on the fields as they came as on a header map, whatever the case of names
+/// and listed tokens: every case of the table above and every subset of listed names.
+#[test]
+fn raw_fields_lose_what_a_header_map_loses() {
+    let names = [
+        "a",
+        "x-y",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "trailer",
+        "proxy-connection",
+        "proxy-authenticate",
+        "transfer-encoding",
+    ];
+    for mask in 0u32..(1 << names.len()) {
+        for case in [str::to_owned as fn(&str) -> String, odd_case] {
+            let listed: Vec<String> = names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, n)| case(&n.to_ascii_uppercase()))
+                .collect();
+            let mut pairs: Vec<(String, String)> =
+                names.iter().map(|n| (case(n), "v".to_owned())).collect();
+            pairs.push((case("connection"), listed.join(" ,\t")));
+            pairs.push(("Set-Cookie".to_owned(), "a=1".to_owned()));
+            pairs.push(("set-cookie".to_owned(), "b=2".to_owned()));
+            let pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let mut raw = fields(&pairs);
+            let mut map = raw.clone().into_map();
+            strip_hop_by_hop_fields(&mut raw);
+            strip_hop_by_hop(&mut map);
+            let from_map: Vec<(String, Vec<u8>)> = map
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            let mut from_raw = survivors(&raw);
+            assert_eq!(
+                from_raw.iter().filter(|(n, _)| n == "set-cookie").count(),
+                2,
+                "{pairs:?}"
+            );
+            from_raw.sort();
+            let mut from_map = from_map;
+            from_map.sort();
+            assert_eq!(from_raw, from_map, "Connection: {listed:?}");
+            for (name, _) in &from_raw {
+                assert!(!is_hop_by_hop(
+                    &HeaderName::from_bytes(name.as_bytes()).unwrap()
+                ));
+            }
+        }
+    }
+}
+
+/// A name `Connection` lists goes in any case; the fields keep their own case and order.
+#[test]
+fn listed_names_go_in_any_case_and_the_rest_keep_theirs() {
+    let mut raw = fields(&[
+        ("Server", "uvicorn"),
+        ("X-Secret", "1"),
+        ("CONNECTION", "x-SECRET, Keep-Alive"),
+        ("Keep-Alive", "timeout=5"),
+        ("Content-Type", "application/json"),
+    ]);
+    strip_hop_by_hop_fields(&mut raw);
+    let names: Vec<&[u8]> = raw.iter().map(|(n, _)| n).collect();
+    assert_eq!(names, [&b"Server"[..], b"Content-Type", b"content-length"]);
+}
+
+/// For hyper: the fields move into the map, and the gateway's own fields replace the
+/// upstream's of the same name.
+#[test]
+fn the_gateway_fields_replace_the_upstream_ones_in_the_map() {
+    let mut response = http::Response::new(());
+    response.extensions_mut().insert(fields(&[
+        ("X-Request-Id", "from-upstream"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+    ]));
+    let headers = response.headers_mut();
+    headers.insert("x-request-id", HeaderValue::from_static("req_gateway"));
+    headers.append("x-own", HeaderValue::from_static("1"));
+    headers.append("x-own", HeaderValue::from_static("2"));
+    fields_into_map(&mut response);
+    assert!(response.extensions().get::<Fields>().is_none());
+    let h = response.headers();
+    let all = |name: &str| -> Vec<&str> {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    };
+    assert_eq!(all("x-request-id"), ["req_gateway"]);
+    assert_eq!(all("set-cookie"), ["a=1", "b=2"]);
+    assert_eq!(all("x-own"), ["1", "2"]);
+    assert_eq!(all("content-length"), ["0"]);
+    // A response without upstream fields is left as it is.
+    let mut own = http::Response::new(());
+    own.headers_mut()
+        .insert("x-request-id", HeaderValue::from_static("req_gateway"));
+    fields_into_map(&mut own);
+    assert_eq!(own.headers().len(), 1);
+}
