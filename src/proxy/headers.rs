@@ -6,6 +6,7 @@
 //!   `X-Real-IP`, client-certificate headers that ARCP's mTLS code trusts) are removed and
 //!   then set from facts the gateway observed.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use http::header::{Entry, GetAll, HeaderMap, HeaderName, HeaderValue, CONNECTION};
@@ -63,8 +64,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// [`strip_hop_by_hop`] for an upstream response's fields as they came: a field goes if it is
-/// on the fixed list or `Connection` lists its name, whatever the case of its name. Nothing is
-/// allocated.
+/// on the fixed list or `Connection` lists its name, whatever the case of its name.
 pub fn strip_hop_by_hop_fields(fields: &mut Fields) {
     const _: () = assert!(MAX_HEADERS <= 128, "one bit per field");
     let mut gone = 0u128;
@@ -75,14 +75,35 @@ pub fn strip_hop_by_hop_fields(fields: &mut Fields) {
     }
     // The names `Connection` lists, but for those on the fixed list (`keep-alive`): gone
     // already.
-    let listed = fields
-        .values(Kind::Connection)
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty() && !is_hop_by_hop_name(t));
-    for token in listed {
-        for (i, name) in fields.iter().map(|(name, _)| name).enumerate() {
-            if name.eq_ignore_ascii_case(token) {
+    let listed = || {
+        fields
+            .values(Kind::Connection)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty() && !is_hop_by_hop_name(t))
+    };
+    if listed().nth(FEW_LISTED).is_none() {
+        // A few (the usual case): each compared with the names, nothing allocated.
+        for token in listed() {
+            for (i, (name, _)) in fields.iter().enumerate() {
+                if name.eq_ignore_ascii_case(token) {
+                    gone |= 1 << i;
+                }
+            }
+        }
+    } else {
+        // Many (a head can list thousands): each looked up once among the names.
+        let names: Vec<Option<HeaderName>> = fields
+            .iter()
+            .map(|(name, _)| HeaderName::from_bytes(name).ok())
+            .collect();
+        let present: HashSet<&HeaderName> = names.iter().flatten().collect();
+        let listed: HashSet<HeaderName> = listed()
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .filter(|name| present.contains(name))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            if name.as_ref().is_some_and(|n| listed.contains(n)) {
                 gone |= 1 << i;
             }
         }
@@ -91,6 +112,10 @@ pub fn strip_hop_by_hop_fields(fields: &mut Fields) {
         fields.retain_indexed(|i| gone & (1 << i) == 0);
     }
 }
+
+/// Up to this many names listed in `Connection` are compared with each field name; more are
+/// looked up in a set.
+const FEW_LISTED: usize = 8;
 
 /// Moves the upstream response's fields ([`Fields`], in its extensions) into its header map,
 /// for a response served through hyper. A field the gateway set in the map (`X-Request-Id`,

@@ -215,6 +215,9 @@ pub fn parse_response(
         // Uninitialised: filling 100 empty fields first would cost more than most heads' parse.
         let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut []);
+        // The strict defaults: no obs-fold, no space before a colon. The fields are written
+        // to clients as they came (`Fields`), so a value must hold no CR or LF, and a name
+        // must be a token: `Fields` relies on that.
         let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut response,
             buf,

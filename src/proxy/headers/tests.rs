@@ -341,3 +341,40 @@ fn the_gateway_fields_replace_the_upstream_ones_in_the_map() {
     fields_into_map(&mut own);
     assert_eq!(own.headers().len(), 1);
 }
+
+/// Past a few listed names, the names are looked up in a set: the same fields go, whatever
+/// the case, the order or repeats of the list.
+#[test]
+fn a_long_connection_list_removes_the_same_fields() {
+    let mut pairs: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("X-Field-{i}"), "v".to_owned()))
+        .collect();
+    let listed: Vec<String> = (0..40)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("x-FIELD-{i}"))
+        .chain((0..50).map(|i| format!("absent-{i}")))
+        .chain([
+            "X-FIELD-0".to_owned(),
+            "keep-alive".to_owned(),
+            " ".to_owned(),
+        ])
+        .collect();
+    pairs.push(("Connection".to_owned(), listed.join(",")));
+    pairs.push(("Keep-Alive".to_owned(), "5".to_owned()));
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let mut raw = fields(&pairs);
+    let mut map = raw.clone().into_map();
+    strip_hop_by_hop_fields(&mut raw);
+    strip_hop_by_hop(&mut map);
+    let kept = survivors(&raw);
+    let expected: Vec<(String, Vec<u8>)> = (0..40)
+        .filter(|i| i % 3 != 0)
+        .map(|i| (format!("x-field-{i}"), b"v".to_vec()))
+        .chain([("content-length".to_owned(), b"0".to_vec())])
+        .collect();
+    assert_eq!(kept, expected);
+    assert_eq!(map.len(), expected.len());
+}

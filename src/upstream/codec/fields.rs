@@ -160,7 +160,8 @@ impl Fields {
                 self.head
                     .slice(span.value.0 as usize..span.value.1 as usize),
             );
-            // Both hold: the parser accepted only tokens and values `http` accepts.
+            // The parser accepted only tokens and values `http` accepts.
+            debug_assert!(name.is_ok() && value.is_ok(), "a field the parser refuses");
             if let (Ok(name), Ok(value)) = (name, value) {
                 map.append(name, value);
             }

@@ -283,7 +283,7 @@ fn a_transfer_coding_removes_the_length_that_came_with_it() {
 
 #[test]
 fn bad_heads_are_refused() {
-    let bad: [(&[u8], CodecError); 7] = [
+    let bad: [(&[u8], CodecError); 13] = [
         (
             b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
             CodecError::ContentLength,
@@ -303,6 +303,20 @@ fn bad_heads_are_refused() {
         (b"HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n", CodecError::Head),
         (b"HTTP/1.1 20 OK\r\n\r\n", CodecError::Head),
         (b"SSH-2.0-OpenSSH\r\n\r\n", CodecError::Head),
+        // The fields are written to clients as they came: nothing that could end a line or
+        // a field early gets through.
+        (
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\n folded\r\n\r\n",
+            CodecError::Head,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nx-a: 1\rx-b: 2\r\n\r\n",
+            CodecError::Head,
+        ),
+        (b"HTTP/1.1 200 OK\r\nx-a: 1\x7f\r\n\r\n", CodecError::Head),
+        (b"HTTP/1.1 200 OK\r\nx-a: \x001\r\n\r\n", CodecError::Head),
+        (b"HTTP/1.1 200 OK\r\nx-a : 1\r\n\r\n", CodecError::Head),
+        (b"HTTP/1.1 200 OK\r\n: 1\r\n\r\n", CodecError::Head),
     ];
     for (bytes, error) in bad {
         assert_eq!(
