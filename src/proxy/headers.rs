@@ -68,13 +68,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn strip_hop_by_hop_fields(fields: &mut Fields) {
     const _: () = assert!(MAX_HEADERS <= 128, "one bit per field");
     let mut gone = 0u128;
+    let mut connection = false;
     for (i, (kind, _, _)) in fields.kinds().enumerate() {
         if kind.is_hop_by_hop() {
             gone |= 1 << i;
+            connection |= kind == Kind::Connection;
         }
     }
-    // The names `Connection` lists, but for those on the fixed list (`keep-alive`): gone
-    // already.
+    if connection {
+        gone |= listed_in_connection(fields);
+    }
+    if gone != 0 {
+        fields.retain_indexed(|i| gone & (1 << i) == 0);
+    }
+}
+
+/// The fields whose names `Connection` lists, one bit each.
+fn listed_in_connection(fields: &Fields) -> u128 {
+    // The names listed, but for those on the fixed list (`keep-alive`): gone already.
     let listed = || {
         fields
             .values(Kind::Connection)
@@ -82,35 +93,46 @@ pub fn strip_hop_by_hop_fields(fields: &mut Fields) {
             .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty() && !is_hop_by_hop_name(t))
     };
-    if listed().nth(FEW_LISTED).is_none() {
-        // A few (the usual case): each compared with the names, nothing allocated.
-        for token in listed() {
-            for (i, (name, _)) in fields.iter().enumerate() {
-                if name.eq_ignore_ascii_case(token) {
-                    gone |= 1 << i;
-                }
-            }
+    let mut few: [&[u8]; FEW_LISTED] = [&[]; FEW_LISTED];
+    let mut count = 0;
+    for token in listed() {
+        if count == FEW_LISTED {
+            return listed_many(fields, listed());
         }
-    } else {
-        // Many (a head can list thousands): each looked up once among the names.
-        let names: Vec<Option<HeaderName>> = fields
-            .iter()
-            .map(|(name, _)| HeaderName::from_bytes(name).ok())
-            .collect();
-        let present: HashSet<&HeaderName> = names.iter().flatten().collect();
-        let listed: HashSet<HeaderName> = listed()
-            .filter_map(|t| HeaderName::from_bytes(t).ok())
-            .filter(|name| present.contains(name))
-            .collect();
-        for (i, name) in names.iter().enumerate() {
-            if name.as_ref().is_some_and(|n| listed.contains(n)) {
+        few[count] = token;
+        count += 1;
+    }
+    // A few (the usual case): each compared with the names, nothing allocated.
+    let mut gone = 0u128;
+    for token in &few[..count] {
+        for (i, (name, _)) in fields.iter().enumerate() {
+            if name.eq_ignore_ascii_case(token) {
                 gone |= 1 << i;
             }
         }
     }
-    if gone != 0 {
-        fields.retain_indexed(|i| gone & (1 << i) == 0);
+    gone
+}
+
+/// [`listed_in_connection`] for many names (a head can list thousands): each looked up once
+/// among the fields' names.
+fn listed_many<'a>(fields: &Fields, listed: impl Iterator<Item = &'a [u8]>) -> u128 {
+    let names: Vec<Option<HeaderName>> = fields
+        .iter()
+        .map(|(name, _)| HeaderName::from_bytes(name).ok())
+        .collect();
+    let present: HashSet<&HeaderName> = names.iter().flatten().collect();
+    let listed: HashSet<HeaderName> = listed
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .filter(|name| present.contains(name))
+        .collect();
+    let mut gone = 0u128;
+    for (i, name) in names.iter().enumerate() {
+        if name.as_ref().is_some_and(|n| listed.contains(n)) {
+            gone |= 1 << i;
+        }
     }
+    gone
 }
 
 /// Up to this many names listed in `Connection` are compared with each field name; more are
