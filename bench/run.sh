@@ -376,7 +376,7 @@ PY
 sed 's/^/bench: /' "$work/checks.txt" >&2
 
 gw_threads() { ls "/proc/$gateway_pid/task" | wc -l; }
-gw_workers() { cat /proc/"$gateway_pid"/task/*/comm 2>/dev/null | grep -c '^tokio-r' || true; }
+gw_threads_named() { cat /proc/"$gateway_pid"/task/*/comm 2>/dev/null | grep -c "^$1" || true; }
 rss_line() { # label [pid]
     awk -v label="$1" '/^VmRSS|^VmHWM/ {v[$1]=$2} END {printf "  %-40s VmRSS %6d KiB  VmHWM %6d KiB\n", label, v["VmRSS:"], v["VmHWM:"]}' \
         "/proc/${2:-$gateway_pid}/status"
@@ -412,7 +412,7 @@ done
     rss_line "gateway (warn) after the main rounds"
     sum_rss "nginx proxy worker after load" $proxy_workers
     sum_rss "haproxy after load" "$haproxy_pid"
-    echo "  gateway threads: $(gw_threads) ($(gw_workers) tokio workers; CPUs allowed: $(awk '/Cpus_allowed_list/ {print $2}' /proc/$gateway_pid/status))"
+    echo "  gateway threads: $(gw_threads) ($(gw_threads_named arcp-gw-worker) request workers, $(gw_threads_named tokio-r) of the main runtime; CPUs allowed: $(awk '/Cpus_allowed_list/ {print $2}' /proc/$gateway_pid/status))"
 } >>"$memory"
 
 # --- p99 at about half of nginx's saturation rate -------------------------------------------
