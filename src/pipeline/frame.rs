@@ -224,17 +224,17 @@ pub fn normalise_path(raw: &str) -> Result<Cow<'_, str>, FrameError> {
             b'\\' => return Err(FrameError::AmbiguousPath("`\\` in the path")),
             0 => return Err(FrameError::AmbiguousPath("NUL in the path")),
             b'/' => {
-                if bytes.get(i + 1) == Some(&b'/') {
-                    clean = false;
+                // Every segment follows a `/` (the path starts with one).
+                match &bytes[i + 1..] {
+                    [b'/', ..] => clean = false,
+                    [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..] => {
+                        return Err(FrameError::AmbiguousPath("dot segment"))
+                    }
+                    _ => {}
                 }
                 i += 1;
             }
             _ => i += 1,
-        }
-    }
-    for segment in raw.split('/') {
-        if segment == "." || segment == ".." {
-            return Err(FrameError::AmbiguousPath("dot segment"));
         }
     }
     if clean {
@@ -342,6 +342,31 @@ mod tests {
         ];
         for input in bad {
             assert!(normalise_path(input).is_err(), "{input} should be refused");
+        }
+    }
+
+    /// Every path of up to seven bytes of `/`, `.` and `a` is refused exactly when one of its
+    /// segments is `.` or `..`.
+    #[test]
+    fn dot_segments_are_found_wherever_they_are() {
+        let alphabet = [b'/', b'.', b'a'];
+        for len in 0..=6u32 {
+            for n in 0..3usize.pow(len) {
+                let mut path = vec![b'/'];
+                let mut k = n;
+                for _ in 0..len {
+                    path.push(alphabet[k % 3]);
+                    k /= 3;
+                }
+                let path = String::from_utf8(path).unwrap();
+                let dot = path.split('/').any(|s| s == "." || s == "..");
+                assert_eq!(
+                    normalise_path(&path).is_err(),
+                    dot,
+                    "{path}: {:?}",
+                    normalise_path(&path)
+                );
+            }
         }
     }
 
