@@ -78,12 +78,20 @@ impl ServerNames {
 /// Refuses duplicated decision fields and hosts outside `names`.
 pub fn check_head<B>(req: &http::Request<B>, names: &ServerNames) -> Result<(), FrameError> {
     let headers = req.headers();
-    for (name, display) in &SINGLE {
-        if headers.get_all(*name).iter().nth(1).is_some() {
-            return Err(FrameError::DuplicateHeader(display));
+    // One pass over the fields (a head has a few): cheaper than a lookup per name.
+    let mut seen = [false; SINGLE.len()];
+    let mut host = None;
+    for (name, value) in headers {
+        if let Some(at) = SINGLE.iter().position(|(single, _)| *single == name) {
+            if seen[at] {
+                return Err(FrameError::DuplicateHeader(SINGLE[at].1));
+            }
+            seen[at] = true;
+            if name == http::header::HOST {
+                host = Some(value.to_str());
+            }
         }
     }
-    let host = headers.get(http::header::HOST).map(|h| h.to_str());
     match host {
         Some(Ok(h)) if !names.allows(h) => return Err(FrameError::MisdirectedHost),
         Some(Err(_)) => return Err(FrameError::MisdirectedHost),
@@ -368,6 +376,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_decision_field_given_twice_is_refused_and_the_host_checked() {
+        let names = ServerNames::new(&["gw.example".to_owned()]);
+        let request = |fields: &[(&str, &str)]| {
+            let mut builder = http::Request::builder().uri("/agents");
+            for (name, value) in fields {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(()).unwrap()
+        };
+        let all = [
+            ("host", "gw.example"),
+            ("authorization", "Bearer a"),
+            ("x-client-fingerprint", "f"),
+            ("x-session-pin", "1"),
+            ("accept", "*/*"),
+            ("accept", "text/html"),
+        ];
+        assert!(check_head(&request(&all), &names).is_ok());
+        for (name, display) in SINGLE.iter().map(|(n, d)| (n.as_str(), *d)) {
+            let mut fields = all.to_vec();
+            fields.push((name, "again"));
+            match check_head(&request(&fields), &names) {
+                Err(FrameError::DuplicateHeader(d)) => assert_eq!(d, display),
+                other => panic!("{name} twice: {other:?}"),
+            }
+        }
+        let elsewhere = request(&[("host", "other.example")]);
+        assert!(matches!(
+            check_head(&elsewhere, &names),
+            Err(FrameError::MisdirectedHost)
+        ));
+        assert!(check_head(&request(&[]), &names).is_ok());
     }
 
     #[test]
