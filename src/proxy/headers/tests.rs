@@ -233,6 +233,20 @@ fn survivors(fields: &Fields) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// An upstream response head with `pairs`, its fields stripped as they came and as a header
+/// map.
+fn stripped_both_ways(pairs: &[(String, String)]) -> (Fields, HeaderMap) {
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let mut raw = fields(&pairs);
+    let mut map = raw.clone().into_map();
+    strip_hop_by_hop_fields(&mut raw);
+    strip_hop_by_hop(&mut map);
+    (raw, map)
+}
+
 /// The same rule on the fields as they came as on a header map, whatever the case of names
 /// and listed tokens: every case of the table above and every subset of listed names.
 #[test]
@@ -261,14 +275,7 @@ fn raw_fields_lose_what_a_header_map_loses() {
             pairs.push((case("connection"), listed.join(" ,\t")));
             pairs.push(("Set-Cookie".to_owned(), "a=1".to_owned()));
             pairs.push(("set-cookie".to_owned(), "b=2".to_owned()));
-            let pairs: Vec<(&str, &str)> = pairs
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            let mut raw = fields(&pairs);
-            let mut map = raw.clone().into_map();
-            strip_hop_by_hop_fields(&mut raw);
-            strip_hop_by_hop(&mut map);
+            let (raw, map) = stripped_both_ways(&pairs);
             let from_map: Vec<(String, Vec<u8>)> = map
                 .iter()
                 .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
@@ -361,14 +368,7 @@ fn a_long_connection_list_removes_the_same_fields() {
         .collect();
     pairs.push(("Connection".to_owned(), listed.join(",")));
     pairs.push(("Keep-Alive".to_owned(), "5".to_owned()));
-    let pairs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let mut raw = fields(&pairs);
-    let mut map = raw.clone().into_map();
-    strip_hop_by_hop_fields(&mut raw);
-    strip_hop_by_hop(&mut map);
+    let (raw, map) = stripped_both_ways(&pairs);
     let kept = survivors(&raw);
     let expected: Vec<(String, Vec<u8>)> = (0..40)
         .filter(|i| i % 3 != 0)
