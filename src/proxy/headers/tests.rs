@@ -248,7 +248,7 @@ fn stripped_both_ways(pairs: &[(String, String)]) -> (Fields, HeaderMap) {
 }
 
 /// The same rule on the fields as they came as on a header map, whatever the case of names
-/// and listed tokens: every case of the table above and every subset of listed names.
+/// and listed tokens: every subset of the names listed, the names in two cases.
 #[test]
 fn raw_fields_lose_what_a_header_map_loses() {
     let names = [
