@@ -98,6 +98,10 @@ fn what_goes_up_is_neither_hop_by_hop_nor_spoofable() {
 fn the_hop_by_hop_match_is_the_published_list() {
     for name in HOP_BY_HOP {
         assert!(is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        assert!(
+            is_hop_by_hop_name(name.to_ascii_uppercase().as_bytes()),
+            "{name}"
+        );
     }
     for name in [
         "content-length",
@@ -108,6 +112,7 @@ fn the_hop_by_hop_match_is_the_published_list() {
         "x-connection",
     ] {
         assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        assert!(!is_hop_by_hop_name(name.as_bytes()), "{name}");
     }
 }
 

@@ -61,7 +61,7 @@ impl Kind {
             10 if is(name, "connection") => Kind::Connection,
             14 if is(name, "content-length") => Kind::ContentLength,
             17 if is(name, "transfer-encoding") => Kind::TransferEncoding,
-            2 | 7 | 10 | 16 | 18 | 19 if is_hop_by_hop_name(name) => Kind::HopByHop,
+            _ if is_hop_by_hop_name(name) => Kind::HopByHop,
             _ => Kind::Other,
         }
     }
@@ -79,15 +79,6 @@ impl Fields {
     /// The fields that `spans` locate in `head`.
     pub(super) fn new(head: Bytes, spans: Vec<Span>) -> Self {
         Fields { head, spans }
-    }
-
-    /// How many fields there are.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
     }
 
     /// Each field's name and value, in order.
@@ -127,13 +118,6 @@ impl Fields {
     /// Whether a field named `name` (lower case) is there.
     pub fn contains(&self, name: &str) -> bool {
         self.get_all(name).next().is_some()
-    }
-
-    /// Keeps the fields for which `keep(name, value)` says so.
-    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
-        let head = &self.head;
-        self.spans
-            .retain(|s| keep(slice(head, s.name), slice(head, s.value)));
     }
 
     /// Keeps the fields whose kind `keep` says so.
