@@ -18,12 +18,13 @@
 pub(super) mod serve;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use super::framing::bodyless;
+use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::body::Inbound;
-use crate::proxy::headers::Listed;
+use crate::proxy::headers::{lists, Listed};
 use crate::upstream::codec::{is, parse_length, Fields, Kind};
 
 /// Most header fields in a request head served here (hyper's default; more is hyper's to
@@ -75,30 +76,45 @@ pub fn parse_request(head: &Bytes) -> Option<Parsed> {
     }
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes())).ok()?;
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut length = false;
+    let mut close = false;
     for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        let name = field_name(field.name.as_bytes())?;
         if name == EXPECT || name == TRANSFER_ENCODING {
             return None;
+        }
+        if name == CONTENT_LENGTH {
+            // At most one, and it says 0 (the framing check refused the rest already; this
+            // keeps the function safe on its own).
+            let digits = field.value.trim_ascii();
+            if length || digits.is_empty() || digits.iter().any(|&b| b != b'0') {
+                return None;
+            }
+            length = true;
+        } else if name == CONNECTION {
+            close = close || lists([field.value], b"close");
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value)).ok()?;
         headers.append(name, value);
     }
-    // At most one `Content-Length`, and it says 0 (the framing check refused the rest already;
-    // this keeps the function safe on its own).
-    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
-    if let Some(length) = lengths.next() {
-        let digits = length.as_bytes().trim_ascii();
-        if digits.is_empty() || digits.iter().any(|&b| b != b'0') || lengths.next().is_some() {
-            return None;
-        }
-    }
-    let close = Listed::of(&headers).token(b"close");
     let mut request = Request::new(Inbound::Empty);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
     Some(Parsed { request, close })
+}
+
+/// The field name `bytes` is, as `HeaderName::from_bytes` reads it. ARCP's own names, which
+/// most requests carry, are the shared constants: `from_bytes` would copy each into a new
+/// allocation (it knows only the standard names).
+fn field_name(bytes: &[u8]) -> Option<HeaderName> {
+    for known in [&X_CLIENT_FINGERPRINT, &X_REQUEST_ID, &X_SESSION_PIN] {
+        if bytes.eq_ignore_ascii_case(known.as_str().as_bytes()) {
+            return Some(known.clone());
+        }
+    }
+    HeaderName::from_bytes(bytes).ok()
 }
 
 /// What the response body is, as far as its framing goes.

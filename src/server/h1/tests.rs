@@ -47,6 +47,49 @@ fn connection_close_is_heard_in_any_case_and_list_position() {
     }
 }
 
+/// Field names are read as `HeaderName::from_bytes` reads them, ARCP's own names (kept as
+/// shared constants) included, in any case.
+#[test]
+fn field_names_are_read_in_any_case() {
+    let names = [
+        "X-Client-Fingerprint",
+        "x-client-fingerprint",
+        "X-CLIENT-FINGERPRINT",
+        "X-Request-Id",
+        "x-request-ID",
+        "X-Session-Pin",
+        "x-session-pin",
+        "X-Client-Fingerprints",
+        "X-Client-Fingerprin",
+        "Host",
+        "Authorization",
+        "X-Other",
+    ];
+    for name in names {
+        let parsed = parse(&format!("GET / HTTP/1.1\r\n{name}: v\r\n\r\n")).unwrap();
+        let expected = HeaderName::from_bytes(name.as_bytes()).unwrap();
+        let got: Vec<_> = parsed.request.headers().keys().collect();
+        assert_eq!(got, [&expected], "{name}");
+        assert_eq!(parsed.request.headers()[&expected], "v", "{name}");
+    }
+}
+
+/// `Connection: close` is heard in any of several `Connection` fields.
+#[test]
+fn connection_close_is_heard_in_any_field() {
+    let parsed =
+        parse("GET / HTTP/1.1\r\nConnection: keep-alive\r\nX: y\r\nconnection: te, Close\r\n\r\n")
+            .unwrap();
+    assert!(parsed.close);
+    let values: Vec<_> = parsed
+        .request
+        .headers()
+        .get_all("connection")
+        .iter()
+        .collect();
+    assert_eq!(values, ["keep-alive", "te, Close"]);
+}
+
 /// Everything but a plain bodyless HTTP/1.1 request is left to hyper.
 #[test]
 fn other_requests_are_not_served_here() {
