@@ -18,6 +18,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::upstream::codec::Fields;
 use crate::upstream::UpstreamBody;
 
 /// Boxed error type of bodies.
@@ -110,6 +111,22 @@ impl Body {
 
     pub fn upstream(inner: UpstreamBody) -> Self {
         Body::Upstream(inner)
+    }
+
+    /// An upstream response's fields as they came, while its body holds them.
+    pub fn upstream_fields(&self) -> Option<&Fields> {
+        match self {
+            Body::Upstream(body) => Some(body.fields()),
+            _ => None,
+        }
+    }
+
+    /// Takes an upstream response's fields from its body, to write its head.
+    pub fn take_upstream_fields(&mut self) -> Option<Fields> {
+        match self {
+            Body::Upstream(body) => Some(body.take_fields()),
+            _ => None,
+        }
     }
 
     pub fn limited(inner: Inbound, limit: u64) -> Self {

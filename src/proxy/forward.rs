@@ -14,7 +14,7 @@ use super::headers::{
 use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::body::Body;
 use crate::pipeline::frame::RequestId;
-use crate::upstream::codec::{Fields, RequestHead};
+use crate::upstream::codec::RequestHead;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// What happens to the client's credentials on the way up.
@@ -178,19 +178,17 @@ fn joined_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Sends a proxied request and returns the upstream response with hop-by-hop fields removed.
-/// Its fields stay in its extensions as they came ([`Fields`]): the gateway's HTTP/1.1 loop
-/// writes them from there, and [`fields_into_map`](super::headers::fields_into_map) moves them
-/// into the header map for hyper.
+/// Its fields stay in its body as they came ([`Body::upstream_fields`]): the gateway's HTTP/1.1
+/// loop writes them from there, and [`fields_into_map`](super::headers::fields_into_map) moves
+/// them into the header map for hyper.
 pub async fn forward(
     upstream: &UpstreamClient,
     head: &Proxied<'_>,
     body: Body,
 ) -> Result<Response<Body>, UpstreamError> {
     let response = upstream.send_head(head, body).await?;
-    let (mut parts, body) = response.into_parts();
-    if let Some(fields) = parts.extensions.get_mut::<Fields>() {
-        strip_hop_by_hop_fields(fields);
-    }
+    let (parts, mut body) = response.into_parts();
+    strip_hop_by_hop_fields(body.fields_mut());
     Ok(Response::from_parts(parts, Body::upstream(body)))
 }
 

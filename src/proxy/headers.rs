@@ -139,15 +139,11 @@ fn listed_many<'a>(fields: &Fields, listed: impl Iterator<Item = &'a [u8]>) -> u
 /// looked up in a set.
 const FEW_LISTED: usize = 8;
 
-/// Moves the upstream response's fields ([`Fields`], in its extensions) into its header map,
+/// Moves an upstream response's fields ([`Fields`], held by its body) into its header map,
 /// for a response served through hyper. A field the gateway set in the map (`X-Request-Id`,
 /// `Connection`) replaces the upstream's of the same name.
-pub fn fields_into_map<B>(response: &mut http::Response<B>) {
-    let Some(fields) = response.extensions_mut().remove::<Fields>() else {
-        return;
-    };
-    let own = std::mem::replace(response.headers_mut(), fields.into_map());
-    let headers = response.headers_mut();
+pub fn fields_into_map(headers: &mut HeaderMap, fields: Fields) {
+    let own = std::mem::replace(headers, fields.into_map());
     let mut last = None;
     for (name, value) in own {
         match name {

@@ -62,7 +62,9 @@ impl Hyper {
                 async move {
                     let req = req.map(crate::body::Inbound::from);
                     let mut response = pipeline::handle(state, &info, &slot, req, framing).await;
-                    crate::proxy::headers::fields_into_map(&mut response);
+                    if let Some(fields) = response.body_mut().take_upstream_fields() {
+                        crate::proxy::headers::fields_into_map(response.headers_mut(), fields);
+                    }
                     Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, in_flight)))
                 }
             })

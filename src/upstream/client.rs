@@ -133,8 +133,8 @@ impl UpstreamClient {
     }
 
     /// Sends a request and waits for the response head within the response timeout. The
-    /// response's fields are in its extensions as they came ([`Fields`](super::codec::Fields)), not in its header
-    /// map.
+    /// response's fields are in its body as they came ([`UpstreamBody::fields`]), not in its
+    /// header map.
     ///
     /// Upstream drops its connection after an unhandled 500 (contract §8.19), so a pooled
     /// connection can be reset under the next request. A *safe* request (GET, HEAD,
@@ -225,17 +225,23 @@ impl UpstreamClient {
         }
     }
 
-    /// The response whose body reads the rest from `conn`. Its fields are in its extensions
-    /// as they came ([`Fields`]); its header map is empty.
+    /// The response whose body reads the rest from `conn`. Its fields are in its body as
+    /// they came ([`UpstreamBody::fields`]); its header map is empty.
     fn response(&self, answer: Answer, conn: Box<Conn>) -> Response<UpstreamBody> {
         let head = answer.head;
         let reusable = head.keep_alive && !answer.broken;
         let decoder = Decoder::new(head.framing);
-        let body = UpstreamBody::new(decoder, conn, answer.writer, reusable, &self.pool);
+        let body = UpstreamBody::new(
+            decoder,
+            head.fields,
+            conn,
+            answer.writer,
+            reusable,
+            &self.pool,
+        );
         let mut response = Response::new(body);
         *response.status_mut() = head.status;
         *response.version_mut() = head.version;
-        response.extensions_mut().insert(head.fields);
         response
     }
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::Instant;
 
-use super::codec::{CodecError, Decoder, Step};
+use super::codec::{CodecError, Decoder, Fields, Step};
 use super::conn::{Conn, WriteError, Writer};
 
 /// Idle connections, newest last.
@@ -113,9 +113,13 @@ impl Pool {
 }
 
 /// A response body from the upstream, read from its connection as the client side asks for
-/// it; the connection goes back to the pool once the body has ended.
+/// it; the connection goes back to the pool once the body has ended. It carries its
+/// response's fields as they came ([`Fields`]) until the head is written: held here, they
+/// cost no allocation of the response's extensions.
 pub struct UpstreamBody {
     decoder: Decoder,
+    /// The response's fields, until taken to write its head.
+    fields: Fields,
     /// The connection, while the body is being read.
     conn: Option<Box<Conn>>,
     pool: Pool,
@@ -156,6 +160,7 @@ impl UpstreamBody {
     /// connection back at once.
     pub(super) fn new(
         decoder: Decoder,
+        fields: Fields,
         conn: Box<Conn>,
         writer: Option<Box<Writer>>,
         reusable: bool,
@@ -163,6 +168,7 @@ impl UpstreamBody {
     ) -> Self {
         let mut body = UpstreamBody {
             decoder,
+            fields,
             conn: Some(conn),
             pool: pool.clone(),
             writer,
@@ -173,6 +179,21 @@ impl UpstreamBody {
             body.release();
         }
         body
+    }
+
+    /// The response's fields as they came (hop-by-hop ones included until the forwarder
+    /// strips them).
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    pub fn fields_mut(&mut self) -> &mut Fields {
+        &mut self.fields
+    }
+
+    /// Takes the response's fields, leaving none.
+    pub fn take_fields(&mut self) -> Fields {
+        std::mem::take(&mut self.fields)
     }
 
     /// The body has ended: its connection goes back to the pool if it can carry another

@@ -24,7 +24,7 @@ use crate::pipeline::{self, ConnSlot, State};
 use crate::proxy::ConnInfo;
 use crate::server::activity::Activity;
 use crate::server::framing::head_end;
-use crate::upstream::codec::{encode_chunk_size, Fields, LAST_CHUNK};
+use crate::upstream::codec::{encode_chunk_size, LAST_CHUNK};
 
 /// Body data up to this size is copied next to the head (one write); larger pieces are
 /// written on their own, and so is the buffer once it holds this much.
@@ -106,7 +106,8 @@ where
         let head_request = parsed.request.method() == Method::HEAD;
         let request = parsed.request;
         let response = pipeline::handle(ctx.state.clone(), ctx.info, ctx.slot, request, None).await;
-        let (parts, body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
+        let fields = body.take_upstream_fields();
         let size = if body.is_end_stream() {
             BodySize::Empty
         } else {
@@ -122,14 +123,14 @@ where
                 &mut out,
                 parts.status,
                 &parts.headers,
-                parts.extensions.get::<Fields>(),
+                fields.as_ref(),
                 head_request,
                 size,
                 close,
                 date,
             )
         });
-        drop(parts);
+        drop((parts, fields));
         // In flight until the body ended, as with hyper: a client that then stops reading is
         // held to the connection's deadlines.
         let complete = write_body(io, &mut out, body, written.framing, || drop(in_flight)).await?;

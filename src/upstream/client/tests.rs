@@ -15,7 +15,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::upstream::codec::Fields;
 
 /// What the test server answers: `close` ends the connection after the response.
 #[derive(Clone, Copy)]
@@ -341,7 +340,7 @@ async fn interim_answers_are_skipped_and_a_chunked_body_is_decoded_on_a_kept_con
     for i in 0..3 {
         let response = client.send(get(&client, "/c")).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let fields = response.extensions().get::<Fields>().unwrap();
+        let fields = response.body().fields();
         assert!(
             fields.contains("transfer-encoding") && !fields.contains("content-length"),
             "a length beside a transfer coding does not reach the client"
