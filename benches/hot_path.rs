@@ -258,6 +258,7 @@ fn bench(c: &mut Criterion) {
                 status,
                 &own,
                 Some(&upstream),
+                None,
                 false,
                 size,
                 false,

@@ -108,6 +108,7 @@ pub struct AuditSubject {
 /// Serves one request. Never fails. `framing` is why the connection reader found this
 /// request's raw HTTP/1.1 head ambiguous, if it did (`server::framing`); `slot` is the
 /// connection's place in the connection budget, which a WebSocket upgraded on it takes over.
+/// The response carries the request's `X-Request-Id`.
 pub async fn handle(
     state: Arc<State>,
     conn: &ConnInfo,
@@ -115,6 +116,23 @@ pub async fn handle(
     req: Request<Inbound>,
     framing: Option<&'static str>,
 ) -> Response<Body> {
+    let (mut response, request_id) = respond(state, conn, slot, req, framing).await;
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.header().clone());
+    response
+}
+
+/// [`handle`], the request's id returned beside the response instead of set in its
+/// `X-Request-Id`: for a writer that puts that field in the head itself (the gateway's own
+/// HTTP/1.1 loop), so that an upstream response's empty header map is never allocated for it.
+pub async fn respond(
+    state: Arc<State>,
+    conn: &ConnInfo,
+    slot: &ConnSlot,
+    req: Request<Inbound>,
+    framing: Option<&'static str>,
+) -> (Response<Body>, RequestId) {
     let started = Stopwatch::start();
     let request_id = frame::request_id(req.headers());
     let method = req.method().clone();
@@ -168,9 +186,6 @@ pub async fn handle(
             .headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    response
-        .headers_mut()
-        .insert(X_REQUEST_ID.clone(), request_id.header().clone());
     let status = response.status().as_u16();
     metrics.request(trace.access, status);
     if trace.admitted {
@@ -204,7 +219,7 @@ pub async fn handle(
         user: trace.user.as_deref(),
         peer: conn.peer,
     });
-    response
+    (response, request_id)
 }
 
 async fn handle_inner<'s>(

@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let status = StatusCode::from_u16(STATUSES[usize::from(options >> 4)]).unwrap();
     let mut out = Vec::new();
-    let written = encode_head(&mut out, status, &fields, None, head_request, size, close, b"D");
+    let written = encode_head(&mut out, status, &fields, None, None, head_request, size, close, b"D");
 
     // The same fields as an upstream response brings them (`Connection` aside: it is
     // hop-by-hop, and only the gateway's own is written): the same head, but for the order
@@ -124,9 +124,9 @@ fuzz_target!(|data: &[u8]| {
             mapped.append(name, value.clone());
         }
         let mut from_map = Vec::new();
-        let by_map = encode_head(&mut from_map, status, &mapped, None, head_request, size, close, b"D");
+        let by_map = encode_head(&mut from_map, status, &mapped, None, None, head_request, size, close, b"D");
         let mut from_raw = Vec::new();
-        let by_raw = encode_head(&mut from_raw, status, &own, Some(&raw), head_request, size, close, b"D");
+        let by_raw = encode_head(&mut from_raw, status, &own, Some(&raw), None, head_request, size, close, b"D");
         assert_eq!(by_raw, by_map);
         assert_eq!(lines(&from_raw), lines(&from_map));
     }

@@ -154,13 +154,15 @@ pub struct Written {
 ///
 /// `fields` are an upstream response's fields as they came ([`Fields`]): written first, in
 /// their order and case, except where `headers` (the gateway's own) has a field of the same
-/// name, which replaces them.
+/// name, which replaces them. `request_id`, when given, is written as `x-request-id` after
+/// `headers` and replaces any other field of that name.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
     fields: Option<&Fields>,
+    request_id: Option<&[u8]>,
     head_request: bool,
     body: BodySize,
     close: bool,
@@ -193,16 +195,22 @@ pub fn encode_head(
         declared: None,
         length_written: false,
     };
+    let replaced = |name: &[u8]| request_id.is_some() && is(name, X_REQUEST_ID.as_str());
     if let Some(fields) = fields {
         for (kind, name, value) in fields.kinds() {
-            if !headers.keys().any(|own| is(name, own.as_str())) {
+            if !replaced(name) && !headers.keys().any(|own| is(name, own.as_str())) {
                 writer.field(kind, name, value);
             }
         }
     }
     for (name, value) in headers {
         let name = name.as_str().as_bytes();
-        writer.field(Kind::of(name), name, value.as_bytes());
+        if !replaced(name) {
+            writer.field(Kind::of(name), name, value.as_bytes());
+        }
+    }
+    if let Some(id) = request_id {
+        field(writer.out, X_REQUEST_ID.as_str().as_bytes(), id);
     }
     let Outgoing {
         out,

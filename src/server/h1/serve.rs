@@ -105,7 +105,8 @@ where
         let in_flight = ctx.activity.begin();
         let head_request = parsed.request.method() == Method::HEAD;
         let request = parsed.request;
-        let response = pipeline::handle(ctx.state.clone(), ctx.info, ctx.slot, request, None).await;
+        let (response, request_id) =
+            pipeline::respond(ctx.state.clone(), ctx.info, ctx.slot, request, None).await;
         let (parts, mut body) = response.into_parts();
         let fields = body.take_upstream_fields();
         let size = if body.is_end_stream() {
@@ -124,13 +125,14 @@ where
                 parts.status,
                 &parts.headers,
                 fields.as_ref(),
+                Some(request_id.header().as_bytes()),
                 head_request,
                 size,
                 close,
                 date,
             )
         });
-        drop((parts, fields));
+        drop((parts, fields, request_id));
         // In flight until the body ended, as with hyper: a client that then stops reading is
         // held to the connection's deadlines.
         let complete = write_body(io, &mut out, body, written.framing, || drop(in_flight)).await?;

@@ -27,6 +27,7 @@ fn upstream_fields_keep_their_case_and_yield_to_the_gateway_own() {
             StatusCode::OK,
             &own,
             Some(&fields),
+            None,
             head_request,
             body,
             false,
@@ -68,6 +69,7 @@ fn upstream_fields_keep_their_case_and_yield_to_the_gateway_own() {
         StatusCode::OK,
         &HeaderMap::new(),
         Some(&chunked),
+        None,
         false,
         BodySize::Unknown,
         false,
@@ -78,4 +80,66 @@ fn upstream_fields_keep_their_case_and_yield_to_the_gateway_own() {
         String::from_utf8(out).unwrap(),
         "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ndate: D\r\n\r\n"
     );
+}
+
+/// The request id given apart writes the head the response would have with the id set in its
+/// map (what `pipeline::handle` does for hyper), replacing the upstream's `X-Request-Id`. (A
+/// map that has one already, which the pipeline never builds, has it replaced too; the id is
+/// then written after the map's fields, not in that one's place.)
+#[test]
+fn a_request_id_given_apart_is_written_as_if_set_in_the_map() {
+    let id = HeaderValue::from_static("req_0123456789abcdef01234567");
+    let upstream = [
+        raw(&[], str::to_owned),
+        raw(
+            &[("Server", b"uvicorn"), ("X-REQUEST-ID", b"from-upstream")],
+            str::to_owned,
+        ),
+        raw(
+            &[("x-request-id", b"a"), ("X-Request-Id", b"b")],
+            str::to_owned,
+        ),
+    ];
+    let mut maps = vec![HeaderMap::new()];
+    let mut stale = HeaderMap::new();
+    stale.insert("x-request-id", HeaderValue::from_static("stale"));
+    stale.insert("content-type", HeaderValue::from_static("application/json"));
+    maps.push(stale);
+    let mut typed = HeaderMap::new();
+    typed.insert("content-type", HeaderValue::from_static("text/plain"));
+    typed.append("vary", HeaderValue::from_static("a"));
+    typed.append("vary", HeaderValue::from_static("b"));
+    maps.push(typed);
+    let encode = |map: &HeaderMap, fields: Option<&Fields>, id: Option<&[u8]>| {
+        let mut out = Vec::new();
+        let written = encode_head(
+            &mut out,
+            StatusCode::OK,
+            map,
+            fields,
+            id,
+            false,
+            BodySize::Known(2),
+            false,
+            b"D",
+        );
+        (String::from_utf8(out).unwrap(), written)
+    };
+    for map in &maps {
+        let mut with_id = map.clone();
+        with_id.insert("x-request-id", id.clone());
+        for fields in [None].into_iter().chain(upstream.iter().map(Some)) {
+            let apart = encode(map, fields, Some(id.as_bytes()));
+            if map.contains_key("x-request-id") {
+                assert!(!apart.0.contains("stale"), "{map:?} {fields:?}");
+            } else {
+                assert_eq!(apart, encode(&with_id, fields, None), "{map:?} {fields:?}");
+            }
+            assert_eq!(apart.0.matches("req_0123456789abcdef01234567").count(), 1);
+            assert_eq!(
+                apart.0.to_ascii_lowercase().matches("x-request-id").count(),
+                1
+            );
+        }
+    }
 }
