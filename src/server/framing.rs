@@ -22,10 +22,11 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use memchr::memmem::Finder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::activity::Activity;
@@ -280,20 +281,36 @@ impl Scanner {
 /// Where the head that `buf` began ends in `data`: the length of `data` up to and including
 /// the LF of its empty line (a LF after LF or after LF CR), if it is there.
 pub(crate) fn head_end(buf: &[u8], data: &[u8]) -> Option<usize> {
-    // The byte `back` places before `data[i]`, looking into `buf` across the boundary.
+    // An empty line whose LF is one of `data`'s first two bytes may begin in `buf`.
     let before = |i: usize, back: usize| -> Option<u8> {
         match i.checked_sub(back) {
             Some(j) => Some(data[j]),
             None => buf.len().checked_sub(back - i).map(|j| buf[j]),
         }
     };
-    memchr::memchr_iter(b'\n', data)
-        .find(|&i| match before(i, 1) {
-            Some(b'\n') => true,
-            Some(b'\r') => before(i, 2) == Some(b'\n'),
-            _ => false,
-        })
-        .map(|i| i + 1)
+    for i in 0..data.len().min(2) {
+        if data[i] == b'\n'
+            && match before(i, 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => before(i, 2) == Some(b'\n'),
+                _ => false,
+            }
+        {
+            return Some(i + 1);
+        }
+    }
+    if data.len() <= 2 {
+        return None;
+    }
+    // Any later one lies in `data` whole: the first `\n\r\n` (how heads end), unless a bare
+    // `\n\n` comes before it. Two vectorised searches instead of a stop at every line.
+    static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
+    static LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    let crlf = CRLF.find(data).map(|q| q + 3);
+    // A `\n\n` ending before that one's end starts at or before its first byte.
+    let upto = crlf.map_or(data.len(), |end| end - 1);
+    let lf = LF.find(&data[..upto]).map(|q| q + 2);
+    lf.or(crlf)
 }
 
 /// One step of the chunked framing: the next state and how many bytes it used.

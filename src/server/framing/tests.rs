@@ -166,3 +166,63 @@ fn the_service_sees_the_flag_on_the_matching_request_only() {
     assert_eq!(log.next_request(), Some("why"));
     assert_eq!(log.next_request(), None);
 }
+
+/// The head finder as a stop at every LF: the definition `head_end` is checked against.
+fn head_end_by_lines(buf: &[u8], data: &[u8]) -> Option<usize> {
+    let whole = [buf, data].concat();
+    (buf.len()..whole.len())
+        .find(|&i| {
+            whole[i] == b'\n'
+                && ((i >= 1 && whole[i - 1] == b'\n')
+                    || (i >= 2 && whole[i - 1] == b'\r' && whole[i - 2] == b'\n'))
+        })
+        .map(|i| i + 1 - buf.len())
+}
+
+/// Every input of up to 8 bytes over CR, LF and a letter, split anywhere, and long random
+/// heads (the vectorised searches' long paths), find the end the definition finds.
+#[test]
+fn the_head_end_is_the_first_empty_line_in_any_split() {
+    let alphabet = [b'\r', b'\n', b'a'];
+    for len in 0..=8u32 {
+        for mut code in 0..3usize.pow(len) {
+            let mut bytes = Vec::with_capacity(len as usize);
+            for _ in 0..len {
+                bytes.push(alphabet[code % 3]);
+                code /= 3;
+            }
+            for split in 0..=bytes.len() {
+                let (buf, data) = bytes.split_at(split);
+                assert_eq!(
+                    head_end(buf, data),
+                    head_end_by_lines(buf, data),
+                    "{bytes:?} at {split}"
+                );
+            }
+        }
+    }
+    // Lines of 0 to 40 letters ending in CRLF, LF or LF CR, a few hundred bytes in all.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..20_000 {
+        let mut bytes = Vec::new();
+        while bytes.len() < 300 {
+            let letters = (next() % 41) as usize;
+            bytes.extend(std::iter::repeat_n(b'x', letters));
+            bytes.extend_from_slice(match next() % 16 {
+                0 => b"\n",
+                1 => b"\r",
+                2 => b"\n\r",
+                _ => b"\r\n",
+            });
+        }
+        let split = (next() as usize) % (bytes.len() + 1);
+        let (buf, data) = bytes.split_at(split);
+        assert_eq!(head_end(buf, data), head_end_by_lines(buf, data), "{bytes:?} at {split}");
+    }
+}
