@@ -125,8 +125,10 @@ pub async fn handle(
 
 /// [`handle`], the request's id returned beside the response instead of set in its
 /// `X-Request-Id`: for a writer that puts that field in the head itself (the gateway's own
-/// HTTP/1.1 loop), so that an upstream response's empty header map is never allocated for it.
-pub async fn respond(
+/// HTTP/1.1 loop, through `encode_head`'s `request_id`), so that an upstream response's empty
+/// header map is never allocated for it. A caller that does not write the id itself must use
+/// [`handle`]: every response carries it.
+pub(crate) async fn respond(
     state: Arc<State>,
     conn: &ConnInfo,
     slot: &ConnSlot,

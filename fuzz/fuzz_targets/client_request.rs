@@ -129,6 +129,20 @@ fuzz_target!(|data: &[u8]| {
         let by_raw = encode_head(&mut from_raw, status, &own, Some(&raw), None, head_request, size, close, b"D");
         assert_eq!(by_raw, by_map);
         assert_eq!(lines(&from_raw), lines(&from_map));
+
+        // The request id given apart (the own loop) writes what setting it in the map writes
+        // (the hyper path): one `x-request-id`, the gateway's, whatever the upstream sent.
+        let id = HeaderValue::from_static("req_0123456789abcdef01234567");
+        let mut mapped_id = mapped;
+        mapped_id.insert(HeaderName::from_static("x-request-id"), id.clone());
+        let mut from_map_id = Vec::new();
+        let by_map_id = encode_head(&mut from_map_id, status, &mapped_id, None, None, head_request, size, close, b"D");
+        let mut from_raw_id = Vec::new();
+        let by_raw_id = encode_head(&mut from_raw_id, status, &own, Some(&raw), Some(id.as_bytes()), head_request, size, close, b"D");
+        assert_eq!(by_raw_id, by_map_id);
+        assert_eq!(lines(&from_raw_id), lines(&from_map_id));
+        let ids = lines(&from_raw_id).iter().filter(|l| l.starts_with(b"x-request-id:")).count();
+        assert_eq!(ids, 1);
     }
 
     let mut parsed_fields = [httparse::EMPTY_HEADER; 256];

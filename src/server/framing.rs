@@ -288,8 +288,8 @@ pub(crate) fn head_end(buf: &[u8], data: &[u8]) -> Option<usize> {
             None => buf.len().checked_sub(back - i).map(|j| buf[j]),
         }
     };
-    for i in 0..data.len().min(2) {
-        if data[i] == b'\n'
+    for (i, &byte) in data.iter().enumerate().take(2) {
+        if byte == b'\n'
             && match before(i, 1) {
                 Some(b'\n') => true,
                 Some(b'\r') => before(i, 2) == Some(b'\n'),

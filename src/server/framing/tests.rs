@@ -223,6 +223,10 @@ fn the_head_end_is_the_first_empty_line_in_any_split() {
         }
         let split = (next() as usize) % (bytes.len() + 1);
         let (buf, data) = bytes.split_at(split);
-        assert_eq!(head_end(buf, data), head_end_by_lines(buf, data), "{bytes:?} at {split}");
+        assert_eq!(
+            head_end(buf, data),
+            head_end_by_lines(buf, data),
+            "{bytes:?} at {split}"
+        );
     }
 }

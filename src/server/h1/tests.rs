@@ -88,6 +88,9 @@ fn connection_close_is_heard_in_any_field() {
         .iter()
         .collect();
     assert_eq!(values, ["keep-alive", "te, Close"]);
+    // A later field does not take back what an earlier one said.
+    let parsed = parse("GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n");
+    assert!(parsed.unwrap().close);
 }
 
 /// Everything but a plain bodyless HTTP/1.1 request is left to hyper.
