@@ -113,14 +113,6 @@ impl Body {
         Body::Upstream(inner)
     }
 
-    /// An upstream response's fields as they came, while its body holds them.
-    pub fn upstream_fields(&self) -> Option<&Fields> {
-        match self {
-            Body::Upstream(body) => Some(body.fields()),
-            _ => None,
-        }
-    }
-
     /// Takes an upstream response's fields from its body, to write its head.
     pub fn take_upstream_fields(&mut self) -> Option<Fields> {
         match self {

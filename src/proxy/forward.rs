@@ -178,7 +178,7 @@ fn joined_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Sends a proxied request and returns the upstream response with hop-by-hop fields removed.
-/// Its fields stay in its body as they came ([`Body::upstream_fields`]): the gateway's HTTP/1.1
+/// Its fields stay in its body as they came ([`Body::take_upstream_fields`]): the gateway's HTTP/1.1
 /// loop writes them from there, and [`fields_into_map`](super::headers::fields_into_map) moves
 /// them into the header map for hyper.
 pub async fn forward(

@@ -353,7 +353,7 @@ fn the_gateway_fields_replace_the_upstream_ones_in_the_map() {
     assert!(crate::body::Body::full("{}")
         .take_upstream_fields()
         .is_none());
-    assert!(crate::body::Body::empty().upstream_fields().is_none());
+    assert!(crate::body::Body::empty().take_upstream_fields().is_none());
 }
 
 /// Past a few listed names, the names are looked up in a set: the same fields go, whatever
