@@ -48,6 +48,9 @@ def load(path):
     for r in rows:
         for k in ("rps", "p50_us", "p99_us", "cpu_us_req", "server_cpu_other_pct", "load_cpu_busy_pct"):
             r[k] = float(r.get(k) or 0)
+        # Only in runs of the half-rate measurement (and in results of runs that had them).
+        for k in ("server_cpu_busy_pct", "p99_wait_us", "p99_wire_us"):
+            r[k] = float(r[k]) if r.get(k) else None
         r["stub_us_req"] = float(r["stub_us_req"]) if r["stub_us_req"] else None
         r["bad"] = int(r["non2xx"]) + int(r["sock_errors"])
     return rows
@@ -56,6 +59,10 @@ def load(path):
 def med(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def ms(us):
+    return None if us is None else us / 1000
 
 
 def fmt(v, spec):
@@ -163,7 +170,8 @@ def half(rows, note, target):
     print("== p99 at about half of nginx's saturation rate (plain)")
     if note:
         print(f"  method: {note}")
-    print(f"  {'contender':<24}{'conn':>5}{'req/s':>10}{'of target':>10}{'p50 ms':>8}{'p99 ms':>8}{'CPU µs/req':>12}")
+    print(f"  {'contender':<24}{'conn':>5}{'req/s':>10}{'of target':>10}{'p50 ms':>8}{'p99 ms':>8}{'CPU µs/req':>12}"
+          f"{'+stub':>7}{'busy %':>8}{'p99 wait':>9}{'p99 wire':>9}")
     by = defaultdict(list)
     for r in rows:
         by[r["contender"]].append(r)
@@ -175,7 +183,11 @@ def half(rows, note, target):
         share = f"{rate / target * 100:.0f} %" if target else "-"
         print(f"  {LABELS[c]:<24}{runs[0]['conc']:>5}{rate:>10.0f}{share:>10}"
               f"{med([r['p50_us'] for r in runs]) / 1000:>8.2f}{med([r['p99_us'] for r in runs]) / 1000:>8.2f}"
-              f"{med([r['cpu_us_req'] for r in runs]):>12.2f}")
+              f"{med([r['cpu_us_req'] for r in runs]):>12.2f}"
+              f"{fmt(med([r['cpu_us_req'] + r['stub_us_req'] for r in runs if r['stub_us_req'] is not None]), '>7.1f')}"
+              f"{fmt(med([r['server_cpu_busy_pct'] for r in runs]), '>8.0f')}"
+              f"{fmt(ms(med([r['p99_wait_us'] for r in runs])), '>9.2f')}"
+              f"{fmt(ms(med([r['p99_wire_us'] for r in runs])), '>9.2f')}")
     pairs = {}
     for r in rows:
         pairs.setdefault(r["round"], {})[r["contender"]] = r
@@ -188,6 +200,14 @@ def half(rows, note, target):
     if ratios:
         print(f"  p99 gateway admin ÷ p99 nginx, same round: median {med(ratios):.2f} "
               f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; target ≤ 1.2)")
+    wire = [p["d"]["p99_wire_us"] / p["b"]["p99_wire_us"] for p in pairs.values()
+            if "b" in p and "d" in p and p["d"]["p99_wire_us"] and p["b"]["p99_wire_us"]]
+    if wire:
+        print(f"  of which on the wire (sent to answered), gateway ÷ nginx: median {med(wire):.2f} "
+              f"(rounds: {', '.join(f'{x:.2f}' for x in wire)})")
+        print("  (p99 wait: the request waited in the load generator for a free connection, all of them"
+              " carrying one;\n   p99 wire: sent to answered. busy %: how busy the servers' CPU was (proxy,"
+              " stub and anything else);\n   +stub: the proxy's and the stub's CPU µs per request.)")
     base = [p["g"]["p99_us"] / p["b"]["p99_us"] for p in pairs.values() if "b" in p and "g" in p]
     if base:
         print(f"  p99 baseline admin (g) ÷ p99 nginx, same round: median {med(base):.2f} "

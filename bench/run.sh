@@ -83,7 +83,7 @@ work="$root/target/bench/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$work/tls" "$work/wrk"
 ln -sfn "$work" "$root/target/bench/latest"
 csv="$work/results.csv"
-echo "section,round,contender,front,conc,requests,duration_us,rps,p50_us,p99_us,max_us,non2xx,sock_errors,cpu_us_req,stub_us_req,server_cpu_other_pct,load_cpu_busy_pct" >"$csv"
+echo "section,round,contender,front,conc,requests,duration_us,rps,p50_us,p99_us,max_us,non2xx,sock_errors,cpu_us_req,stub_us_req,server_cpu_other_pct,load_cpu_busy_pct,server_cpu_busy_pct,p99_wait_us,p99_wire_us" >"$csv"
 memory="$work/memory.txt"
 : >"$memory"
 
@@ -270,14 +270,23 @@ measure() {
         local headers=()
         [[ -n "${auth[$id]}" ]] && headers+=(-H "Authorization: ${auth[$id]}")
         [[ -n "${fp[$id]}" ]] && headers+=(-H "X-Client-Fingerprint: ${fp[$id]}")
+        rm -f "$out.db"
         taskset -c "$LOAD_CPU" oha --no-tui --output-format json --latency-correction --insecure \
-            -c "$conc" -z "$dur" "$@" "${headers[@]}" "${url[$id]}" >"$out.json" 2>"$out.err" &
+            --db-url "$out.db" -c "$conc" -z "$dur" "$@" "${headers[@]}" "${url[$id]}" >"$out.json" 2>"$out.err" &
         load_pid=$!
         wait "$load_pid" || die "oha failed: $(cat "$out.err")"
         load_pid=""
-        python3 - "$out.json" >"$out" <<'PY'
-import json, sys
+        python3 - "$out.json" "$out.db" >"$out" <<'PY'
+import json, sqlite3, sys
 r = json.load(open(sys.argv[1]))
+# Each request's latency (from when it was due) in two parts: waiting in the load generator
+# for one of its connections to be free (they all carry a request), and on the wire (sent
+# to answered: the proxy, the stub and the kernel between them).
+rows = sqlite3.connect(sys.argv[2]).execute(
+    "SELECT start - start_latency_correction, end - start FROM oha").fetchall()
+def p99(xs):
+    xs = sorted(xs)
+    return int(xs[min(len(xs) - 1, int(len(xs) * 0.99))] * 1e6) if xs else 0
 codes = {int(k): v for k, v in (r.get("statusCodeDistribution") or {}).items()}
 errors = sum((r.get("errorDistribution") or {}).values())
 ok = sum(codes.values())
@@ -285,7 +294,8 @@ lat = r["latencyPercentiles"]
 us = lambda s: int((s or 0) * 1e6)
 print(f"BENCH_RESULT requests={ok} duration_us={us(r['summary']['total'])} p50_us={us(lat['p50'])} "
       f"p99_us={us(lat['p99'])} max_us={us(r['summary']['slowest'])} "
-      f"non2xx={sum(v for k, v in codes.items() if not 200 <= k < 300)} connect=0 read={errors} write=0 timeout=0")
+      f"non2xx={sum(v for k, v in codes.items() if not 200 <= k < 300)} connect=0 read={errors} write=0 timeout=0 "
+      f"p99_wait_us={p99([w for w, _ in rows])} p99_wire_us={p99([t for _, t in rows])}")
 PY
     else
         BENCH_AUTHORIZATION="${auth[$id]}" BENCH_FINGERPRINT="${fp[$id]}" \
@@ -322,7 +332,8 @@ other = max(srv_busy - ours, 0) / srv_total * 100
 ld_busy, ld_total = busy_total(ld0, ld1)
 print(f"{section},{rnd},{contender},{front},{conc},{req},{dur},{req / dur * 1e6:.1f},"
       f"{r['p50_us']},{r['p99_us']},{r['max_us']},{r['non2xx']},{errors},{us(cpu):.2f},{stub_us},"
-      f"{other:.1f},{ld_busy / ld_total * 100:.1f}")
+      f"{other:.1f},{ld_busy / ld_total * 100:.1f},{srv_busy / srv_total * 100:.1f},"
+      f"{r.get('p99_wait_us', '')},{r.get('p99_wire_us', '')}")
 PY
     tail -n1 "$csv" | awk -F, '{printf "bench:   %-6s r%s %-8s c%-4s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %6.2f us/req  non2xx %s  other %s%%  load %s%%\n", $1, $2, $3"_"$4, $5, $8, $9/1000, $10/1000, $14, $12, $16, $17}' >&2
 }
