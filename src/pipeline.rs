@@ -119,7 +119,7 @@ pub async fn handle(
     let (mut response, request_id) = respond(state, conn, slot, req, framing).await;
     response
         .headers_mut()
-        .insert(X_REQUEST_ID.clone(), request_id.header().clone());
+        .insert(X_REQUEST_ID.clone(), request_id.header());
     response
 }
 

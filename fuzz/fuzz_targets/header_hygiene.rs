@@ -238,6 +238,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(values(&up, &xfh), host.clone().into_iter().collect::<Vec<_>>());
     assert_eq!(values(&up, &http::header::HOST), [host.unwrap_or(default_host)]);
     assert_eq!(up.get_all("x-request-id").iter().count(), 1);
+    assert_eq!(up.get("x-request-id").map(|v| v.as_bytes()), Some(id.as_bytes()));
     assert!(!up.contains_key("x-session-pin"));
     assert!(!up.contains_key(http::header::EXPECT));
 

@@ -106,15 +106,39 @@ pub fn check_head<B>(req: &http::Request<B>, names: &ServerNames) -> Result<(), 
 }
 
 /// A request id, made once per request: the client's `X-Request-ID` if it is short and plain,
-/// else `req_<hex>`. Held as the header value both `X-Request-ID` fields share (clones are
-/// reference counts), and read as text by the log and the problem documents.
+/// else `req_<hex>`. Only `[A-Za-z0-9._:-]` is ever in one, so its bytes go into heads as they
+/// are. The client's is held as its header value (shared, not copied); a generated one is held
+/// inline (no allocation), and read as text by the log and the problem documents.
 #[derive(Clone, Debug)]
-pub struct RequestId(HeaderValue);
+pub struct RequestId(Id);
+
+#[derive(Clone, Debug)]
+enum Id {
+    Client(HeaderValue),
+    Generated([u8; GENERATED_LEN]),
+}
+
+/// `req_` and 24 hex digits.
+const GENERATED_LEN: usize = 4 + 24;
 
 impl RequestId {
-    /// The `X-Request-ID` value (upstream's and the client's).
-    pub fn header(&self) -> &HeaderValue {
-        &self.0
+    /// The id's bytes, for a head written as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Id::Client(value) => value.as_bytes(),
+            Id::Generated(bytes) => bytes,
+        }
+    }
+
+    /// The id as a header value (a new one for a generated id: only responses hyper writes
+    /// need it).
+    pub fn header(&self) -> HeaderValue {
+        match &self.0 {
+            Id::Client(value) => value.clone(),
+            Id::Generated(bytes) => {
+                HeaderValue::from_bytes(bytes).unwrap_or(HeaderValue::from_static("req_unknown"))
+            }
+        }
     }
 }
 
@@ -122,8 +146,8 @@ impl std::ops::Deref for RequestId {
     type Target = str;
 
     fn deref(&self) -> &str {
-        // Only `[A-Za-z0-9._:-]` is ever put in; `to_str` cannot fail on it.
-        self.0.to_str().unwrap_or_default()
+        // Only `[A-Za-z0-9._:-]` is ever put in; it is always UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 
@@ -133,32 +157,31 @@ impl PartialEq<&str> for RequestId {
     }
 }
 
+/// Whether `b` may be a request id as it is: 1 to 128 bytes of `[A-Za-z0-9._:-]`.
+fn plain_id(b: &[u8]) -> bool {
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+}
+
 /// The request's id (see [`RequestId`]).
 pub fn request_id(headers: &HeaderMap) -> RequestId {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty()
-            && b.len() <= 128
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-        {
+        if plain_id(v.as_bytes()) {
             // Shared with the client's field, not copied.
-            return RequestId(v.clone());
+            return RequestId(Id::Client(v.clone()));
         }
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 12] = rand::random();
-    let mut id = [0u8; 4 + 24];
+    let mut id = [0u8; GENERATED_LEN];
     id[..4].copy_from_slice(b"req_");
     for (i, b) in bytes.into_iter().enumerate() {
         id[4 + 2 * i] = HEX[usize::from(b >> 4)];
         id[5 + 2 * i] = HEX[usize::from(b & 0xf)];
     }
-    // One allocation that every clone shares (the response's field, upstream's, the log's).
-    let shared = bytes::Bytes::from_owner(id);
-    RequestId(
-        HeaderValue::from_maybe_shared(shared).unwrap_or(HeaderValue::from_static("req_unknown")),
-    )
+    RequestId(Id::Generated(id))
 }
 
 /// Checks the limits on a request head.
@@ -431,9 +454,26 @@ mod tests {
             &*generated
         );
         assert_eq!(generated.header().as_bytes(), generated.as_bytes());
+        assert!(plain_id(generated.as_bytes()));
+        assert_ne!(request_id(&h).as_bytes(), generated.as_bytes());
         h.insert(&X_REQUEST_ID, "client-abc_1".parse().unwrap());
         assert_eq!(request_id(&h), "client-abc_1");
+        assert_eq!(request_id(&h).header(), "client-abc_1");
         h.insert(&X_REQUEST_ID, "evil\"id <script>".parse().unwrap());
         assert!(request_id(&h).starts_with("req_"));
+        for bad in ["", "a\tb", "a b", "a/b", &"x".repeat(129)] {
+            h.insert(&X_REQUEST_ID, HeaderValue::from_str(bad).unwrap());
+            let id = request_id(&h);
+            assert!(
+                id.starts_with("req_") && plain_id(id.as_bytes()),
+                "{bad:?}: {}",
+                &*id
+            );
+        }
+        h.insert(
+            &X_REQUEST_ID,
+            HeaderValue::from_str(&"x".repeat(128)).unwrap(),
+        );
+        assert_eq!(request_id(&h).len(), 128);
     }
 }

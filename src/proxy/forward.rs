@@ -159,7 +159,10 @@ impl RequestHead for Proxied<'_> {
         if let Some(host) = &self.host {
             field(&X_FORWARDED_HOST, host);
         }
-        field(&X_REQUEST_ID, self.request_id.header());
+    }
+
+    fn request_id(&self) -> Option<&[u8]> {
+        Some(self.request_id.as_bytes())
     }
 }
 

@@ -64,6 +64,11 @@ pub trait RequestHead {
     /// (`Content-Length`, `Transfer-Encoding`, `Expect`) may be among them: the codec writes
     /// those itself.
     fn fields(&self, field: &mut dyn FnMut(&HeaderName, &HeaderValue));
+    /// The request id to send as `x-request-id`, after the fields. Written as it is: it holds
+    /// only `[A-Za-z0-9._:-]` (`pipeline::frame::RequestId`).
+    fn request_id(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl<B> RequestHead for http::Request<B> {
@@ -127,6 +132,12 @@ pub fn encode_request(
             field_line(out, name.as_str(), value.as_bytes());
         }
     });
+    if let Some(id) = head.request_id() {
+        debug_assert!(id
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c)));
+        field_line(out, "x-request-id", id);
+    }
     let framing = match (declared.flatten(), end_stream, exact) {
         (Some(n), _, _) => RequestFraming::Length(n),
         (None, true, _) => RequestFraming::Empty,

@@ -191,3 +191,27 @@ fn cookies_an_http2_client_split_go_up_as_one_field() {
         ["a=1", "b=2", "c=3"]
     );
 }
+
+#[test]
+fn a_generated_request_id_replaces_an_unusable_one_once() {
+    for sent in [None, Some("has spaces/and slashes"), Some("")] {
+        let mut pairs = vec![("host", "gw.example"), ("accept", "a/b")];
+        if let Some(id) = sent {
+            pairs.push(("x-request-id", id));
+        }
+        let parts = client(&pairs);
+        let (_, fields) = upstream_head(&parts, &Credentials::Strip);
+        let ids = values(&fields, "x-request-id");
+        assert_eq!(ids.len(), 1, "{sent:?}: {fields:?}");
+        let id = ids[0];
+        assert!(
+            id.len() == 28
+                && id.starts_with("req_")
+                && id[4..].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{sent:?}: {id:?}"
+        );
+        // After the gateway's other fields, before the framing (a body-less POST's length).
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names[names.len() - 2..], ["x-request-id", "content-length"]);
+    }
+}

@@ -125,7 +125,7 @@ where
                 parts.status,
                 &parts.headers,
                 fields.as_ref(),
-                Some(request_id.header().as_bytes()),
+                Some(request_id.as_bytes()),
                 head_request,
                 size,
                 close,
