@@ -239,6 +239,12 @@ where
     let mut heard = stop.clone();
     let mut notified = std::pin::pin!(tokio::task::coop::unconstrained(heard.changed()));
     let mut registered = false;
+    // Whether the timer has been polled since it was last set: it is polled then (which
+    // registers this task with it) and again only once it has fired, not on every wake-up
+    // of the connection (each poll registers the task's waker anew: two atomic swaps). It is
+    // polled outside tokio's budget, like the stop signal: a refused poll would register
+    // nothing, and the timer would never be looked at again.
+    let mut armed = false;
     let mut stopping = *stop.borrow_and_update();
     let why = loop {
         if stopping {
@@ -255,13 +261,20 @@ where
             if stop_given(&stop) {
                 return Poll::Ready(Woke::Stop);
             }
-            timer.as_mut().poll(cx).map(|()| Woke::Timer)
+            if armed && !timer.is_elapsed() {
+                return Poll::Pending;
+            }
+            armed = true;
+            std::pin::pin!(tokio::task::coop::unconstrained(timer.as_mut()))
+                .poll(cx)
+                .map(|()| Woke::Timer)
         })
         .await;
         match woke {
             Woke::Finished(r) => return (Closed::Finished, r.err()),
             Woke::Stop => stopping = true,
             Woke::Timer => {
+                armed = false;
                 let now = crate::clock::io_now();
                 match activity.deadline(deadlines) {
                     Some((due, why)) if due <= now => break why,

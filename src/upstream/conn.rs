@@ -199,13 +199,22 @@ pub(super) async fn exchange_by(
     };
     let answer = {
         let mut exchange = std::pin::pin!(exchange(conn, head, default_host, body));
+        // The deadline is polled once (which registers this task with it: the connection
+        // serves one request's task after another) and then only once it has fired, not
+        // every time the exchange waits (each poll registers the waker anew).
+        let mut armed = false;
         std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
             Poll::Ready(answer) => Poll::Ready(Some(answer)),
+            Poll::Pending if armed && !deadline.is_elapsed() => Poll::Pending,
             // Outside tokio's per-task budget: an exchange that used it up (an upstream
-            // flooding interim answers) must not keep the deadline from being looked at.
-            Poll::Pending => std::pin::pin!(tokio::task::coop::unconstrained(deadline.as_mut()))
-                .poll(cx)
-                .map(|()| None),
+            // flooding interim answers) must not keep the deadline from being looked at,
+            // and a refused poll would register nothing.
+            Poll::Pending => {
+                armed = true;
+                std::pin::pin!(tokio::task::coop::unconstrained(deadline.as_mut()))
+                    .poll(cx)
+                    .map(|()| None)
+            }
         })
         .await
     };

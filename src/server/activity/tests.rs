@@ -466,3 +466,68 @@ async fn a_body_waiting_for_upstream_is_not_waiting_for_the_client() {
     let expected = DEADLINES.send * 5 + DEADLINES.idle;
     assert!(within_grace(took, expected), "{took:?}, not {expected:?}");
 }
+
+/// A connection that wakes its task every millisecond for `restless` and then waits quietly,
+/// never finishing. When `greedy`, it spends the task's budget in its first poll, so the
+/// supervisor's first look at its timer comes with no budget left. (Spending it on every
+/// poll would keep the task always runnable, and the paused clock would never move.)
+fn restless(restless: Duration, greedy: bool) -> impl Future<Output = Result<(), ()>> {
+    let quiet = crate::clock::io_now() + restless;
+    let mut tick = Box::pin(tokio::time::sleep(Duration::from_millis(1)));
+    let mut first = greedy;
+    std::future::poll_fn(move |cx| {
+        while tick.deadline() < quiet
+            && std::pin::pin!(tokio::task::coop::unconstrained(tick.as_mut()))
+                .poll(cx)
+                .is_ready()
+        {
+            let next = tick.deadline() + Duration::from_millis(1);
+            tick.as_mut().reset(next);
+        }
+        if std::mem::take(&mut first) {
+            while let Poll::Ready(unit) = tokio::task::coop::poll_proceed(cx) {
+                unit.made_progress();
+            }
+        }
+        Poll::Pending
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_wakes_its_task_all_the_time_still_meets_its_deadlines() {
+    let deadlines = Deadlines {
+        head: Duration::from_millis(50),
+        idle: Duration::from_secs(1),
+        send: Duration::from_secs(1),
+    };
+    for greedy in [false, true] {
+        let activity = Activity::new();
+        let (_tx, stop) = watch::channel(false);
+        let a = activity.clone();
+        // One request answered at 10 ms, a head begun at 210 ms that never completes.
+        let script = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            answer(&a);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            a.heads_begun(1);
+        });
+        let started = crate::clock::io_now();
+        // When the supervisor asks the connection to close (it then waits out the grace).
+        let asked = std::cell::Cell::new(None);
+        let ask = |_: Pin<&mut _>| asked.set(Some(started.elapsed()));
+        // Woken every millisecond until the head begins, then only by the supervisor's timer.
+        let conn = restless(Duration::from_millis(210), greedy);
+        let supervised = supervise(conn, ask, &activity, deadlines, stop);
+        let (why, _) = tokio::time::timeout(Duration::from_secs(10), supervised)
+            .await
+            .expect("the deadline was not kept");
+        script.abort();
+        assert_eq!(why, Closed::SlowHead, "greedy: {greedy}");
+        let expected = Duration::from_millis(210) + deadlines.head;
+        let took = asked.get().expect("asked to close");
+        assert!(
+            within(took, expected),
+            "greedy {greedy}: {took:?}, not {expected:?}"
+        );
+    }
+}
