@@ -13,3 +13,13 @@ pub static X_CLIENT_FINGERPRINT: HeaderName = HeaderName::from_static("x-client-
 pub static X_SESSION_PIN: HeaderName = HeaderName::from_static("x-session-pin");
 /// The request id, sent upstream and echoed to the client.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether `id` is a request id the gateway sends and echoes as it is: 1 to 128 bytes of
+/// `[A-Za-z0-9._:-]` (so never a byte that could end a field or a line).
+pub fn plain_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+}

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderValue};
 
-use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
+use crate::arcp::{plain_request_id, X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 use crate::proxy::headers::header_bytes;
 
 #[derive(Debug, Clone, Copy)]
@@ -157,18 +157,10 @@ impl PartialEq<&str> for RequestId {
     }
 }
 
-/// Whether `b` may be a request id as it is: 1 to 128 bytes of `[A-Za-z0-9._:-]`.
-fn plain_id(b: &[u8]) -> bool {
-    !b.is_empty()
-        && b.len() <= 128
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-}
-
 /// The request's id (see [`RequestId`]).
 pub fn request_id(headers: &HeaderMap) -> RequestId {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
-        if plain_id(v.as_bytes()) {
+        if plain_request_id(v.as_bytes()) {
             // Shared with the client's field, not copied.
             return RequestId(Id::Client(v.clone()));
         }
@@ -454,7 +446,7 @@ mod tests {
             &*generated
         );
         assert_eq!(generated.header().as_bytes(), generated.as_bytes());
-        assert!(plain_id(generated.as_bytes()));
+        assert!(plain_request_id(generated.as_bytes()));
         assert_ne!(request_id(&h).as_bytes(), generated.as_bytes());
         h.insert(&X_REQUEST_ID, "client-abc_1".parse().unwrap());
         assert_eq!(request_id(&h), "client-abc_1");
@@ -465,7 +457,7 @@ mod tests {
             h.insert(&X_REQUEST_ID, HeaderValue::from_str(bad).unwrap());
             let id = request_id(&h);
             assert!(
-                id.starts_with("req_") && plain_id(id.as_bytes()),
+                id.starts_with("req_") && plain_request_id(id.as_bytes()),
                 "{bad:?}: {}",
                 &*id
             );
@@ -475,5 +467,15 @@ mod tests {
             HeaderValue::from_str(&"x".repeat(128)).unwrap(),
         );
         assert_eq!(request_id(&h).len(), 128);
+        h.insert(&X_REQUEST_ID, HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        assert!(request_id(&h).starts_with("req_"));
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("a.b:c-d_1"));
+        assert_eq!(request_id(&h).as_bytes(), b"a.b:c-d_1");
+        // The first of two is the one looked at, usable or not.
+        h.append(&X_REQUEST_ID, HeaderValue::from_static("second"));
+        assert_eq!(request_id(&h), "a.b:c-d_1");
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("bad one"));
+        h.append(&X_REQUEST_ID, HeaderValue::from_static("good"));
+        assert!(request_id(&h).starts_with("req_"));
     }
 }

@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
 
+use crate::arcp::{plain_request_id, X_REQUEST_ID};
 use crate::proxy::headers::lists;
 
 /// Largest response head accepted (the same bound as for client heads).
@@ -64,8 +65,9 @@ pub trait RequestHead {
     /// (`Content-Length`, `Transfer-Encoding`, `Expect`) may be among them: the codec writes
     /// those itself.
     fn fields(&self, field: &mut dyn FnMut(&HeaderName, &HeaderValue));
-    /// The request id to send as `x-request-id`, after the fields. Written as it is: it holds
-    /// only `[A-Za-z0-9._:-]` (`pipeline::frame::RequestId`).
+    /// The request id to send as `x-request-id` (`pipeline::frame::RequestId`), after the
+    /// fields, in place of any field of that name among them. Written as it is, so only a
+    /// plain one (`arcp::plain_request_id`) is sent.
     fn request_id(&self) -> Option<&[u8]> {
         None
     }
@@ -120,6 +122,9 @@ pub fn encode_request(
         HOST.as_str(),
         head.host().unwrap_or(default_host).as_bytes(),
     );
+    // Written as it is, so checked here too (it costs a few dozen byte compares): an id that
+    // is not plain is not sent, whoever made it.
+    let id = head.request_id().filter(|id| plain_request_id(id));
     // The client's length: `Some(Some(n))` for one valid value, `Some(None)` for none usable.
     let mut declared: Option<Option<u64>> = None;
     head.fields(&mut |name, value| {
@@ -128,15 +133,16 @@ pub fn encode_request(
                 None => Some(parse_length(value.as_bytes())),
                 Some(_) => Some(None),
             };
-        } else if name != HOST && name != TRANSFER_ENCODING && name != EXPECT {
+        } else if name != HOST
+            && name != TRANSFER_ENCODING
+            && name != EXPECT
+            && !(id.is_some() && name == X_REQUEST_ID)
+        {
             field_line(out, name.as_str(), value.as_bytes());
         }
     });
-    if let Some(id) = head.request_id() {
-        debug_assert!(id
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c)));
-        field_line(out, "x-request-id", id);
+    if let Some(id) = id {
+        field_line(out, X_REQUEST_ID.as_str(), id);
     }
     let framing = match (declared.flatten(), end_stream, exact) {
         (Some(n), _, _) => RequestFraming::Length(n),
