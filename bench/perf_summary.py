@@ -19,7 +19,8 @@ from collections import Counter
 
 FRAME = re.compile(r"^\s*[0-9a-f]+\s+(.*?)(?:\+0x[0-9a-f]+)?\s+\((.*)\)\s*$")
 
-# Inclusive: a sample counts if any frame's symbol contains one of the patterns.
+# Inclusive: a sample counts if any frame's symbol contains one of the patterns (and, where a
+# third list is given, none contains one of those).
 STAGES = [
     ("client connection task (own HTTP/1.1 loop, or hyper server)", ["arcp_gateway::server::serve_connection", "hyper::server::conn", "hyper_util::server::conn"]),
     ("  pipeline::handle_inner (frame, route, admit, forward)", ["arcp_gateway::pipeline::handle_inner"]),
@@ -41,10 +42,15 @@ STAGES = [
     ("upstream connection task (hyper client h1)", ["hyper::client::conn"]),
     ("HTTP/1 parse + encode (hyper role)", ["hyper::proto::h1::role"]),
     ("rustls + ring (TLS; ring also does the tokens' HMAC)", ["rustls::", "tokio_rustls::", "ring::", "ring_core_"]),
-    ("tokio timers", ["tokio::runtime::time", "tokio::time::"]),
-    ("tokio scheduler: park/unpark, IO driver", ["tokio::runtime::scheduler::multi_thread::park",
-                                                 "tokio::runtime::scheduler::multi_thread::worker::Context::park",
-                                                 "tokio::runtime::io::driver"]),
+    # The time driver wraps the IO driver's park (epoll_wait): without the exclusion every
+    # wait for events would count as timer work.
+    ("tokio timers (the wheel and the sleeps, not the epoll_wait under them)",
+     ["tokio::runtime::time", "tokio::time::"], ["tokio::runtime::io::driver"]),
+    ("tokio scheduler: park/unpark, IO driver (incl. epoll_wait)",
+     ["tokio::runtime::scheduler::multi_thread::park",
+      "tokio::runtime::scheduler::multi_thread::worker::Context::park",
+      "tokio::runtime::scheduler::current_thread::Context::park",
+      "tokio::runtime::io::driver"]),
     ("allocation (malloc/free/realloc)", ["malloc", "_int_free", "cfree", "realloc"]),
     ("syscalls (all, incl. kernel TCP work)", ["entry_SYSCALL_64"]),
 ]
@@ -150,8 +156,10 @@ def main():
         else:
             bucket = f"user: {dso.rsplit('/', 1)[-1]}"
         self_by[bucket] += 1
-        for name, pats in STAGES:
-            if any(p in s for s in symbols for p in pats):
+        for name, pats, *rest in STAGES:
+            excluded = rest[0] if rest else []
+            if any(p in s for s in symbols for p in pats) and not any(
+                    p in s for s in symbols for p in excluded):
                 incl[name] += 1
     if not total:
         print("  no samples")
@@ -170,7 +178,7 @@ def main():
         if n * 100 / total >= 0.5:
             print(f"    {show(n)}  {name}")
     print("  inclusive time (a sample counts once per line; lines overlap):")
-    for name, _ in STAGES:
+    for name, *_ in STAGES:
         if incl[name]:
             print(f"    {show(incl[name])}  {name}")
 
