@@ -275,7 +275,11 @@ where
             Woke::Stop => stopping = true,
             Woke::Timer => {
                 armed = false;
-                let now = crate::clock::io_now();
+                // The timer fired, so it is at least its deadline, whatever the clock read
+                // at the start of this poll says (on a multi-thread runtime another thread can
+                // move the timer wheel past that read): a deadline that fell in between would
+                // otherwise be set again, fire again at once, and so on without end.
+                let now = crate::clock::io_now().max(timer.deadline());
                 match activity.deadline(deadlines) {
                     Some((due, why)) if due <= now => break why,
                     Some((due, _)) => timer.as_mut().reset(due.min(now + recheck)),

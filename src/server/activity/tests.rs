@@ -531,3 +531,61 @@ async fn a_connection_that_wakes_its_task_all_the_time_still_meets_its_deadlines
         );
     }
 }
+
+/// A supervisor on a multi-thread runtime whose poll read the clock (once per poll, as
+/// connection tasks do: `clock::in_turns`) before another worker fired its timer: the fired
+/// deadline counts as reached, instead of being set again and firing again without end.
+#[test]
+fn a_timer_fired_during_a_long_poll_on_another_worker_ends_the_wait() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadlines = Deadlines {
+        head: Duration::from_millis(50),
+        idle: Duration::from_secs(1),
+        send: Duration::from_secs(1),
+    };
+    let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = polls.clone();
+    let done = rt.block_on(async move {
+        // Another worker keeps turning the time driver.
+        let ticker = tokio::spawn(async {
+            let mut every = tokio::time::interval(Duration::from_millis(1));
+            loop {
+                every.tick().await;
+            }
+        });
+        let task = tokio::spawn(async move {
+            let activity = Activity::new();
+            let (_tx, stop) = watch::channel(false);
+            let opened = crate::clock::io_now();
+            let mut tick = Box::pin(tokio::time::sleep_until(opened + Duration::from_millis(45)));
+            let mut blocked = false;
+            let conn = std::future::poll_fn(move |cx| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                if !blocked && tick.as_mut().poll(cx).is_ready() {
+                    blocked = true;
+                    let _ = crate::clock::io_now(); // this poll's instant, read at ~45 ms
+                    std::thread::sleep(Duration::from_millis(20)); // a slow poll, past 50 ms
+                }
+                Poll::<Result<(), ()>>::Pending
+            });
+            let supervised = std::pin::pin!(supervise(conn, |_| {}, &activity, deadlines, stop));
+            crate::clock::in_turns(supervised).await.0
+        });
+        let done = tokio::time::timeout(Duration::from_secs(3), task).await;
+        ticker.abort();
+        done
+    });
+    let polls = polls.load(Ordering::Relaxed);
+    let Ok(why) = done else {
+        // Its worker still spins: shutting the runtime down would wait for it forever.
+        std::mem::forget(rt);
+        panic!("the supervisor never returned ({polls} polls)");
+    };
+    let why = why.unwrap();
+    assert_eq!(why, Closed::NoRequest);
+    assert!(polls < 1000, "the connection was polled {polls} times");
+}

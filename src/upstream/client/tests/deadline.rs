@@ -101,3 +101,43 @@ async fn the_connection_is_made_within_the_response_deadline() {
     let client = client_with("https", &server, Duration::from_secs(30), TIMEOUT);
     times_out(&client, "/tls", TIMEOUT * 10).await;
 }
+
+/// The deadline a kept connection carries wakes the task of the request now on it, not the
+/// one before (each request here is its own task, as on the server): the first request's
+/// timer registration is still there when the second request begins.
+#[tokio::test]
+async fn a_kept_connection_times_out_for_the_next_requests_task() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let server = one_connection(|mut stream| async move {
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
+            seen.push(byte[0]);
+        }
+        stream.write_all(OK).await.unwrap();
+        // The second request is never answered.
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let client = std::sync::Arc::new(client_with(
+        "http",
+        &server,
+        Duration::from_secs(2),
+        TIMEOUT,
+    ));
+    let c = client.clone();
+    let first = tokio::spawn(async move { text(c.send(get(&c, "/1")).await.unwrap()).await });
+    assert_eq!(first.await.unwrap(), "ok");
+    let c = client.clone();
+    let second = tokio::spawn(async move { c.send(get(&c, "/2")).await.map(|_| ()) });
+    let failed = tokio::time::timeout(TIMEOUT * 10, second)
+        .await
+        .expect("the second request's deadline never woke its task")
+        .unwrap();
+    assert!(
+        matches!(failed, Err(UpstreamError::Timeout(t)) if t == TIMEOUT),
+        "{failed:?}"
+    );
+}
