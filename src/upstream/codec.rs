@@ -122,8 +122,8 @@ pub fn encode_request(
         HOST.as_str(),
         head.host().unwrap_or(default_host).as_bytes(),
     );
-    // Written as it is, so checked here too (it costs a few dozen byte compares): an id that
-    // is not plain is not sent, whoever made it.
+    // Written as it is, so checked here too (a table lookup a byte): an id that is not
+    // plain is not sent, whoever made it.
     let id = head.request_id().filter(|id| plain_request_id(id));
     // The client's length: `Some(Some(n))` for one valid value, `Some(None)` for none usable.
     let mut declared: Option<Option<u64>> = None;
