@@ -81,6 +81,23 @@ pub fn io_now() -> tokio::time::Instant {
     monotonic()
 }
 
+/// Polls a deadline's `timer` when it has just been set (`*armed` false: the poll registers
+/// the task with it) and afterwards only once it has fired, not at every wake-up of its task
+/// (each poll registers the task's waker anew: two atomic swaps). Polled outside tokio's
+/// budget: a first poll refused for want of budget would create no timer entry, and
+/// `is_elapsed` would never turn true. Whoever sets the timer anew sets `*armed` to false.
+pub(crate) fn poll_deadline(
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    armed: &mut bool,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<()> {
+    if *armed && !timer.is_elapsed() {
+        return std::task::Poll::Pending;
+    }
+    *armed = true;
+    std::pin::pin!(tokio::task::coop::unconstrained(timer)).poll(cx)
+}
+
 thread_local! {
     /// The instant of the poll running on this thread: `None` outside [`in_turns`], `Some(None)`
     /// inside it until the first read.

@@ -11,7 +11,7 @@ use super::headers::{
     client_address, goes_up, strip_hop_by_hop_fields, Listed, X_FORWARDED_FOR, X_FORWARDED_HOST,
     X_FORWARDED_PROTO,
 };
-use crate::arcp::{X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
+use crate::arcp::{X_CLIENT_FINGERPRINT, X_SESSION_PIN};
 use crate::body::Body;
 use crate::pipeline::frame::RequestId;
 use crate::upstream::codec::RequestHead;
@@ -101,8 +101,9 @@ impl<'a> Proxied<'a> {
                 name == AUTHORIZATION || name == X_CLIENT_FINGERPRINT
             }
         };
-        // The PIN is checked by the gateway; upstream never needs it.
-        credential || name == HOST || name == X_REQUEST_ID || name == X_SESSION_PIN
+        // The PIN is checked by the gateway; upstream never needs it. (`X-Request-Id` is the
+        // codec's to write: `RequestHead::request_id`.)
+        credential || name == HOST || name == X_SESSION_PIN
     }
 }
 

@@ -239,11 +239,7 @@ where
     let mut heard = stop.clone();
     let mut notified = std::pin::pin!(tokio::task::coop::unconstrained(heard.changed()));
     let mut registered = false;
-    // Whether the timer has been polled since it was last set: it is polled then (which
-    // registers this task with it) and again only once it has fired, not on every wake-up
-    // of the connection (each poll registers the task's waker anew: two atomic swaps). It is
-    // polled outside tokio's budget, like the stop signal: a refused poll would register
-    // nothing, and the timer would never be looked at again.
+    // Whether the timer has been polled since it was last set (`clock::poll_deadline`).
     let mut armed = false;
     let mut stopping = *stop.borrow_and_update();
     let why = loop {
@@ -261,13 +257,7 @@ where
             if stop_given(&stop) {
                 return Poll::Ready(Woke::Stop);
             }
-            if armed && !timer.is_elapsed() {
-                return Poll::Pending;
-            }
-            armed = true;
-            std::pin::pin!(tokio::task::coop::unconstrained(timer.as_mut()))
-                .poll(cx)
-                .map(|()| Woke::Timer)
+            crate::clock::poll_deadline(timer.as_mut(), &mut armed, cx).map(|()| Woke::Timer)
         })
         .await;
         match woke {

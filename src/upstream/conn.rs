@@ -199,21 +199,15 @@ pub(super) async fn exchange_by(
     };
     let answer = {
         let mut exchange = std::pin::pin!(exchange(conn, head, default_host, body));
-        // The deadline is polled once (which registers this task with it: the connection
-        // serves one request's task after another) and then only once it has fired, not
-        // every time the exchange waits (each poll registers the waker anew).
+        // Polled once in each exchange, which registers this request's task (the connection
+        // serves one task after another), then once fired; outside the budget, so that an
+        // exchange that used it up (an upstream flooding interim answers) cannot keep the
+        // deadline from being looked at (`clock::poll_deadline`).
         let mut armed = false;
         std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
             Poll::Ready(answer) => Poll::Ready(Some(answer)),
-            Poll::Pending if armed && !deadline.is_elapsed() => Poll::Pending,
-            // Outside tokio's per-task budget: an exchange that used it up (an upstream
-            // flooding interim answers) must not keep the deadline from being looked at,
-            // and a refused poll would register nothing.
             Poll::Pending => {
-                armed = true;
-                std::pin::pin!(tokio::task::coop::unconstrained(deadline.as_mut()))
-                    .poll(cx)
-                    .map(|()| None)
+                crate::clock::poll_deadline(deadline.as_mut(), &mut armed, cx).map(|()| None)
             }
         })
         .await
