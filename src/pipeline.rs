@@ -19,7 +19,7 @@ pub(crate) mod websocket;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH};
+use http::header::HeaderValue;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
@@ -136,7 +136,9 @@ pub(crate) async fn respond(
     framing: Option<&'static str>,
 ) -> (Response<Body>, RequestId) {
     let started = Stopwatch::start();
-    let request_id = frame::request_id(req.headers());
+    // Loaded once: this request is decided by this snapshot to its end.
+    let snapshot = state.snapshot();
+    let head = frame::Head::read(req.headers(), &snapshot.server_names);
     let method = req.method().clone();
     // A shared handle on the request target (no copy): the problem's instance and the log.
     let uri = req.uri().clone();
@@ -144,11 +146,8 @@ pub(crate) async fn respond(
     let http1 = req.version() < http::Version::HTTP_2;
     // The connection's framing reader stops following HTTP/1.1 at a request that asks to
     // switch protocols; if it is not switched, nothing more is read on that connection.
-    let asks_upgrade = http1
-        && (method == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE));
+    let asks_upgrade = http1 && (method == http::Method::CONNECT || head.upgrade);
     let mut trace = Trace::default();
-    // Loaded once: this request is decided by this snapshot to its end.
-    let snapshot = state.snapshot();
     let result = match framing {
         Some(why) => Err(FrameError::AmbiguousFraming(why).into()),
         None => {
@@ -158,7 +157,7 @@ pub(crate) async fn respond(
                 conn,
                 slot,
                 req,
-                &request_id,
+                &head,
                 &mut trace,
             )
             .await
@@ -169,12 +168,12 @@ pub(crate) async fn respond(
         Ok(response) => response,
         Err(err) => {
             let problem = err.problem(state.handles.sessions.settings());
-            observability::log_error(&err, &request_id, problem.status());
+            observability::log_error(&err, &head.request_id, problem.status());
             metrics.problem(problem.kind());
             if !trace.admitted {
                 metrics.refused(problem.kind());
             }
-            let mut response = problem.into_response(raw_path, &request_id);
+            let mut response = problem.into_response(raw_path, &head.request_id);
             if http1 && err.closes_connection() {
                 response
                     .headers_mut()
@@ -207,7 +206,7 @@ pub(crate) async fn respond(
             pin: subject.pin,
             status,
             upstream_status: trace.upstream_status,
-            request_id: &request_id,
+            request_id: &head.request_id,
         });
     }
     observability::access_log(&AccessLog {
@@ -217,11 +216,11 @@ pub(crate) async fn respond(
         status,
         upstream_status: trace.upstream_status,
         duration: started.elapsed(),
-        request_id: &request_id,
+        request_id: &head.request_id,
         user: trace.user.as_deref(),
         peer: conn.peer,
     });
-    (response, request_id)
+    (response, head.request_id)
 }
 
 async fn handle_inner<'s>(
@@ -230,12 +229,12 @@ async fn handle_inner<'s>(
     conn: &ConnInfo,
     slot: &ConnSlot,
     req: Request<Inbound>,
-    request_id: &RequestId,
+    head: &frame::Head,
     trace: &mut Trace<'s>,
 ) -> Result<Response<Body>, GatewayError> {
     // 1. frame
-    frame::check_limits(&req, &snapshot.limits)?;
-    frame::check_head(&req, &snapshot.server_names)?;
+    head.check(&req, &snapshot.limits, &snapshot.server_names)?;
+    let request_id = &head.request_id;
     let path = frame::normalise_path(req.uri().path())?;
     let path_and_query = match (&path, req.uri().path_and_query()) {
         // Unchanged: share the parsed target instead of copying it.
@@ -249,7 +248,7 @@ async fn handle_inner<'s>(
     trace.access = Some(route.access);
 
     // WebSockets authenticate in their first frame: a stage of their own.
-    if websocket::is_upgrade(&req) {
+    if head.upgrade && websocket::is_upgrade(&req) {
         let (access, path) = (route.access, path.into_owned());
         // Boxed: the socket and gateway-endpoint paths are rare and their futures large; keeping
         // them out of line keeps the per-request future small.
@@ -308,7 +307,7 @@ async fn handle_inner<'s>(
                 body,
                 path_and_query,
                 &admin,
-                request_id,
+                head,
             )
             .await?;
             trace.upstream_status = Some(response.status().as_u16());
@@ -372,20 +371,18 @@ async fn forward_admin(
     body: Inbound,
     path_and_query: PathAndQuery,
     _admin: &AdminPrincipal,
-    request_id: &RequestId,
+    head: &frame::Head,
 ) -> Result<Response<Body>, GatewayError> {
+    let request_id = &head.request_id;
     let creds = handles.broker.credentials().await?;
     let swap = |c: &UpstreamCredentials| Credentials::Swap {
         authorization: c.authorization.clone(),
         fingerprint: c.fingerprint.clone(),
     };
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let replayable =
-        body.is_end_stream() || declared.is_some_and(|n| n <= snapshot.replay_buffer_bytes);
+    let replayable = body.is_end_stream()
+        || head
+            .content_length()
+            .is_some_and(|n| n <= snapshot.replay_buffer_bytes);
     if !replayable {
         let body = Body::limited(body, snapshot.limits.max_body_bytes);
         let response = send(

@@ -5,11 +5,10 @@
 
 use std::borrow::Cow;
 
-use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, HOST};
+use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, HOST, UPGRADE};
 use http::{HeaderMap, HeaderValue};
 
 use crate::arcp::{plain_request_id, X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
-use crate::proxy::headers::header_bytes;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -75,34 +74,113 @@ impl ServerNames {
     }
 }
 
-/// Refuses duplicated decision fields and hosts outside `names`.
-pub fn check_head<B>(req: &http::Request<B>, names: &ServerNames) -> Result<(), FrameError> {
-    let headers = req.headers();
-    // One pass over the fields (a head has a few): cheaper than a lookup per name.
-    let mut seen = [false; SINGLE.len()];
-    let mut host = None;
-    for (name, value) in headers {
-        if let Some(at) = SINGLE.iter().position(|(single, _)| *single == name) {
-            if seen[at] {
-                return Err(FrameError::DuplicateHeader(SINGLE[at].1));
-            }
-            seen[at] = true;
-            if name == http::header::HOST {
-                host = Some(value.to_str());
+/// The request's fields as the framing stage and the pipeline need them before admission,
+/// read in one pass over the header map (a head has a few fields; a lookup per name would
+/// hash each name and probe the map for fields that are mostly absent).
+#[derive(Debug)]
+pub struct Head {
+    /// The request's id ([`RequestId`]).
+    pub request_id: RequestId,
+    /// The request has an `Upgrade` field (it asks to switch protocols).
+    pub upgrade: bool,
+    /// Sum of name and value lengths, as upstream counts header bytes.
+    header_bytes: usize,
+    /// The first `Content-Length`, and its value if it is a number.
+    content_length: Option<Option<u64>>,
+    /// The first decision field ([`SINGLE`]) found twice, by its display name.
+    duplicate: Option<&'static str>,
+    /// `Host` is not text or names no host in `server.server_names`.
+    misdirected: bool,
+}
+
+impl Head {
+    /// Reads `headers` once; `names` are the hosts the gateway answers for.
+    pub fn read(headers: &HeaderMap, names: &ServerNames) -> Head {
+        let mut upgrade = false;
+        let mut header_bytes = 0;
+        let mut content_length = None;
+        let mut duplicate = None;
+        let mut misdirected = false;
+        let mut client_id = None;
+        let mut seen = [false; SINGLE.len()];
+        for (name, value) in headers {
+            header_bytes += name.as_str().len() + value.len();
+            if name == CONTENT_LENGTH {
+                content_length
+                    .get_or_insert_with(|| value.to_str().ok().and_then(|s| s.trim().parse().ok()));
+            } else if name == UPGRADE {
+                upgrade = true;
+            } else if name == X_REQUEST_ID {
+                client_id.get_or_insert(value);
+            } else if let Some(at) = SINGLE.iter().position(|(single, _)| *single == name) {
+                if seen[at] {
+                    duplicate.get_or_insert(SINGLE[at].1);
+                    continue;
+                }
+                seen[at] = true;
+                if name == HOST {
+                    misdirected = value.to_str().map_or(true, |h| !names.allows(h));
+                }
             }
         }
+        Head {
+            request_id: RequestId::of(client_id),
+            upgrade,
+            header_bytes,
+            content_length,
+            duplicate,
+            misdirected,
+        }
     }
-    match host {
-        Some(Ok(h)) if !names.allows(h) => return Err(FrameError::MisdirectedHost),
-        Some(Err(_)) => return Err(FrameError::MisdirectedHost),
-        _ => {}
+
+    /// The body's declared length: the first `Content-Length`, when it is a number.
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length.flatten()
     }
-    if let Some(authority) = req.uri().authority() {
-        if !names.allows(authority.as_str()) {
+
+    /// Refuses a request over `limits`, then one with a decision field given twice, then one
+    /// for a host outside `names` (by `Host`, or by the target's authority).
+    pub fn check<B>(
+        &self,
+        req: &http::Request<B>,
+        limits: &Limits,
+        names: &ServerNames,
+    ) -> Result<(), FrameError> {
+        let uri_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+        if uri_len > limits.max_uri_bytes {
+            return Err(FrameError::UriTooLong {
+                len: uri_len,
+                max: limits.max_uri_bytes,
+            });
+        }
+        if self.header_bytes > limits.max_header_bytes {
+            return Err(FrameError::HeadersTooLarge {
+                size: self.header_bytes,
+                max: limits.max_header_bytes,
+            });
+        }
+        if let Some(declared) = self.content_length {
+            let declared = declared.ok_or(FrameError::BadContentLength)?;
+            if declared > limits.max_body_bytes {
+                return Err(FrameError::BodyTooLarge {
+                    declared,
+                    max: limits.max_body_bytes,
+                });
+            }
+        }
+        if let Some(name) = self.duplicate {
+            return Err(FrameError::DuplicateHeader(name));
+        }
+        if self.misdirected {
             return Err(FrameError::MisdirectedHost);
         }
+        if let Some(authority) = req.uri().authority() {
+            if !names.allows(authority.as_str()) {
+                return Err(FrameError::MisdirectedHost);
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A request id, made once per request: the client's `X-Request-ID` if it is short and plain,
@@ -157,55 +235,30 @@ impl PartialEq<&str> for RequestId {
     }
 }
 
-/// The request's id (see [`RequestId`]).
-pub fn request_id(headers: &HeaderMap) -> RequestId {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        if plain_request_id(v.as_bytes()) {
-            // Shared with the client's field, not copied.
-            return RequestId(Id::Client(v.clone()));
+impl RequestId {
+    /// The request's id, from the first `X-Request-Id` field if there is one.
+    pub fn of(client: Option<&HeaderValue>) -> RequestId {
+        if let Some(v) = client {
+            if plain_request_id(v.as_bytes()) {
+                // Shared with the client's field, not copied.
+                return RequestId(Id::Client(v.clone()));
+            }
         }
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bytes: [u8; 12] = rand::random();
+        let mut id = [0u8; GENERATED_LEN];
+        id[..4].copy_from_slice(b"req_");
+        for (i, b) in bytes.into_iter().enumerate() {
+            id[4 + 2 * i] = HEX[usize::from(b >> 4)];
+            id[5 + 2 * i] = HEX[usize::from(b & 0xf)];
+        }
+        RequestId(Id::Generated(id))
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes: [u8; 12] = rand::random();
-    let mut id = [0u8; GENERATED_LEN];
-    id[..4].copy_from_slice(b"req_");
-    for (i, b) in bytes.into_iter().enumerate() {
-        id[4 + 2 * i] = HEX[usize::from(b >> 4)];
-        id[5 + 2 * i] = HEX[usize::from(b & 0xf)];
-    }
-    RequestId(Id::Generated(id))
 }
 
-/// Checks the limits on a request head.
-pub fn check_limits<B>(req: &http::Request<B>, limits: &Limits) -> Result<(), FrameError> {
-    let uri_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
-    if uri_len > limits.max_uri_bytes {
-        return Err(FrameError::UriTooLong {
-            len: uri_len,
-            max: limits.max_uri_bytes,
-        });
-    }
-    let size = header_bytes(req.headers());
-    if size > limits.max_header_bytes {
-        return Err(FrameError::HeadersTooLarge {
-            size,
-            max: limits.max_header_bytes,
-        });
-    }
-    if let Some(v) = req.headers().get(CONTENT_LENGTH) {
-        let declared: u64 = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or(FrameError::BadContentLength)?;
-        if declared > limits.max_body_bytes {
-            return Err(FrameError::BodyTooLarge {
-                declared,
-                max: limits.max_body_bytes,
-            });
-        }
-    }
-    Ok(())
+/// The request's id (see [`RequestId`]).
+pub fn request_id(headers: &HeaderMap) -> RequestId {
+    RequestId::of(headers.get(&X_REQUEST_ID))
 }
 
 /// Normalises a request path for matching and forwarding (RFC 3986 §6.2.2).
@@ -311,171 +364,4 @@ fn is_unreserved(c: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_names_match_the_host_without_its_port() {
-        let names = ServerNames::new(&["Gateway.example".into(), "127.0.0.1".into(), "::1".into()]);
-        for ok in [
-            "gateway.example",
-            "GATEWAY.example:8443",
-            "127.0.0.1:8443",
-            "[::1]:8443",
-        ] {
-            assert!(names.allows(ok), "{ok}");
-        }
-        for bad in ["evil.example", "gateway.example.evil:443", "[::2]:8443", ""] {
-            assert!(!names.allows(bad), "{bad}");
-        }
-        assert!(ServerNames::default().allows("anything"));
-    }
-
-    #[test]
-    fn normalisation_table() {
-        let ok = [
-            ("/", "/"),
-            ("/agents", "/agents"),
-            ("/agents/", "/agents/"),
-            ("//agents//stats", "/agents/stats"),
-            ("/agent%73/stats", "/agents/stats"),
-            ("/a%2a", "/a%2A"),
-            ("/public/agent/x%20y", "/public/agent/x%20y"),
-            ("/static/js/dashboard.js", "/static/js/dashboard.js"),
-            ("/a.b/c..d", "/a.b/c..d"),
-        ];
-        for (input, want) in ok {
-            assert_eq!(normalise_path(input).unwrap(), want, "{input}");
-        }
-        let bad = [
-            "agents",
-            "/static/../agents/stats",
-            "/static/./x",
-            "/static/..",
-            "/%2e%2e/agents",
-            "/static/%2E%2E/agents",
-            "/a%2fb",
-            "/a%2Fb",
-            "/a%5cb",
-            "/a\\b",
-            "/a%00",
-            "/a%252e",
-            "/a%zz",
-            "/a%2",
-        ];
-        for input in bad {
-            assert!(normalise_path(input).is_err(), "{input} should be refused");
-        }
-    }
-
-    /// Every path of up to seven bytes of `/`, `.` and `a` is refused exactly when one of its
-    /// segments is `.` or `..`.
-    #[test]
-    fn dot_segments_are_found_wherever_they_are() {
-        let alphabet = [b'/', b'.', b'a'];
-        for len in 0..=6u32 {
-            for n in 0..3usize.pow(len) {
-                let mut path = vec![b'/'];
-                let mut k = n;
-                for _ in 0..len {
-                    path.push(alphabet[k % 3]);
-                    k /= 3;
-                }
-                let path = String::from_utf8(path).unwrap();
-                let dot = path.split('/').any(|s| s == "." || s == "..");
-                assert_eq!(
-                    normalise_path(&path).is_err(),
-                    dot,
-                    "{path}: {:?}",
-                    normalise_path(&path)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_decision_field_given_twice_is_refused_and_the_host_checked() {
-        let names = ServerNames::new(&["gw.example".to_owned()]);
-        let request = |fields: &[(&str, &str)]| {
-            let mut builder = http::Request::builder().uri("/agents");
-            for (name, value) in fields {
-                builder = builder.header(*name, *value);
-            }
-            builder.body(()).unwrap()
-        };
-        let all = [
-            ("host", "gw.example"),
-            ("authorization", "Bearer a"),
-            ("x-client-fingerprint", "f"),
-            ("x-session-pin", "1"),
-            ("accept", "*/*"),
-            ("accept", "text/html"),
-        ];
-        assert!(check_head(&request(&all), &names).is_ok());
-        for (name, display) in SINGLE.iter().map(|(n, d)| (n.as_str(), *d)) {
-            let mut fields = all.to_vec();
-            fields.push((name, "again"));
-            match check_head(&request(&fields), &names) {
-                Err(FrameError::DuplicateHeader(d)) => assert_eq!(d, display),
-                other => panic!("{name} twice: {other:?}"),
-            }
-        }
-        let elsewhere = request(&[("host", "other.example")]);
-        assert!(matches!(
-            check_head(&elsewhere, &names),
-            Err(FrameError::MisdirectedHost)
-        ));
-        assert!(check_head(&request(&[]), &names).is_ok());
-    }
-
-    #[test]
-    fn unchanged_paths_are_not_copied() {
-        assert!(matches!(
-            normalise_path("/agents/stats").unwrap(),
-            Cow::Borrowed(_)
-        ));
-    }
-
-    #[test]
-    fn request_ids() {
-        let mut h = HeaderMap::new();
-        let generated = request_id(&h);
-        assert!(
-            generated.starts_with("req_") && generated.len() == 28,
-            "{}",
-            &*generated
-        );
-        assert_eq!(generated.header().as_bytes(), generated.as_bytes());
-        assert!(plain_request_id(generated.as_bytes()));
-        assert_ne!(request_id(&h).as_bytes(), generated.as_bytes());
-        h.insert(&X_REQUEST_ID, "client-abc_1".parse().unwrap());
-        assert_eq!(request_id(&h), "client-abc_1");
-        assert_eq!(request_id(&h).header(), "client-abc_1");
-        h.insert(&X_REQUEST_ID, "evil\"id <script>".parse().unwrap());
-        assert!(request_id(&h).starts_with("req_"));
-        for bad in ["", "a\tb", "a b", "a/b", &"x".repeat(129)] {
-            h.insert(&X_REQUEST_ID, HeaderValue::from_str(bad).unwrap());
-            let id = request_id(&h);
-            assert!(
-                id.starts_with("req_") && plain_request_id(id.as_bytes()),
-                "{bad:?}: {}",
-                &*id
-            );
-        }
-        h.insert(
-            &X_REQUEST_ID,
-            HeaderValue::from_str(&"x".repeat(128)).unwrap(),
-        );
-        assert_eq!(request_id(&h).len(), 128);
-        h.insert(&X_REQUEST_ID, HeaderValue::from_bytes(b"caf\xe9").unwrap());
-        assert!(request_id(&h).starts_with("req_"));
-        h.insert(&X_REQUEST_ID, HeaderValue::from_static("a.b:c-d_1"));
-        assert_eq!(request_id(&h).as_bytes(), b"a.b:c-d_1");
-        // The first of two is the one looked at, usable or not.
-        h.append(&X_REQUEST_ID, HeaderValue::from_static("second"));
-        assert_eq!(request_id(&h), "a.b:c-d_1");
-        h.insert(&X_REQUEST_ID, HeaderValue::from_static("bad one"));
-        h.append(&X_REQUEST_ID, HeaderValue::from_static("good"));
-        assert!(request_id(&h).starts_with("req_"));
-    }
-}
+mod tests;
