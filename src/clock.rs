@@ -14,7 +14,8 @@
 //! microseconds old; a poll that blocked (a log written to a stalled pipe) would make
 //! deadlines computed in it start a little early and checks in it see a little late. Nested,
 //! the inner turn ends by putting back the outer instant, which may be older: readers take
-//! differences with `saturating_duration_since`. The [`Stopwatch`] reads live.
+//! differences with `saturating_duration_since`. A [`Stopwatch`] starts at the poll's instant
+//! and reads its end live.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -144,9 +145,11 @@ pub async fn in_turns<F: Future>(mut f: std::pin::Pin<&mut F>) -> F::Output {
 pub struct Stopwatch(tokio::time::Instant);
 
 impl Stopwatch {
+    /// Starts at the instant of the poll it is started in (a read of the clock only when the
+    /// poll has not read it yet): earlier than now by what the poll did before, microseconds,
+    /// which a report of milliseconds does not see.
     pub fn start() -> Self {
-        #[allow(clippy::disallowed_methods)] // reports only; decisions use `Clock`
-        Stopwatch(tokio::time::Instant::now())
+        Stopwatch(monotonic())
     }
 
     /// Read live, not from the poll's instant: an answer made within one poll took time too,
@@ -223,6 +226,25 @@ mod tests {
         let outside = io_now();
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(io_now() - outside, Duration::from_millis(1));
+    }
+
+    /// A stopwatch starts at its poll's instant and stops live: what the poll did after the
+    /// clock was first read (a password hashed, a page rendered) is in the duration.
+    #[test]
+    fn a_stopwatch_starts_at_the_poll_and_stops_live() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let (first, started, took) = runtime.block_on(in_turns(std::pin::pin!(async {
+            let first = io_now();
+            std::thread::sleep(Duration::from_millis(20)); // work within one poll
+            let started = Stopwatch::start();
+            std::thread::sleep(Duration::from_millis(20));
+            (first, started, started.elapsed())
+        })));
+        assert_eq!(started.0, first, "no second read in the same poll");
+        assert!(took >= Duration::from_millis(40), "{took:?}");
     }
 
     #[test]
