@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, HOST, UPGRADE};
 use http::{HeaderMap, HeaderValue};
+use rand::RngCore;
 
 use crate::arcp::{plain_request_id, X_CLIENT_FINGERPRINT, X_REQUEST_ID, X_SESSION_PIN};
 
@@ -196,6 +197,14 @@ enum Id {
     Generated([u8; GENERATED_LEN]),
 }
 
+thread_local! {
+    /// Where generated ids come from: a fast generator per thread, seeded from the operating
+    /// system. An id only has to be unique (96 random bits, across threads and replicas), not
+    /// unpredictable: it grants nothing, and a client may send an id of its own choosing.
+    static IDS: std::cell::RefCell<rand::rngs::SmallRng> =
+        std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
+}
+
 /// `req_` and 24 hex digits.
 const GENERATED_LEN: usize = 4 + 24;
 
@@ -245,7 +254,13 @@ impl RequestId {
             }
         }
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let bytes: [u8; 12] = rand::random();
+        let bytes = IDS.with(|ids| {
+            let mut ids = ids.borrow_mut();
+            let mut bytes = [0u8; 12];
+            bytes[..8].copy_from_slice(&ids.next_u64().to_le_bytes());
+            bytes[8..].copy_from_slice(&ids.next_u32().to_le_bytes());
+            bytes
+        });
         let mut id = [0u8; GENERATED_LEN];
         id[..4].copy_from_slice(b"req_");
         for (i, b) in bytes.into_iter().enumerate() {

@@ -292,3 +292,26 @@ fn one_pass_decides_as_lookups_do() {
     }
     assert_eq!(compared, 2 * (1 + 14 + 14 * 14 + 14 * 14 * 14));
 }
+
+/// Generated ids do not repeat, within a thread or across threads (each seeds its own
+/// generator from the operating system).
+#[test]
+fn generated_ids_are_unique_across_threads() {
+    let per_thread: Vec<Vec<Vec<u8>>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..5_000)
+                        .map(|_| RequestId::of(None).as_bytes().to_vec())
+                        .collect()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let all: std::collections::HashSet<&Vec<u8>> = per_thread.iter().flatten().collect();
+    assert_eq!(all.len(), 20_000);
+    assert!(all
+        .iter()
+        .all(|id| id.starts_with(b"req_") && id.len() == 28 && plain_request_id(id)));
+}
