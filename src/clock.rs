@@ -107,8 +107,7 @@ thread_local! {
 
 /// tokio's monotonic clock, read at most once per poll of a future run [`in_turns`].
 fn monotonic() -> tokio::time::Instant {
-    #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
-    let read = tokio::time::Instant::now;
+    let read = monotonic_live;
     TURN.with(|turn| match turn.get() {
         Some(Some(now)) => now,
         Some(None) => {
@@ -118,6 +117,12 @@ fn monotonic() -> tokio::time::Instant {
         }
         None => read(),
     })
+}
+
+/// tokio's monotonic clock, read now whatever the poll has read.
+fn monotonic_live() -> tokio::time::Instant {
+    #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
+    tokio::time::Instant::now()
 }
 
 /// Runs `f` so that each of its polls reads the monotonic clock at most once: a connection
@@ -166,23 +171,39 @@ pub fn log_time() -> std::time::SystemTime {
 }
 
 /// The current time as an HTTP `Date` value (RFC 9110 §5.6.7), formatted at most once a
-/// second per thread.
+/// second per thread. Within the second it was formatted in, the value is found by the
+/// poll's monotonic instant ([`io_now`]), without reading the calendar clock.
 pub fn http_date<R>(with: impl FnOnce(&[u8]) -> R) -> R {
-    thread_local! {
-        static CACHED: std::cell::RefCell<(u64, String)> =
-            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    struct Cached {
+        /// The monotonic instant at which the formatted second ends.
+        until: Option<tokio::time::Instant>,
+        value: String,
     }
-    #[allow(clippy::disallowed_methods)] // the `Date` of a response, like hyper's own
-    let now = std::time::SystemTime::now();
-    let second = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    thread_local! {
+        static CACHED: std::cell::RefCell<Cached> =
+            const { std::cell::RefCell::new(Cached { until: None, value: String::new() }) };
+    }
+    let instant = monotonic();
     CACHED.with(|cached| {
         let mut cached = cached.borrow_mut();
-        if cached.0 != second {
-            *cached = (second, httpdate::fmt_http_date(now));
+        if cached.until.is_none_or(|until| instant >= until) {
+            // Read before the calendar clock, so the second ends at `until` or after it: the
+            // value is formatted anew once its second has ended by the poll's instant (which
+            // lags the clock by what the poll did before, microseconds).
+            let read = monotonic_live();
+            #[allow(clippy::disallowed_methods)] // the `Date` of a response, like hyper's own
+            let now = std::time::SystemTime::now();
+            let into_second = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(Duration::ZERO, |d| {
+                    Duration::from_nanos(u64::from(d.subsec_nanos()))
+                });
+            *cached = Cached {
+                until: Some(read + (Duration::from_secs(1) - into_second)),
+                value: httpdate::fmt_http_date(now),
+            };
         }
-        with(cached.1.as_bytes())
+        with(cached.value.as_bytes())
     })
 }
 
@@ -245,6 +266,26 @@ mod tests {
         })));
         assert_eq!(started.0, first, "no second read in the same poll");
         assert!(took >= Duration::from_millis(40), "{took:?}");
+    }
+
+    /// The `Date` value is the calendar's second, the same within a second, and the next
+    /// one once that second has passed.
+    #[test]
+    fn the_date_follows_the_calendar_second() {
+        let parse =
+            |value: &[u8]| httpdate::parse_http_date(std::str::from_utf8(value).unwrap()).unwrap();
+        let before = log_time() - Duration::from_secs(1);
+        let first = http_date(parse);
+        assert_eq!(http_date(parse), first);
+        assert!(first >= before && first <= log_time(), "{first:?}");
+        let started = Stopwatch::start();
+        let mut next = first;
+        while next == first && started.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(10));
+            next = http_date(parse);
+        }
+        // Not a second later: the value kept past its second would be the one after.
+        assert_eq!(next, first + Duration::from_secs(1));
     }
 
     #[test]
