@@ -233,7 +233,7 @@ fn by_lookups<B>(
 #[test]
 fn one_pass_decides_as_lookups_do() {
     let names = ServerNames::new(&["gw.example".to_owned()]);
-    let pool: [(&str, &[u8]); 14] = [
+    let pool: [(&str, &[u8]); 15] = [
         ("host", b"gw.example"),
         ("host", b"other.example"),
         ("host", b"gw.example\xff"),
@@ -246,6 +246,7 @@ fn one_pass_decides_as_lookups_do() {
         ("x-request-id", b"client-1"),
         ("x-request-id", b"not plain"),
         ("upgrade", b"websocket"),
+        ("connection", b"upgrade"),
         ("accept", b"*/*"),
         ("x-custom", b"0123456789012345678901234567890123456789"),
     ];
@@ -258,6 +259,7 @@ fn one_pass_decides_as_lookups_do() {
         },
     ];
     let mut compared = 0;
+    let mut upgrades = 0;
     for len in 0..=3u32 {
         for n in 0..pool.len().pow(len) {
             let mut builder = http::Request::builder().uri(if n % 2 == 0 {
@@ -282,6 +284,11 @@ fn one_pass_decides_as_lookups_do() {
                 compared += 1;
             }
             assert_eq!(head.upgrade, req.headers().contains_key(UPGRADE));
+            // The WebSocket check runs only when the pass found `Upgrade`.
+            if crate::pipeline::websocket::is_upgrade(&req) {
+                assert!(head.upgrade, "{req:?}");
+                upgrades += 1;
+            }
             match req.headers().get(&X_REQUEST_ID) {
                 Some(v) if plain_request_id(v.as_bytes()) => {
                     assert_eq!(head.request_id.as_bytes(), v.as_bytes())
@@ -290,7 +297,8 @@ fn one_pass_decides_as_lookups_do() {
             }
         }
     }
-    assert_eq!(compared, 2 * (1 + 14 + 14 * 14 + 14 * 14 * 14));
+    assert_eq!(compared, 2 * (1 + 15 + 15 * 15 + 15 * 15 * 15));
+    assert!(upgrades > 0);
 }
 
 /// Generated ids do not repeat, within a thread or across threads (each seeds its own
