@@ -84,7 +84,7 @@ pub struct Head {
     pub request_id: RequestId,
     /// The request has an `Upgrade` field (it asks to switch protocols).
     pub upgrade: bool,
-    /// Sum of name and value lengths, as upstream counts header bytes.
+    /// Sum of name and value lengths, the way ARCP's size middleware counts header bytes.
     header_bytes: usize,
     /// The first `Content-Length`, and its value if it is a number.
     content_length: Option<Option<u64>>,

@@ -238,13 +238,5 @@ pub fn client_address(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Sum of name and value lengths, the way ARCP's size middleware counts header bytes.
-pub fn header_bytes(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len())
-        .sum()
-}
-
 #[cfg(test)]
 mod tests;

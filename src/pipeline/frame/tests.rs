@@ -189,7 +189,11 @@ fn by_lookups<B>(
             max: limits.max_uri_bytes,
         });
     }
-    let size = crate::proxy::headers::header_bytes(req.headers());
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
     if size > limits.max_header_bytes {
         return Err(FrameError::HeadersTooLarge {
             size,
