@@ -169,7 +169,7 @@ def main():
     if args.hz and args.requests:
         line += f" ({total / args.hz * 1e6 / args.requests:.1f} µs CPU/request while profiled)"
     if us is not None:
-        line += f"; µs below = share × {us:.2f} µs/request measured without perf (main rounds, -c32)"
+        line += f"; µs below = share × {us:.2f} µs/request measured without perf (main rounds, median)"
     print(line)
     print(f"  kernel {show(kernel)}, user+libc {show(total - kernel)}")
     print("  by thread: " + ", ".join(f"{t} {n * 100 / total:.1f} %" for t, n in threads.most_common()))

@@ -33,6 +33,8 @@
 #   BENCH_ROUNDS=3       interleaved rounds per concurrency (at least 3 for a median)
 #   BENCH_CONNECTIONS="32 128"
 #   BENCH_PERF=auto      auto|1|0: profile the gateway admin route with perf for 10 s
+#   BENCH_PERF_IDS="d_plain b_plain"  contenders to profile (f_plain: the public route)
+#   BENCH_PERF_CONNECTIONS=32  connection counts to profile at ("32 128": both)
 #   BENCH_INFO_ROUND=1   0 skips the rounds comparing logging.level info (access log) with warn
 #   BENCH_HALF_RATE=1    0 skips the p99-at-half-saturation measurement
 #   BENCH_LOAD_CPU=0 BENCH_SERVER_CPU=1
@@ -50,6 +52,8 @@ SHORT_DURATION="${BENCH_SHORT_DURATION:-5s}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32 128}"
 PERF="${BENCH_PERF:-auto}"
+PERF_IDS="${BENCH_PERF_IDS:-d_plain b_plain}"
+PERF_CONNECTIONS="${BENCH_PERF_CONNECTIONS:-32}"
 INFO_ROUND="${BENCH_INFO_ROUND:-1}"
 HALF_RATE="${BENCH_HALF_RATE:-1}"
 LOAD_CPU="${BENCH_LOAD_CPU:-0}"
@@ -506,17 +510,18 @@ ctx_switches() { # pids... -> "voluntary nonvoluntary" summed over their threads
     for pid in "$@"; do cat /proc/"$pid"/task/*/status; done |
         awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2} END {print v + 0, n + 0}'
 }
-profile() { # id
+profile() { # id connections
     # Two windows under the same load: perf record alone (so tracepoints do not inflate the
     # profile), then perf stat counting syscalls and context switches.
-    local id="$1" ppids out="$work/perf-$1"
+    local id="$1" conns="$2" ppids out="$work/perf-$1"
+    ((conns == 32)) || out="$out-c$conns"
     ppids=$(proxy_pids "$id" | tr ' ' '\n' | grep . | paste -sd,)
     local env=(BENCH_AUTHORIZATION="${auth[$id]}" BENCH_FINGERPRINT="${fp[$id]}")
     taskset -c "$LOAD_CPU" perf record -F 499 --call-graph dwarf,8192 -o "$out.data" -p "$ppids" -- sleep 8.5 \
         >"$out.record.log" 2>&1 &
     local record_pid=$!
     sleep 0.3
-    env "${env[@]}" taskset -c "$LOAD_CPU" wrk -t1 -c32 -d8s -s "$bench/wrk.lua" "${url[$id]}" >"$out.wrk.txt" 2>&1 &
+    env "${env[@]}" taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d8s -s "$bench/wrk.lua" "${url[$id]}" >"$out.wrk.txt" 2>&1 &
     load_pid=$!
     wait "$load_pid" || true
     load_pid=""
@@ -527,7 +532,7 @@ profile() { # id
     sleep 0.3
     local cs0 cs1
     cs0=$(ctx_switches $(proxy_pids "$id"))
-    env "${env[@]}" taskset -c "$LOAD_CPU" wrk -t1 -c32 -d4s -s "$bench/wrk.lua" "${url[$id]}" >"$out.stat-wrk.txt" 2>&1 &
+    env "${env[@]}" taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d4s -s "$bench/wrk.lua" "${url[$id]}" >"$out.stat-wrk.txt" 2>&1 &
     load_pid=$!
     wait "$load_pid" || true
     load_pid=""
@@ -536,17 +541,18 @@ profile() { # id
     local requests stat_requests samples cpu_us
     requests=$(sed -n 's/^BENCH_RESULT requests=\([0-9]*\).*/\1/p' "$out.wrk.txt")
     stat_requests=$(sed -n 's/^BENCH_RESULT requests=\([0-9]*\).*/\1/p' "$out.stat-wrk.txt")
-    # CPU µs/request of this contender at -c32 in the main rounds (median), to put µs on shares.
-    cpu_us=$(python3 - "$csv" "${id%_*}" "${id#*_}" <<'PY'
+    # CPU µs/request of this contender at these connections in the main rounds (median), to put
+    # µs on shares.
+    cpu_us=$(python3 - "$csv" "${id%_*}" "${id#*_}" "$conns" <<'PY'
 import csv, statistics, sys
-path, contender, front = sys.argv[1:]
+path, contender, front, conns = sys.argv[1:]
 v = [float(r["cpu_us_req"]) for r in csv.DictReader(open(path))
-     if r["section"] == "main" and r["contender"] == contender and r["front"] == front and r["conc"] == "32"]
+     if r["section"] == "main" and r["contender"] == contender and r["front"] == front and r["conc"] == conns]
 print(f"{statistics.median(v):.2f}" if v else "")
 PY
 )
     {
-        echo "== perf: ${label[${id%_*}]} (${id#*_}, -c32): perf record over $requests requests (8 s), counts over $stat_requests (4 s)"
+        echo "== perf: ${label[${id%_*}]} (${id#*_}, -c$conns): perf record over $requests requests (8 s), counts over $stat_requests (4 s)"
         awk -F, -v n="$stat_requests" '$1 ~ /^[0-9]+$/ && $1 > 0 {
             name = $3; sub(/^syscalls:sys_enter_/, "", name)
             line = line sprintf("%s %.2f  ", name, $1 / n)
@@ -564,10 +570,11 @@ print(f'  context switches per request (/proc): voluntary {(v1 - v0) / r:.2f}, i
         >"$out.callgraph.txt" 2>/dev/null || true
 }
 if [[ "$PERF" == 1 || ("$PERF" == auto && -x "$(command -v perf 2>/dev/null)") ]]; then
-    log "perf: profiling the gateway admin route and nginx (plain, -c32), 8 s + 4 s each"
-    if profile d_plain && profile b_plain; then
-        perf_ran=1
-    fi
+    log "perf: profiling $PERF_IDS at -c${PERF_CONNECTIONS// /, -c}, 8 s + 4 s each"
+    perf_ran=1
+    for conns in $PERF_CONNECTIONS; do
+        for id in $PERF_IDS; do profile "$id" "$conns" || perf_ran=0; done
+    done
 fi
 
 # --- logging.level info against warn --------------------------------------------------------
@@ -605,7 +612,7 @@ fi
     cat "$memory"
     if ((perf_ran)); then
         echo
-        cat "$work/perf-d_plain.summary.txt" "$work/perf-b_plain.summary.txt"
+        cat "$work"/perf-*.summary.txt
         echo "  (call graphs: $work/perf-*.callgraph.txt; the cpu-clock event cannot sample with"
         echo "  interrupts off, so time in irq-disabled kernel code shows up at the point they are"
         echo "  re-enabled: _raw_spin_unlock_irqrestore, finish_task_switch)"
