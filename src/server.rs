@@ -18,7 +18,7 @@ pub mod h1;
 mod hyper_conn;
 pub(crate) use framing::head_end;
 #[doc(hidden)]
-pub use framing::scan_in_pieces;
+pub use framing::{bodyless, scan_in_pieces};
 pub mod proxy_header;
 mod streams;
 pub(crate) mod workers;

@@ -3,9 +3,10 @@
 //! Input: one byte of options (response side: bit 0 answers a HEAD, bit 1 closes, bits 2–3
 //! the body's size kind, bits 4–7 pick the status), then a request head.
 //!
-//! Invariants: nothing panics. A head the reader serves is bodyless HTTP/1.1 in origin form
-//! without `Transfer-Encoding` or `Expect`, and written again from its parsed fields it is
-//! served the same. Response side, with the head's fields as the response's: the written
+//! Invariants: nothing panics. A head the reader serves is one the framing check
+//! (`server::framing`, hyper's requests' smuggling defence) finds unambiguous and bodyless, is
+//! bodyless HTTP/1.1 in origin form without `Transfer-Encoding` or `Expect`, and written again
+//! from its parsed fields it is served the same. Response side, with the head's fields as the response's: the written
 //! head is one complete, well-formed response head with the chosen status, and its framing
 //! fields say what the writer will send (`content-length: n` for a length of n,
 //! `transfer-encoding: chunked` alone for chunks, `connection: close` exactly when it closes).
@@ -13,6 +14,7 @@
 //! the same, but for their order and case.
 #![no_main]
 
+use arcp_gateway::server::bodyless;
 use arcp_gateway::server::h1::{accept, encode_head, BodySize, Framing, Parsed};
 use arcp_gateway::upstream::codec::parse_response;
 use bytes::BytesMut;
@@ -54,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut fields = HeaderMap::new();
     if let Some(parsed) = accept(head) {
+        assert!(bodyless(head), "served, but the framing check refuses it");
         let r = &parsed.request;
         assert_ne!(r.method(), http::Method::CONNECT);
         assert_eq!(r.version(), http::Version::HTTP_11);

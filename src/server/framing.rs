@@ -13,8 +13,10 @@
 //! It also tells the connection's [`Activity`] when a head's first byte arrives, so that the
 //! connection's supervisor bounds the time to complete a head without a timer per request.
 //!
-//! The gateway's own loop for bodyless requests (`server::h1`) serves a head only when
-//! [`bodyless`] finds it unambiguous; any other head goes to hyper, through this reader.
+//! The gateway's own loop for bodyless requests (`server::h1`) serves only heads that
+//! [`bodyless`] finds unambiguous (its parser takes the same facts in its own pass; a test and
+//! the `client_request` fuzz target hold it to this function); any other head goes to hyper,
+//! through this reader.
 //!
 //! What this does not do: parse HTTP/2 (after the preface it stands aside), or follow a
 //! connection past an `Upgrade`/`CONNECT` request (the bytes then belong to another protocol).
@@ -32,8 +34,9 @@ use super::activity::Activity;
 
 mod head;
 
+pub use head::bodyless;
 use head::examine;
-pub(crate) use head::{bodyless, head_end};
+pub(crate) use head::head_end;
 
 /// Longest head followed; hyper refuses longer ones itself (`max_buf_size`).
 const MAX_HEAD: usize = 64 * 1024;

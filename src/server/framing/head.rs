@@ -43,8 +43,8 @@ pub(crate) fn head_end(buf: &[u8], data: &[u8]) -> Option<usize> {
 }
 
 /// Whether one complete head is unambiguous, has no body and stays HTTP/1.1 after it (no
-/// `Upgrade`, no `CONNECT`, not the HTTP/2 preface): the requests `server::h1` serves.
-pub(crate) fn bodyless(head: &[u8]) -> bool {
+/// `Upgrade`, no `CONNECT`, not the HTTP/2 preface): every head `server::h1` serves is one.
+pub fn bodyless(head: &[u8]) -> bool {
     matches!(examine(head), Ok(State::Head(_)))
 }
 
