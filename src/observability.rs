@@ -76,12 +76,17 @@ impl LevelHandle {
 }
 
 /// The filter for `level`. WebSocket libraries log whole frames (tokens included) at trace
-/// level: they stay at info unless the directive names them explicitly. Audit events
-/// (target `audit`) are kept at info unless the directive names that target.
+/// level: they stay at info unless the directive names them explicitly. rustls warns about
+/// what a client sent (an IP address as SNI, an alert): a line per handshake that any client
+/// can cause, so it logs errors only unless the directive names it. Audit events (target
+/// `audit`) are kept at info unless the directive names that target.
 fn directive(level: &str) -> String {
     let mut d = level.to_owned();
     if !level.contains("tungstenite") {
         d.push_str(",tungstenite=info,tokio_tungstenite=info");
+    }
+    if !level.contains("rustls") {
+        d.push_str(",rustls=error");
     }
     if !level.contains("audit") {
         d.push_str(",audit=info");
@@ -224,4 +229,53 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::Layer;
+
+    use super::{directive, log_filter};
+
+    /// Counts the events that pass the filter below it.
+    struct Count(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Count {
+        fn on_event(&self, _: &tracing::Event<'_>, _: Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (rustls warnings, the gateway's warnings) that pass `logging.level: level`.
+    fn passed(level: &str) -> (usize, usize) {
+        let run = |emit: fn()| {
+            let n = Arc::new(AtomicUsize::new(0));
+            let filter = log_filter(&directive(level)).unwrap();
+            let subscriber = tracing_subscriber::registry()
+                .with(filter)
+                .with(Count(n.clone()));
+            tracing::subscriber::with_default(subscriber, emit);
+            n.load(Ordering::Relaxed)
+        };
+        (
+            run(|| {
+                tracing::warn!(target: "rustls::msgs::handshake", "Illegal SNI extension");
+            }),
+            run(|| tracing::warn!(target: "arcp_gateway::server", "a warning")),
+        )
+    }
+
+    /// A client can make rustls warn once per handshake (an IP address as SNI): those lines
+    /// stay out of the log at the default levels, unless the level names rustls.
+    #[test]
+    fn rustls_warnings_about_clients_are_not_logged_unless_asked_for() {
+        assert_eq!(passed("info"), (0, 1));
+        assert_eq!(passed("warn"), (0, 1));
+        assert_eq!(passed("warn,rustls=warn"), (1, 1));
+        assert_eq!(passed("error"), (0, 0));
+    }
 }
