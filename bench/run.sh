@@ -37,6 +37,8 @@
 #   BENCH_PERF_CONNECTIONS=32  connection counts to profile at ("32 128": both)
 #   BENCH_INFO_ROUND=1   0 skips the rounds comparing logging.level info (access log) with warn
 #   BENCH_HALF_RATE=1    0 skips the p99-at-half-saturation measurement
+#   BENCH_SAMPLE=0       1: during each half-rate run, sample the server CPU and the proxy's and
+#                        stub's threads every 25 ms (bench/sample_cpu.py; wrk/*.samples)
 #   BENCH_LOAD_CPU=0 BENCH_SERVER_CPU=1
 #   BENCH_BASELINE=path  another arcp-gateway binary (e.g. a build of the previous commit): it
 #                        runs as contender (g), the admin route, in the same interleaved rounds,
@@ -56,6 +58,7 @@ PERF_IDS="${BENCH_PERF_IDS:-d_plain b_plain}"
 PERF_CONNECTIONS="${BENCH_PERF_CONNECTIONS:-32}"
 INFO_ROUND="${BENCH_INFO_ROUND:-1}"
 HALF_RATE="${BENCH_HALF_RATE:-1}"
+SAMPLE="${BENCH_SAMPLE:-0}"
 LOAD_CPU="${BENCH_LOAD_CPU:-0}"
 SERVER_CPU="${BENCH_SERVER_CPU:-1}"
 BASELINE="${BENCH_BASELINE:-}"
@@ -275,11 +278,19 @@ measure() {
         [[ -n "${auth[$id]}" ]] && headers+=(-H "Authorization: ${auth[$id]}")
         [[ -n "${fp[$id]}" ]] && headers+=(-H "X-Client-Fingerprint: ${fp[$id]}")
         rm -f "$out.db"
+        local sampler=""
+        if [[ "$SAMPLE" == 1 ]]; then
+            taskset -c "$LOAD_CPU" python3 "$bench/sample_cpu.py" "$out.samples" 25 "$SERVER_CPU" $ppids $stub_workers &
+            sampler=$!
+            sleep 0.1
+        fi
+        date +%s.%N >"$out.started"
         taskset -c "$LOAD_CPU" oha --no-tui --output-format json --latency-correction --insecure \
             --db-url "$out.db" -c "$conc" -z "$dur" "$@" "${headers[@]}" "${url[$id]}" >"$out.json" 2>"$out.err" &
         load_pid=$!
         wait "$load_pid" || die "oha failed: $(cat "$out.err")"
         load_pid=""
+        [[ -z "$sampler" ]] || { kill "$sampler"; wait "$sampler" 2>/dev/null || true; }
         python3 - "$out.json" "$out.db" >"$out" <<'PY'
 import json, sqlite3, sys
 r = json.load(open(sys.argv[1]))
