@@ -280,7 +280,7 @@ measure() {
         rm -f "$out.db"
         local sampler=""
         if [[ "$SAMPLE" == 1 ]]; then
-            taskset -c "$LOAD_CPU" python3 "$bench/sample_cpu.py" "$out.samples" 25 "$SERVER_CPU" $ppids $stub_workers &
+            taskset -c "$LOAD_CPU" python3 "$bench/sample_cpu.py" "$out.samples" 25 "$SERVER_CPU" $ppids -- $stub_workers &
             sampler=$!
             sleep 0.1
         fi
