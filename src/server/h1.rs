@@ -44,7 +44,11 @@ pub struct Parsed {
 /// The request `head` (one complete request head, up to and including its empty line) is,
 /// if this module serves it (see [`parse_request`]). `None` leaves it to hyper.
 pub fn accept(head: &[u8]) -> Option<Parsed> {
-    parse_request(&Bytes::copy_from_slice(head))
+    let parsed = parse_request(&Bytes::copy_from_slice(head));
+    // Debug builds (every test) hold each head served here to the framing check itself: a
+    // parser that became more lenient (an httparse upgrade, a setting) fails loudly.
+    debug_assert!(parsed.is_none() || super::framing::bodyless(head));
+    parsed
 }
 
 /// Parses `head` (one complete request head, up to and including its empty line) into a
