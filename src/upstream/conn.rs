@@ -238,9 +238,11 @@ async fn run(
     mut writer: Writer,
     head_request: bool,
 ) -> Result<Answer, ExchangeError> {
-    // A head can only be complete once a blank line has arrived: the head is parsed only
-    // then, not again for every piece of a head that trickles in.
+    // A head can only be complete once a blank line has arrived: after a first try on the
+    // first bytes read (where a whole head usually is: no search before it), the head is
+    // parsed only then, not again for every piece of a head that trickles in.
     let mut searched = 0;
+    let mut tried = false;
     let answer = std::future::poll_fn(|cx| {
         if !writer.done && writer.failed.is_none() {
             match writer.poll_conn(cx, conn) {
@@ -254,7 +256,9 @@ async fn run(
             }
         }
         loop {
-            if blank_line(&conn.read, searched) {
+            let first = !tried && !conn.read.is_empty();
+            if first || blank_line(&conn.read, searched) {
+                tried = true;
                 let before = conn.read.len();
                 match codec::parse_response(&mut conn.read, head_request) {
                     Ok(Some(head)) => return Poll::Ready(Ok(head)),

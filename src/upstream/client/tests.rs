@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 
 use super::*;
 
+mod pieces;
+
 /// What the test server answers: `close` ends the connection after the response.
 #[derive(Clone, Copy)]
 enum Mode {
