@@ -6,10 +6,11 @@
 //! Invariants: nothing panics. A head the reader serves is one the framing check
 //! (`server::framing`, hyper's requests' smuggling defence) finds unambiguous and bodyless, is
 //! bodyless HTTP/1.1 in origin form without `Transfer-Encoding` or `Expect`, and written again
-//! from its parsed fields it is served the same. Response side, with the head's fields as the response's: the written
-//! head is one complete, well-formed response head with the chosen status, and its framing
-//! fields say what the writer will send (`content-length: n` for a length of n,
-//! `transfer-encoding: chunked` alone for chunks, `connection: close` exactly when it closes).
+//! from its parsed fields it is served the same. Response side, with the head's fields as the
+//! response's: the written head is one complete, well-formed response head with the chosen
+//! status, and its framing fields say what the writer will send (`content-length: n` for a
+//! length of n, `transfer-encoding: chunked` alone for chunks, `connection: close` exactly
+//! when it closes).
 //! The same fields brought as an upstream response's (`upstream::codec::Fields`) are written
 //! the same, but for their order and case.
 #![no_main]
