@@ -35,6 +35,7 @@ cleanup() {
     local status=$? pid
     trap - EXIT INT TERM
     [[ -n "$load_pid" ]] && kill -TERM "$load_pid" 2>/dev/null || true
+    [[ -n "${sampler_pid:-}" ]] && kill -TERM "$sampler_pid" 2>/dev/null || true
     for pid in "${pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done

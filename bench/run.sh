@@ -261,6 +261,7 @@ cpu_ticks() { # pids... -> utime+stime summed
 # [extra load-generator arguments]; $load_tool is wrk unless set (oha or wrk2 for the half
 # rate).
 load_tool=wrk
+sampler_pid=""
 measure() {
     local section="$1" round="$2" id="$3" conc="$4" dur="$5"
     shift 5
@@ -278,10 +279,9 @@ measure() {
         [[ -n "${auth[$id]}" ]] && headers+=(-H "Authorization: ${auth[$id]}")
         [[ -n "${fp[$id]}" ]] && headers+=(-H "X-Client-Fingerprint: ${fp[$id]}")
         rm -f "$out.db"
-        local sampler=""
         if [[ "$SAMPLE" == 1 ]]; then
             taskset -c "$LOAD_CPU" python3 "$bench/sample_cpu.py" "$out.samples" 25 "$SERVER_CPU" $ppids -- $stub_workers &
-            sampler=$!
+            sampler_pid=$!
             sleep 0.1
         fi
         date +%s.%N >"$out.started"
@@ -290,7 +290,11 @@ measure() {
         load_pid=$!
         wait "$load_pid" || die "oha failed: $(cat "$out.err")"
         load_pid=""
-        [[ -z "$sampler" ]] || { kill "$sampler"; wait "$sampler" 2>/dev/null || true; }
+        if [[ -n "$sampler_pid" ]]; then
+            kill "$sampler_pid"
+            wait "$sampler_pid" 2>/dev/null || true
+            sampler_pid=""
+        fi
         python3 - "$out.json" "$out.db" >"$out" <<'PY'
 import json, sqlite3, sys
 r = json.load(open(sys.argv[1]))
@@ -582,9 +586,11 @@ print(f'  context switches per request (/proc): voluntary {(v1 - v0) / r:.2f}, i
 }
 if [[ "$PERF" == 1 || ("$PERF" == auto && -x "$(command -v perf 2>/dev/null)") ]]; then
     log "perf: profiling $PERF_IDS at -c${PERF_CONNECTIONS// /, -c}, 8 s + 4 s each"
-    perf_ran=1
     for conns in $PERF_CONNECTIONS; do
-        for id in $PERF_IDS; do profile "$id" "$conns" || perf_ran=0; done
+        for id in $PERF_IDS; do
+            # The report shows the profiles that worked.
+            if profile "$id" "$conns"; then perf_ran=1; fi
+        done
     done
 fi
 
