@@ -242,7 +242,6 @@ async fn run(
     // first bytes read (where a whole head usually is: no search before it), the head is
     // parsed only then, not again for every piece of a head that trickles in.
     let mut searched = 0;
-    let mut tried = false;
     let answer = std::future::poll_fn(|cx| {
         if !writer.done && writer.failed.is_none() {
             match writer.poll_conn(cx, conn) {
@@ -256,9 +255,9 @@ async fn run(
             }
         }
         loop {
-            let first = !tried && !conn.read.is_empty();
+            // Nothing searched yet: the first bytes of a head, tried as they are.
+            let first = searched == 0 && !conn.read.is_empty();
             if first || blank_line(&conn.read, searched) {
-                tried = true;
                 let before = conn.read.len();
                 match codec::parse_response(&mut conn.read, head_request) {
                     Ok(Some(head)) => return Poll::Ready(Ok(head)),
