@@ -48,7 +48,7 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    log "stopped (results in ${work:-nowhere yet})"
+    log "stopped${work:+ (results in $work)}"
     exit "$status"
 }
 trap cleanup EXIT
@@ -62,4 +62,27 @@ start_server() {
     taskset -c "$SERVER_CPU" "$@" >"$work/$name.log" 2>&1 &
     last_pid=$!
     pids+=("$last_pid")
+}
+
+# Builds the gateway under test the way the container image does and sets $gateway_bin:
+# profile-guided (scripts/pgo-build.sh: instrumented build, bench/train.sh, optimised build;
+# ~12 minutes on two cores), or with BENCH_PGO=0 a plain release build (~4 minutes).
+# $built_from says which commit, and how.
+build_gateway() {
+    if [[ "${BENCH_PGO:-1}" == 1 ]]; then
+        log "building arcp-gateway (release, profile-guided: scripts/pgo-build.sh)"
+        need nginx wrk curl
+        "$root/scripts/pgo-build.sh" "$root/target/pgo/arcp-gateway"
+        gateway_bin="$root/target/pgo/arcp-gateway"
+        build_kind="profile-guided"
+    else
+        log "building arcp-gateway (release, no profile: BENCH_PGO=0)"
+        cargo build --release -j2 --bin arcp-gateway >&2
+        gateway_bin="$root/target/release/arcp-gateway"
+        build_kind="no profile"
+    fi
+    built_from="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
+        built_from="$built_from + uncommitted changes in src/ or Cargo.*"
+    built_from="$built_from ($build_kind)"
 }

@@ -27,7 +27,10 @@
 # total divided by the requests wrk completed is the figure. The gateway's admin-route dump
 # is summarised by bench/callgrind_summary.py: instructions per request by crate and function.
 #
-# Environment: BENCH_IR_DURATION=5s, BENCH_BASELINE=path (another arcp-gateway binary),
+# The gateway is built as the container image builds it: profile-guided, or plain with
+# BENCH_PGO=0 (see bench/common.sh, build_gateway).
+#
+# Environment: BENCH_IR_DURATION=5s, BENCH_PGO=1, BENCH_BASELINE=path (another arcp-gateway binary),
 # BENCH_LOAD_CPU=0 BENCH_SERVER_CPU=1.
 set -euo pipefail
 shopt -s nullglob
@@ -44,11 +47,7 @@ BASELINE="${BENCH_BASELINE:-}"
 source "$bench/common.sh"
 
 need nginx haproxy wrk valgrind
-log "building the release binary"
-cargo build --release -j2 --bin arcp-gateway >&2
-gateway_bin="$root/target/release/arcp-gateway"
-built_from="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || built_from="$built_from + uncommitted changes"
+build_gateway
 
 work="$root/target/bench/ir-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$work/tls" "$work/wrk" "$work/stub-tmp" "$work/proxy-tmp"

@@ -5,7 +5,8 @@
 #
 # What it does (the method that holds on noisy 2-core machines):
 #   * installs nginx, haproxy and wrk with apt-get if missing (needs root), builds the release
-#     binary (cargo build --release -j2 --bin arcp-gateway);
+#     binary as the container image does: profile-guided (scripts/pgo-build.sh), or plain
+#     (cargo build --release -j2) with BENCH_PGO=0;
 #   * starts a stub upstream (nginx, one worker) answering bench/stub-body.json (~600 bytes of
 #     JSON) on every path, and ARCP's login answer on /auth/login;
 #   * starts the contenders, each with a plain-HTTP and a TLS front (nginx and HAProxy use a
@@ -40,6 +41,7 @@
 #   BENCH_SAMPLE=0       1: during each half-rate run, sample the server CPU and the proxy's and
 #                        stub's threads every 25 ms (bench/sample_cpu.py; wrk/*.samples)
 #   BENCH_LOAD_CPU=0 BENCH_SERVER_CPU=1
+#   BENCH_PGO=1          0: a plain release build (no profile), ~8 minutes less
 #   BENCH_BASELINE=path  another arcp-gateway binary (e.g. a build of the previous commit): it
 #                        runs as contender (g), the admin route, in the same interleaved rounds,
 #                        so a change's before/after CPU µs/request comes from one run
@@ -78,12 +80,7 @@ ncpu=$(nproc)
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 clk_tck=$(getconf CLK_TCK)
 
-log "building arcp-gateway (release)"
-cargo build --release -j2 --bin arcp-gateway >&2
-gateway_bin="$root/target/release/arcp-gateway"
-built_from="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
-    built_from="$built_from + uncommitted changes in src/ or Cargo.*"
+build_gateway
 
 # --- work directory, ports, secrets, certificates ---------------------------------------
 work="$root/target/bench/$(date +%Y%m%d-%H%M%S)"

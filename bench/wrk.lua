@@ -1,4 +1,5 @@
--- wrk script for bench/run.sh: optional credential headers from the environment, and one
+-- wrk script for bench/run.sh and bench/train.sh: optional credential headers from the
+-- environment (and `Connection: close`, a new connection per request, with BENCH_CLOSE=1), and one
 -- machine-readable result line (latencies in microseconds) for run.sh to parse.
 local auth = os.getenv("BENCH_AUTHORIZATION")
 local fingerprint = os.getenv("BENCH_FINGERPRINT")
@@ -7,6 +8,9 @@ if auth ~= nil and auth ~= "" then
 end
 if fingerprint ~= nil and fingerprint ~= "" then
   wrk.headers["X-Client-Fingerprint"] = fingerprint
+end
+if os.getenv("BENCH_CLOSE") == "1" then
+  wrk.headers["Connection"] = "close"
 end
 
 function done(summary, latency, requests)

