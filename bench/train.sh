@@ -9,8 +9,10 @@
 # The load, over plain HTTP and TLS, 32 connections, wrk for BENCH_TRAIN_DURATION (3s) each:
 # the admin route (gateway token and fingerprint, credentials swapped), the agent route
 # (an upstream HS256 token verified), the public route; then for a second each, a new
-# connection per request (TLS handshakes) and refusals (no token, a wrong fingerprint). Every request must get the status it should; anything else fails the run, so a
-# profile is never made from a load of errors. Binds 127.0.0.1 only; stops what it starts.
+# connection per request (TLS handshakes) and refusals (no token, a wrong fingerprint). Every
+# request must get the status class it should (2xx, or 4xx and a sample of the exact status)
+# and no socket error; anything else fails the run, so a profile is never made from a load of
+# errors. Binds 127.0.0.1 only; stops what it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -36,7 +38,10 @@ export BENCH_ARCP_ADMIN_PASSWORD="train-admin-$(hex 8)"
 export BENCH_GATEWAY_SIGNING_SECRET="train-signing-$(hex 24)"
 user_password="train-user-$(hex 8)"
 fingerprint="train-$(hex 8)-laptop"
-password_hash=$(printf '%s' "$user_password" | "$gateway_bin" hash-password)
+# An instrumented binary writes its counts wherever it runs: hashing the password (argon2id)
+# is not part of the load, so its counts go elsewhere.
+password_hash=$(printf '%s' "$user_password" |
+    LLVM_PROFILE_FILE="$work/hash-password.profraw" "$gateway_bin" hash-password)
 body=$(tr -d '\n' <"$bench/stub-body.json")
 export WORK="$work" BODY="$body" STUB_PORT GW_PLAIN_PORT GW_TLS_PORT PASSWORD_HASH="$password_hash" \
     LOG_LEVEL=warn
@@ -45,7 +50,8 @@ python3 "$bench/render.py" "$bench/gateway.yaml.in" "$work/gateway.yaml" \
     WORK STUB_PORT GW_PLAIN_PORT GW_TLS_PORT PASSWORD_HASH LOG_LEVEL
 
 nginx -e "$work/stub-nginx.error.log" -c "$work/stub-nginx.conf" >"$work/stub.log" 2>&1 &
-pids+=($!)
+stub_pid=$!
+pids+=("$stub_pid")
 "$gateway_bin" run --config "$work/gateway.yaml" >"$work/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=("$gateway_pid")
@@ -76,11 +82,14 @@ load() {
     local status="$1" url="$2" out
     out=$(BENCH_AUTHORIZATION="${3:-}" BENCH_FINGERPRINT="${4:-}" BENCH_CLOSE="$close" \
         wrk -t1 -c32 -d"$duration" -s "$bench/wrk.lua" "$url" 2>&1) || die "wrk failed: $out"
-    local line requests non2xx
+    local line requests non2xx errors
     line=$(grep '^BENCH_RESULT' <<<"$out") || die "no result from wrk: $out"
-    requests=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<<"$line")
-    non2xx=$(sed 's/.* non2xx=\([0-9]*\).*/\1/' <<<"$line")
+    field() { sed "s/.* $1=\([0-9]*\).*/\1/" <<<"$line"; }
+    requests=$(field requests)
+    non2xx=$(field non2xx)
+    errors=$(($(field connect) + $(field read) + $(field write) + $(field timeout)))
     ((requests > 0)) || die "no requests completed on $url"
+    ((errors == 0)) || die "$errors socket errors (connect, read, write, timeout) on $url: $line"
     if [[ "$status" == 200 ]]; then
         ((non2xx == 0)) || die "$non2xx of $requests requests to $url were not answered 2xx"
     else
@@ -109,10 +118,16 @@ for front in "${fronts[@]}"; do
     load 401 "$front/agents/stats" "Bearer $token" "another-laptop"
 done
 
-# The profile is written when the process exits: a clean stop, not a kill.
+# The profile is written when the process exits: a clean stop, not a kill, within a minute.
 kill -TERM "$gateway_pid"
+for _ in $(seq 1 600); do
+    kill -0 "$gateway_pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -0 "$gateway_pid" 2>/dev/null && die "the gateway did not stop within 60 s of SIGTERM (logs in $work)"
 status=0
 wait "$gateway_pid" || status=$?
+pids=("$stub_pid")
 ((status == 0)) || die "the gateway exited with $status on SIGTERM (logs in $work)"
 rm -rf "$work"
 work=""

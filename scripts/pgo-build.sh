@@ -19,11 +19,15 @@ root=$(pwd)
 out="${1:-$root/target/pgo/arcp-gateway}"
 jobs="${CARGO_BUILD_JOBS:-$(nproc)}"
 say() { echo "pgo-build: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+# The flags below are the build's: a caller's encoded flags would replace them, and a profile
+# file name would send the counts elsewhere.
+unset CARGO_ENCODED_RUSTFLAGS LLVM_PROFILE_FILE
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 if [[ ! -x "$profdata" ]]; then
-    command -v rustup >/dev/null || { say "error: no $profdata and no rustup to add llvm-tools"; exit 1; }
+    command -v rustup >/dev/null || die "no $profdata and no rustup to add llvm-tools"
     say "adding rustup's llvm-tools component (llvm-profdata)"
     rustup component add llvm-tools >&2
 fi
@@ -40,9 +44,13 @@ say "2/4 training load"
 "$root/bench/train.sh" "$dir/gen/$host/release/arcp-gateway"
 shopt -s nullglob
 raw=("$profiles"/*.profraw)
-((${#raw[@]})) || { say "error: the training run wrote no profile"; exit 1; }
+((${#raw[@]})) || die "the training run wrote no profile"
 say "3/4 merging ${#raw[@]} profile(s)"
 "$profdata" merge -o "$dir/merged.profdata" "${raw[@]}"
+# The profile must be the gateway's serving requests: its own loop's request parser ran.
+"$profdata" show --counts --function=6server2h113parse_request "$dir/merged.profdata" |
+    grep -Eq 'Block counts: \[[^]]*[1-9]' ||
+    die "the profile has no counts for server::h1::parse_request: not a profile of requests served"
 say "4/4 optimised build"
 # From scratch: cargo tracks the flags, not the profile they name.
 rm -rf "$dir/use"

