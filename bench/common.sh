@@ -66,7 +66,8 @@ start_server() {
 
 # Builds the gateway under test the way the container image does and sets $gateway_bin:
 # profile-guided (scripts/pgo-build.sh: instrumented build, bench/train.sh, optimised build;
-# ~12 minutes on two cores), or with BENCH_PGO=0 a plain release build (~4 minutes).
+# on two cores ~10 minutes when only the crate changed), or with BENCH_PGO=0 a plain release
+# build (~4 minutes).
 # $built_from says which commit, and how.
 build_gateway() {
     if [[ "${BENCH_PGO:-1}" == 1 ]]; then

@@ -41,7 +41,7 @@
 #   BENCH_SAMPLE=0       1: during each half-rate run, sample the server CPU and the proxy's and
 #                        stub's threads every 25 ms (bench/sample_cpu.py; wrk/*.samples)
 #   BENCH_LOAD_CPU=0 BENCH_SERVER_CPU=1
-#   BENCH_PGO=1          0: a plain release build (no profile), ~8 minutes less
+#   BENCH_PGO=1          0: a plain release build (no profile), ~6 minutes less
 #   BENCH_BASELINE=path  another arcp-gateway binary (e.g. a build of the previous commit): it
 #                        runs as contender (g), the admin route, in the same interleaved rounds,
 #                        so a change's before/after CPU µs/request comes from one run

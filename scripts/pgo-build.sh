@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Profile-guided release build of arcp-gateway (what the container image ships):
 #
-#   scripts/pgo-build.sh [OUT]     # OUT defaults to target/pgo/arcp-gateway; ~12 min on 2 cores
+#   scripts/pgo-build.sh [OUT]   # OUT: target/pgo/arcp-gateway; 2 cores: ~10 min, ~15 from nothing
 #
 # 1. builds the release binary instrumented (-Cprofile-generate),
 # 2. runs it under bench/train.sh (the bench's routes over plain HTTP and TLS; needs nginx,
